@@ -1,0 +1,136 @@
+"""Command line: `supervisor check | sample | replay`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from supervisor import __version__
+from supervisor.errors import PolicyError, TraceError
+from supervisor.policy import load_policies, load_policy
+from supervisor.redis_probe import RedisProbe
+from supervisor.replay import read_trace, replay
+
+log = logging.getLogger("supervisor")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        policies = load_policies(args.policies)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    for policy in policies:
+        print(f"ok: {policy.name} (target {policy.target.describe()}, "
+              f"queues {', '.join(policy.broker.queues)})")
+    return EXIT_OK
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    probe = RedisProbe(policy.broker)
+    try:
+        sample = probe.sample()
+    finally:
+        probe.close()
+    print(json.dumps({"policy": policy.name, **sample.to_json()}))
+    if not sample.ok:
+        log.error("%s: sample failed: %s", policy.name, sample.error)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    source = "<stdin>" if args.trace == "-" else args.trace
+    stream: TextIO
+    try:
+        stream = sys.stdin if args.trace == "-" else open(args.trace, newline="")  # noqa: SIM115
+    except OSError as exc:
+        print(f"{source}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
+    counts = {"samples": 0, "failed": 0, "restart": 0, "escalate": 0}
+    try:
+        for step in replay(policy, read_trace(stream, source)):
+            counts["samples"] += 1
+            counts["failed"] += not step.sample.ok
+            d = step.decision
+            log.debug(
+                "t=%g depth=%s %s: %s%s", step.sample.t, step.sample.depth,
+                d.diagnosis.verdict.value, d.diagnosis.reason,
+                f" [{d.ruling.gate.value}: {d.ruling.reason}]" if d.ruling else "",
+            )
+            for action in d.actions:
+                counts[action.kind.value] += 1
+                log.info("t=%g %s: %s", action.t, action.kind.value, action.reason)
+                print(json.dumps(action.to_json()), flush=True)
+    except TraceError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    log.info(
+        "%s: replayed %d samples (%d failed): %d restarts, %d escalations",
+        policy.name, counts["samples"], counts["failed"], counts["restart"], counts["escalate"],
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supervisor",
+        description="Restart a Celery worker whose Redis queue is over threshold and growing.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate policy files; exit 0, or 2 with the problems")
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("sample", help="sample a policy's queues once and print JSON")
+    p.add_argument("policy", type=Path, metavar="POLICY_FILE")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("replay", help="run the engine over a recorded CSV trace")
+    p.add_argument("policy", type=Path, metavar="POLICY_FILE")
+    p.add_argument("trace", metavar="TRACE", help="CSV file with t,depth[,processed], or -")
+    p.set_defaults(func=cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    code: int = args.func(args)
+    return code

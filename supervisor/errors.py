@@ -1,0 +1,21 @@
+"""The project's exceptions: everything the supervisor raises on purpose derives from one root."""
+
+
+class SupervisorError(Exception):
+    """Root of every error the supervisor raises deliberately."""
+
+
+class PolicyError(SupervisorError):
+    """A policy file is unreadable or invalid; `problems` lists one message per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class TraceError(SupervisorError):
+    """A replay trace is malformed; the message names the file and line."""
+
+
+class ProbeError(SupervisorError):
+    """Redis could not be sampled."""

@@ -1,0 +1,284 @@
+"""Policy files (`policies/*.toml`): one supervised worker each, validated before anything starts.
+
+The format is a public contract documented in the README; every key is checked here and an
+unknown or ill-typed one is refused with a message naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from supervisor.durations import format_duration, parse_duration
+from supervisor.errors import PolicyError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Broker(_Section):
+    url: str
+    queues: list[str] = Field(default_factory=lambda: ["celery"])
+    key_prefix: str = ""
+    priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])
+    priority_separator: str = "\x06\x16"
+    timeout: Duration = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"must be a redis://, rediss:// or unix:// URL, got {redact_url(url)!r}"
+            )
+        return url
+
+    @field_validator("queues")
+    @classmethod
+    def _queues(cls, queues: list[str]) -> list[str]:
+        if not queues:
+            raise ValueError("must name at least one queue")
+        if any(not q for q in queues):
+            raise ValueError("queue names must not be empty")
+        if len(set(queues)) != len(queues):
+            raise ValueError("queue names must be unique")
+        return queues
+
+    @field_validator("priority_steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps or any(s < 0 for s in steps) or len(set(steps)) != len(steps):
+            raise ValueError("must be a non-empty list of distinct non-negative integers")
+        return steps
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    def redis_keys(self, queue: str) -> list[str]:
+        """kombu's list keys for one queue: bare name for step 0, `name+sep+step` for the rest."""
+        return [
+            self.key_prefix + (queue if step == 0 else f"{queue}{self.priority_separator}{step}")
+            for step in self.priority_steps
+        ]
+
+    @property
+    def unacked_key(self) -> str:
+        return self.key_prefix + "unacked"
+
+    @property
+    def unacked_index_key(self) -> str:
+        return self.key_prefix + "unacked_index"
+
+
+class Target(_Section):
+    container: str | None = None
+    compose_project: str | None = None
+    compose_service: str | None = None
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_find_it(self) -> Self:
+        by_labels = self.compose_project is not None or self.compose_service is not None
+        if self.container is not None and by_labels:
+            raise ValueError("give either container or compose_project + compose_service, not both")
+        if self.container is None and not by_labels:
+            raise ValueError("needs container, or compose_project + compose_service")
+        if by_labels and (not self.compose_project or not self.compose_service):
+            raise ValueError("compose_project and compose_service go together")
+        if self.container == "":
+            raise ValueError("container must not be empty")
+        return self
+
+    def describe(self) -> str:
+        if self.container is not None:
+            return self.container
+        return f"{self.compose_project}/{self.compose_service}"
+
+
+class Detect(_Section):
+    interval: Duration = 10.0
+    window: Duration = 300.0
+    threshold: int = Field(default=100, ge=0)
+    max_gap: Duration | None = None
+    require_no_progress: bool = True
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.interval <= 0:
+            raise ValueError("interval must be greater than 0")
+        if self.window < self.interval:
+            raise ValueError(
+                f"window ({format_duration(self.window)}) must be at least "
+                f"interval ({format_duration(self.interval)})"
+            )
+        if self.max_gap is not None and self.max_gap < self.interval:
+            raise ValueError(
+                f"max_gap ({format_duration(self.max_gap)}) must be at least "
+                f"interval ({format_duration(self.interval)})"
+            )
+        return self
+
+    @property
+    def effective_max_gap(self) -> float:
+        return self.max_gap if self.max_gap is not None else 3 * self.interval
+
+
+class Restart(_Section):
+    method: Literal["cold", "restart"] = "cold"
+    cooldown: Duration = 600.0
+    backoff_initial: Duration = 600.0
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max: Duration = 3600.0
+    reset_after: Duration | None = None
+    max_restarts: int = Field(default=3, ge=0)
+    budget_window: Duration = 7200.0
+    stop_timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(
+                f"backoff_max ({format_duration(self.backoff_max)}) must be at least "
+                f"backoff_initial ({format_duration(self.backoff_initial)})"
+            )
+        if self.budget_window <= 0:
+            raise ValueError("budget_window must be greater than 0")
+        if self.reset_after is not None and self.reset_after <= 0:
+            raise ValueError("reset_after must be greater than 0")
+        return self
+
+    @property
+    def effective_reset_after(self) -> float:
+        return self.reset_after if self.reset_after is not None else 2 * self.backoff_max
+
+    def wait_after(self, streak: int) -> float:
+        """Least time after the streak-th restart of a streak before the next one may happen."""
+        backoff = self.backoff_initial * self.backoff_factor ** (streak - 1)
+        return max(self.cooldown, min(backoff, self.backoff_max))
+
+
+class Policy(_Section):
+    name: str
+    broker: Broker
+    target: Target
+    detect: Detect = Field(default_factory=Detect)
+    restart: Restart = Field(default_factory=Restart)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                "must be 1-64 characters of letters, digits, '_', '.', '-', starting with a "
+                f"letter or digit, got {name!r}"
+            )
+        return name
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe for logs and audit records."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _describe_error(err: Any) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        msg = f"{msg} (got {err['input']!r})"
+    return f"{key}: {msg}"
+
+
+def parse_policy(data: dict[str, Any], source: str) -> Policy:
+    """Validate an already-parsed TOML document; errors name `source` and each faulty key."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError([f"{source}: {_describe_error(e)}" for e in exc.errors()]) from None
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError([f"{path}: invalid TOML: {exc}"]) from None
+    return parse_policy(data, str(path))
+
+
+def policy_files(paths: list[Path]) -> list[Path]:
+    """Expand directories to their `*.toml` files, in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise PolicyError([f"{path}: directory holds no *.toml policy file"])
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def load_policies(paths: list[Path]) -> list[Policy]:
+    """Load every file (directories expanded); report all problems at once, or return all."""
+    problems: list[str] = []
+    loaded: list[tuple[Path, Policy]] = []
+    try:
+        files = policy_files(paths)
+    except PolicyError as exc:
+        raise PolicyError(exc.problems) from None
+    for path in files:
+        try:
+            loaded.append((path, load_policy(path)))
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+    seen: dict[str, Path] = {}
+    for path, policy in loaded:
+        if policy.name in seen:
+            problems.append(f"{path}: name: {policy.name!r} is already used by {seen[policy.name]}")
+        else:
+            seen[policy.name] = path
+    if problems:
+        raise PolicyError(problems)
+    return [p for _, p in loaded]
