@@ -1,0 +1,154 @@
+from pathlib import Path
+
+import pytest
+
+from supervisor.cli import main
+from supervisor.errors import PolicyError
+from supervisor.policy import load_policies, load_policy, parse_policy, redact_url
+
+from .helpers import policy_dict
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "policies" / "dify-worker.toml"
+
+VALID = """
+name = "w"
+[broker]
+url = "redis://localhost:6379/0"
+[target]
+container = "c"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    return info.value.problems
+
+
+def test_shipped_policy_matches_the_chapter() -> None:
+    policy = load_policy(SHIPPED)
+    assert policy.name == "dify-worker"
+    assert policy.broker.url == "redis://iti-redis:6379/0"
+    assert policy.broker.queues == ["celery"]
+    assert policy.target.container == "iti-dify-worker"
+    assert policy.detect.threshold == 100
+    assert (policy.detect.interval, policy.detect.window, policy.detect.max_gap) == (10, 300, 30)
+    assert policy.restart.cooldown == 600
+    assert policy.restart.max_restarts == 3
+    assert policy.restart.budget_window == 7200
+
+
+def test_defaults_fill_what_a_minimal_file_leaves_out(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, VALID))
+    assert policy.broker.queues == ["celery"]
+    assert policy.broker.priority_steps == [0, 3, 6, 9]
+    assert policy.broker.priority_separator == "\x06\x16"
+    assert policy.detect.effective_max_gap == 3 * policy.detect.interval
+    assert policy.restart.effective_reset_after == 2 * policy.restart.backoff_max
+    assert policy.restart.method == "cold"
+
+
+def test_kombu_keys_for_priorities_and_prefix() -> None:
+    policy = parse_policy(
+        policy_dict(broker={"key_prefix": "dify:", "priority_steps": [0, 5]}), "x"
+    )
+    assert policy.broker.redis_keys("mail") == ["dify:mail", "dify:mail\x06\x165"]
+    assert policy.broker.unacked_key == "dify:unacked"
+    assert policy.broker.unacked_index_key == "dify:unacked_index"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("bogus = 1\n" + VALID, "bogus", "unknown key"),
+        (VALID.replace('container = "c"', 'container = "c"\ncolour = "red"'), "target.colour",
+         "unknown key"),
+        (VALID + "[detect]\nthreshold = -1\n", "detect.threshold", "greater than or equal to 0"),
+        (VALID + '[detect]\nthreshold = "100"\n', "detect.threshold", "valid integer"),
+        (VALID + "[detect]\nthreshold = 1.5\n", "detect.threshold", "valid integer"),
+        (VALID + '[restart]\ncooldown = "-5m"\n', "restart.cooldown", "negative"),
+        (VALID + "[restart]\ncooldown = -1\n", "restart.cooldown", "negative"),
+        (VALID + '[restart]\ncooldown = "soon"\n', "restart.cooldown", "invalid duration"),
+        (VALID + '[detect]\ninterval = "10s"\nwindow = "5s"\n', "detect",
+         "window (5s) must be at least interval (10s)"),
+        (VALID + '[detect]\ninterval = "10s"\nmax_gap = "5s"\n', "detect", "max_gap"),
+        (VALID + "[detect]\ninterval = 0\n", "detect", "interval must be greater than 0"),
+        (VALID.replace('[target]', 'queues = []\n[target]'), "broker.queues",
+         "at least one queue"),
+        (VALID + "[restart]\nbackoff_factor = 0.5\n", "restart.backoff_factor", "greater than"),
+        (VALID + '[restart]\nmethod = "reboot"\n', "restart.method", "cold"),
+        (VALID + '[restart]\nbackoff_initial = "2h"\n', "restart", "backoff_max"),
+        (VALID.replace("redis://", "http://"), "broker.url", "redis://"),
+        (VALID.replace('name = "w"', 'name = "a b"'), "name", "letters, digits"),
+        (VALID.replace('name = "w"\n', ""), "name", "required key is missing"),
+        (VALID.replace('container = "c"', ""), "target", "needs container"),
+        (VALID.replace('container = "c"', 'container = "c"\ncompose_project = "p"'), "target",
+         "not both"),
+        (VALID.replace('container = "c"', 'compose_project = "p"'), "target", "go together"),
+    ],
+)
+def test_bad_files_are_refused_naming_file_and_key(
+    tmp_path: Path, text: str, key: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert any(p.startswith(f"{path}: {key}: ") and words in p for p in problems), problems
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "[detect\nthreshold = 1\n")
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}: invalid TOML:")
+    assert "line 7" in problem
+
+
+def test_missing_file_is_a_policy_error(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path / "nope.toml")
+    assert "nope.toml: cannot read" in problem
+
+
+def test_compose_labels_are_an_alternative_target(tmp_path: Path) -> None:
+    text = VALID.replace('container = "c"', 'compose_project = "iti"\ncompose_service = "worker"')
+    policy = load_policy(write(tmp_path, text))
+    assert (policy.target.compose_project, policy.target.compose_service) == ("iti", "worker")
+
+
+def test_password_never_appears_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("redis://localhost", "http://u:hunter2@localhost"))
+    problems = problems_of(path)
+    assert "hunter2" not in "\n".join(problems)
+    assert redact_url("redis://u:hunter2@h:1/0") == "redis://u:***@h:1/0"
+    assert redact_url("redis://:hunter2@h/0") == "redis://:***@h/0"
+    assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_all_problems_of_all_files_are_reported_and_names_are_unique(tmp_path: Path) -> None:
+    write(tmp_path, VALID, "a.toml")
+    write(tmp_path, VALID, "b.toml")
+    write(tmp_path, "oops = 1\n" + VALID, "c.toml")
+    with pytest.raises(PolicyError) as info:
+        load_policies([tmp_path])
+    text = "\n".join(info.value.problems)
+    assert "c.toml: oops: unknown key" in text
+    assert "b.toml: name: 'w' is already used by" in text
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(SHIPPED)]) == 0
+    assert "ok: dify-worker" in capsys.readouterr().out
+    bad = write(tmp_path, VALID + "[detect]\nthreshold = -3\n")
+    assert main(["check", str(SHIPPED), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: detect.threshold:" in err
+    assert main(["check", str(tmp_path / "empty-dir-is-not-here")]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["check", str(empty)]) == 2
+    assert "holds no *.toml" in capsys.readouterr().err

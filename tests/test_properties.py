@@ -1,0 +1,180 @@
+"""Invariants of the engine over generated traces (hypothesis)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from supervisor import engine
+from supervisor.detector import RunState, Verdict, observe
+from supervisor.engine import ActionKind, EngineState
+from supervisor.policy import Detect, Policy
+from supervisor.sample import Sample
+
+from .helpers import make_policy
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Row:
+    dt: float
+    depth: int | None
+    processed: int | None
+
+
+rows = st.lists(
+    st.builds(
+        Row,
+        dt=st.sampled_from([0.5, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0]),
+        depth=st.one_of(st.none(), st.integers(95, 140)),
+        processed=st.one_of(st.none(), st.integers(0, 2)),
+    ),
+    max_size=150,
+)
+
+
+def reference_run_start(
+    history: list[Sample], detect: Detect, last_restart: float | None
+) -> Sample | None:
+    """The rule as the issue words it, by brute force over every successful sample so far."""
+    ok = [s for s in history if s.depth is not None]
+    if not ok:
+        return None
+    latest = ok[-1]
+    assert latest.depth is not None
+    if latest.depth <= detect.threshold or (last_restart is not None and latest.t <= last_restart):
+        return None
+    i = len(ok) - 1
+    known = latest.processed if detect.require_no_progress else None
+    while i > 0:
+        prev, cur = ok[i - 1], ok[i]
+        assert prev.depth is not None and cur.depth is not None
+        if prev.depth <= detect.threshold or cur.depth < prev.depth:
+            break
+        if last_restart is not None and prev.t <= last_restart:
+            break
+        if cur.t - prev.t > detect.effective_max_gap:
+            break
+        p = prev.processed if detect.require_no_progress else None
+        if p is not None:
+            if known is not None and known != p:
+                break
+            known = p
+        i -= 1
+    return ok[i]
+
+
+@SETTINGS
+@given(rows, st.lists(st.integers(0, 149), max_size=4), st.booleans())
+def test_incremental_detector_matches_the_rule_as_written(
+    trace: list[Row], restart_at: list[int], require_no_progress: bool
+) -> None:
+    detect = make_policy(detect={"require_no_progress": require_no_progress}).detect
+    run, history, t, last_restart = RunState(), [], 0.0, None
+    for i, row in enumerate(trace):
+        t += row.dt
+        sample = (
+            Sample.failed(t, "x") if row.depth is None
+            else Sample(t, row.depth, processed=row.processed)
+        )
+        history.append(sample)
+        run, diagnosis = observe(run, sample, detect, last_restart)
+        if sample.depth is None:
+            assert diagnosis.verdict is Verdict.UNKNOWN
+        else:
+            start = reference_run_start(history, detect, last_restart)
+            got = diagnosis.run_start
+            assert (got.t if got else None) == (start.t if start else None)
+            expected_stuck = (
+                start is not None
+                and t - start.t >= detect.window
+                and sample.depth > (start.depth or 0)
+            )
+            assert (diagnosis.verdict is Verdict.STUCK) == expected_stuck
+        if i in restart_at:
+            last_restart = t + 0.25  # a manual restart between two samples
+            run = RunState()
+
+
+def restart_policies() -> st.SearchStrategy[Policy]:
+    return st.builds(
+        lambda cooldown, initial, factor, bmax, reset, max_restarts, budget: make_policy(
+            detect={"window": 5, "max_gap": 4},
+            restart={
+                "cooldown": cooldown, "backoff_initial": initial, "backoff_factor": factor,
+                "backoff_max": max(initial, bmax), "reset_after": reset,
+                "max_restarts": max_restarts, "budget_window": budget,
+            },
+        ),
+        st.integers(0, 30), st.integers(0, 30), st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+        st.integers(0, 60), st.integers(1, 200), st.integers(0, 4), st.integers(1, 200),
+    )
+
+
+# Mostly-growing traces over the threshold, so that restarts actually happen.
+stuckish = st.lists(
+    st.tuples(st.sampled_from([0.5, 1.0, 2.0]), st.integers(-3, 20), st.booleans()),
+    min_size=1, max_size=400,
+)
+
+
+def drive(policy: Policy, steps: list[tuple[float, int, bool]]) -> list[engine.Action]:
+    state, t, depth, out = EngineState(), 0.0, 101, []
+    for dt, delta, ok in steps:
+        t += dt
+        depth = max(0, depth + delta)
+        sample = Sample(t, depth) if ok else Sample.failed(t, "x")
+        state, decision = engine.step(policy, state, sample, now=t)
+        out.extend(decision.actions)
+    return out
+
+
+@SETTINGS
+@given(restart_policies(), stuckish)
+def test_budget_and_cooldown_are_never_exceeded(
+    policy: Policy, steps: list[tuple[float, int, bool]]
+) -> None:
+    restarts = [a.t for a in drive(policy, steps) if a.kind is ActionKind.RESTART]
+    budget, window = policy.restart.max_restarts, policy.restart.budget_window
+    for i, first in enumerate(restarts):
+        assert len([r for r in restarts[i:] if r - first < window]) <= budget
+    for before, after in zip(restarts, restarts[1:], strict=False):
+        assert after - before >= policy.restart.cooldown
+
+
+@SETTINGS
+@given(restart_policies(), stuckish)
+def test_escalation_only_when_the_budget_blocks_and_once_per_streak_of_refusals(
+    policy: Policy, steps: list[tuple[float, int, bool]]
+) -> None:
+    kinds = [a.kind for a in drive(policy, steps)]
+    for a, b in zip(kinds, kinds[1:], strict=False):
+        assert not (a is ActionKind.ESCALATE and b is ActionKind.ESCALATE)
+    if policy.restart.max_restarts > 0 and ActionKind.ESCALATE in kinds:
+        assert kinds.count(ActionKind.RESTART) >= policy.restart.max_restarts
+
+
+@SETTINGS
+@given(
+    restart_policies(),
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from([0.1, 0.5, 1.0]), st.integers(0, 30)),
+                     min_size=0, max_size=4),
+            st.integers(1, 50),
+        ),
+        max_size=60,
+    ),
+)
+def test_no_restart_when_every_window_holds_a_decrease(
+    policy: Policy, chunks: list[tuple[list[tuple[float, int]], int]]
+) -> None:
+    # window = 5 s; each chunk is at most 4 rises of at most 1 s, then a fall: any 5 s holds one.
+    steps: list[tuple[float, int, bool]] = []
+    for rises, fall in chunks:
+        steps.extend((dt, delta, True) for dt, delta in rises)
+        steps.append((0.5, -fall, True))
+    assert drive(policy, steps) == []
