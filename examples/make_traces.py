@@ -59,8 +59,9 @@ def write(name: str, rows: list[tuple[float, int | None, int | None]]) -> None:
         out = csv.writer(f, lineterminator="\n")
         out.writerow(["t", "depth", "processed"])
         for t, depth, processed in rows:
-            out.writerow([f"{t:g}", "" if depth is None else depth,
-                          "" if processed is None else processed])
+            out.writerow(
+                [f"{t:g}", "" if depth is None else depth, "" if processed is None else processed]
+            )
 
 
 if __name__ == "__main__":

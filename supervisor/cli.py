@@ -39,8 +39,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_INVALID
     for policy in policies:
-        print(f"ok: {policy.name} (target {policy.target.describe()}, "
-              f"queues {', '.join(policy.broker.queues)})")
+        print(
+            f"ok: {policy.name} (target {policy.target.describe()}, "
+            f"queues {', '.join(policy.broker.queues)})"
+        )
     return EXIT_OK
 
 
@@ -84,8 +86,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             counts["failed"] += not step.sample.ok
             d = step.decision
             log.debug(
-                "t=%g depth=%s %s: %s%s", step.sample.t, step.sample.depth,
-                d.diagnosis.verdict.value, d.diagnosis.reason,
+                "t=%g depth=%s %s: %s%s",
+                step.sample.t,
+                step.sample.depth,
+                d.diagnosis.verdict.value,
+                d.diagnosis.reason,
                 f" [{d.ruling.gate.value}: {d.ruling.reason}]" if d.ruling else "",
             )
             for action in d.actions:
@@ -100,7 +105,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             stream.close()
     log.info(
         "%s: replayed %d samples (%d failed): %d restarts, %d escalations",
-        policy.name, counts["samples"], counts["failed"], counts["restart"], counts["escalate"],
+        policy.name,
+        counts["samples"],
+        counts["failed"],
+        counts["restart"],
+        counts["escalate"],
     )
     return EXIT_OK
 

@@ -67,9 +67,7 @@ def step(
     policy: Policy, state: EngineState, sample: Sample, now: float
 ) -> tuple[EngineState, Decision]:
     """Observe one sample at `now`; return the new state and the decision with its actions."""
-    run, diagnosis = detector.observe(
-        state.run, sample, policy.detect, state.governor.last_restart
-    )
+    run, diagnosis = detector.observe(state.run, sample, policy.detect, state.governor.last_restart)
     state = replace(state, run=run)
     if diagnosis.verdict is not Verdict.STUCK:
         return state, Decision(diagnosis)
@@ -78,15 +76,19 @@ def step(
     if ruling.gate is Gate.ALLOW:
         gov = governor.record_restart(state.governor, policy.restart, now)
         action = Action(
-            ActionKind.RESTART, now, policy.name, diagnosis.reason,
-            depth=diagnosis.depth, streak=gov.streak,
+            ActionKind.RESTART,
+            now,
+            policy.name,
+            diagnosis.reason,
+            depth=diagnosis.depth,
+            streak=gov.streak,
         )
-        return replace(state, governor=gov, run=RunState()), Decision(
-            diagnosis, ruling, (action,)
-        )
+        return replace(state, governor=gov, run=RunState()), Decision(diagnosis, ruling, (action,))
     if ruling.gate is Gate.BUDGET and not state.governor.escalated:
         action = Action(
-            ActionKind.ESCALATE, now, policy.name,
+            ActionKind.ESCALATE,
+            now,
+            policy.name,
             f"{diagnosis.reason}; restart refused, {ruling.reason}: a human is needed",
             depth=diagnosis.depth,
         )

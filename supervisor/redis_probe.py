@@ -29,8 +29,7 @@ class RedisProbe:
             # One attempt per tick: the next tick is the retry, and a tick must stay bounded.
             retry=Retry(NoBackoff(), 0),
             # No CLIENT SETINFO on connect: one command fewer for a least-privilege ACL user.
-            lib_name=None,
-            lib_version=None,
+            driver_info=None,
         )
         self._keys: list[tuple[str, str]] = [
             (queue, key) for queue in broker.queues for key in broker.redis_keys(queue)
@@ -58,7 +57,9 @@ class RedisProbe:
         ]
         for key, result in zip(named, results, strict=True):
             if isinstance(result, Exception):
-                return Sample.failed(now, f"redis at {self.where}: key {key!r}: {_describe(result)}")
+                return Sample.failed(
+                    now, f"redis at {self.where}: key {key!r}: {_describe(result)}"
+                )
 
         queues: dict[str, int] = dict.fromkeys(self._broker.queues, 0)
         for (queue, _), length in zip(self._keys, results, strict=False):

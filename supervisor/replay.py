@@ -61,9 +61,7 @@ def _number(cell: str, source: str, line: int, column: str) -> float:
     try:
         value = float(cell)
     except ValueError:
-        raise TraceError(
-            f"{source}: line {line}: {column}={cell!r} is not a number"
-        ) from None
+        raise TraceError(f"{source}: line {line}: {column}={cell!r} is not a number") from None
     if not math.isfinite(value):
         raise TraceError(f"{source}: line {line}: {column}={cell!r} is not finite")
     return value

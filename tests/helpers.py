@@ -12,12 +12,21 @@ BASE: dict[str, Any] = {
     "broker": {"url": "redis://127.0.0.1:6379/0", "queues": ["celery"]},
     "target": {"container": "test-worker"},
     "detect": {
-        "interval": 1, "window": 10, "threshold": 100, "max_gap": 3,
+        "interval": 1,
+        "window": 10,
+        "threshold": 100,
+        "max_gap": 3,
         "require_no_progress": True,
     },
     "restart": {
-        "cooldown": 60, "backoff_initial": 60, "backoff_factor": 2.0, "backoff_max": 600,
-        "reset_after": 1200, "max_restarts": 3, "budget_window": 3600, "stop_timeout": 5,
+        "cooldown": 60,
+        "backoff_initial": 60,
+        "backoff_factor": 2.0,
+        "backoff_max": 600,
+        "reset_after": 1200,
+        "max_restarts": 3,
+        "budget_window": 3600,
+        "stop_timeout": 5,
     },
 }
 

@@ -20,7 +20,9 @@ def diagnose(
     for row in rows:
         t, depth = row[0], row[1]
         processed = row[2] if len(row) > 2 else None  # type: ignore[misc]
-        sample = Sample.failed(t, "boom") if depth is None else Sample(t, depth, processed=processed)
+        sample = (
+            Sample.failed(t, "boom") if depth is None else Sample(t, depth, processed=processed)
+        )
         run, diagnosis = observe(run, sample, policy.detect, last_restart)
         out.append(diagnosis)
     return out

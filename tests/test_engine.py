@@ -41,10 +41,16 @@ def test_restart_when_stuck_then_wait_for_cooldown() -> None:
 
 
 def test_budget_blocks_then_escalates_once_then_restarts_resume() -> None:
-    policy = make_policy(restart={
-        "cooldown": 20, "backoff_initial": 20, "backoff_max": 20, "max_restarts": 2,
-        "budget_window": 100, "reset_after": 1000,
-    })
+    policy = make_policy(
+        restart={
+            "cooldown": 20,
+            "backoff_initial": 20,
+            "backoff_max": 20,
+            "max_restarts": 2,
+            "budget_window": 100,
+            "reset_after": 1000,
+        }
+    )
     _, decisions = feed(policy, growing(0, 130))
     acts = [(a.t, a.kind) for d in decisions for a in d.actions]
     assert acts == [

@@ -34,8 +34,13 @@ def test_cooldown_is_a_floor_even_when_backoff_is_shorter() -> None:
 
 def test_backoff_grows_by_factor_up_to_its_max() -> None:
     policy = restart_policy(
-        cooldown=1, backoff_initial=100, backoff_factor=2.0, backoff_max=350, reset_after=10_000,
-        max_restarts=100, budget_window=1,
+        cooldown=1,
+        backoff_initial=100,
+        backoff_factor=2.0,
+        backoff_max=350,
+        reset_after=10_000,
+        max_restarts=100,
+        budget_window=1,
     )
     assert [policy.wait_after(k) for k in (1, 2, 3, 4)] == [100, 200, 350, 350]
     t, state = 0.0, GovernorState()
@@ -56,8 +61,9 @@ def test_a_restart_more_than_reset_after_later_starts_a_new_streak() -> None:
 
 
 def test_budget_counts_restarts_within_the_window() -> None:
-    policy = restart_policy(cooldown=10, backoff_initial=10, backoff_max=10, max_restarts=3,
-                            budget_window=100)
+    policy = restart_policy(
+        cooldown=10, backoff_initial=10, backoff_max=10, max_restarts=3, budget_window=100
+    )
     state = history(policy, 0.0, 10.0, 20.0)
     ruling = rule(state, policy, 30.0)
     assert ruling.gate is Gate.BUDGET
@@ -73,7 +79,8 @@ def test_zero_budget_never_allows() -> None:
 
 
 def test_history_is_pruned_to_the_budget_window() -> None:
-    policy = restart_policy(cooldown=1, backoff_initial=1, backoff_max=1, max_restarts=10,
-                            budget_window=100)
+    policy = restart_policy(
+        cooldown=1, backoff_initial=1, backoff_max=1, max_restarts=10, budget_window=100
+    )
     state = history(policy, 0.0, 50.0, 120.0, 160.0)
     assert state.recent == (120.0, 160.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -77,7 +78,8 @@ def test_incremental_detector_matches_the_rule_as_written(
     for i, row in enumerate(trace):
         t += row.dt
         sample = (
-            Sample.failed(t, "x") if row.depth is None
+            Sample.failed(t, "x")
+            if row.depth is None
             else Sample(t, row.depth, processed=row.processed)
         )
         history.append(sample)
@@ -104,20 +106,30 @@ def restart_policies() -> st.SearchStrategy[Policy]:
         lambda cooldown, initial, factor, bmax, reset, max_restarts, budget: make_policy(
             detect={"window": 5, "max_gap": 4},
             restart={
-                "cooldown": cooldown, "backoff_initial": initial, "backoff_factor": factor,
-                "backoff_max": max(initial, bmax), "reset_after": reset,
-                "max_restarts": max_restarts, "budget_window": budget,
+                "cooldown": cooldown,
+                "backoff_initial": initial,
+                "backoff_factor": factor,
+                "backoff_max": max(initial, bmax),
+                "reset_after": reset,
+                "max_restarts": max_restarts,
+                "budget_window": budget,
             },
         ),
-        st.integers(0, 30), st.integers(0, 30), st.sampled_from([1.0, 1.5, 2.0, 3.0]),
-        st.integers(0, 60), st.integers(1, 200), st.integers(0, 4), st.integers(1, 200),
+        st.integers(0, 30),
+        st.integers(0, 30),
+        st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+        st.integers(0, 60),
+        st.integers(1, 200),
+        st.integers(0, 4),
+        st.integers(1, 200),
     )
 
 
 # Mostly-growing traces over the threshold, so that restarts actually happen.
 stuckish = st.lists(
     st.tuples(st.sampled_from([0.5, 1.0, 2.0]), st.integers(-3, 20), st.booleans()),
-    min_size=1, max_size=400,
+    min_size=1,
+    max_size=400,
 )
 
 
@@ -141,7 +153,7 @@ def test_budget_and_cooldown_are_never_exceeded(
     budget, window = policy.restart.max_restarts, policy.restart.budget_window
     for i, first in enumerate(restarts):
         assert len([r for r in restarts[i:] if r - first < window]) <= budget
-    for before, after in zip(restarts, restarts[1:], strict=False):
+    for before, after in itertools.pairwise(restarts):
         assert after - before >= policy.restart.cooldown
 
 
@@ -151,7 +163,7 @@ def test_escalation_only_when_the_budget_blocks_and_once_per_streak_of_refusals(
     policy: Policy, steps: list[tuple[float, int, bool]]
 ) -> None:
     kinds = [a.kind for a in drive(policy, steps)]
-    for a, b in zip(kinds, kinds[1:], strict=False):
+    for a, b in itertools.pairwise(kinds):
         assert not (a is ActionKind.ESCALATE and b is ActionKind.ESCALATE)
     if policy.restart.max_restarts > 0 and ActionKind.ESCALATE in kinds:
         assert kinds.count(ActionKind.RESTART) >= policy.restart.max_restarts
@@ -162,8 +174,11 @@ def test_escalation_only_when_the_budget_blocks_and_once_per_streak_of_refusals(
     restart_policies(),
     st.lists(
         st.tuples(
-            st.lists(st.tuples(st.sampled_from([0.1, 0.5, 1.0]), st.integers(0, 30)),
-                     min_size=0, max_size=4),
+            st.lists(
+                st.tuples(st.sampled_from([0.1, 0.5, 1.0]), st.integers(0, 30)),
+                min_size=0,
+                max_size=4,
+            ),
             st.integers(1, 50),
         ),
         max_size=60,

@@ -1,0 +1,149 @@
+"""Benchmark: the time of one sample for 16, 100 and 1,000 queues.
+
+Compares `RedisProbe.sample()` with the floor (the same commands in a bare redis-py pipeline)
+and with what the chapter's operators do (one `redis-cli llen` process per queue). Starts its own
+redis-server on a free port unless BENCH_REDIS_URL is set. Prints a table; asserts nothing.
+
+    python bench/sample_bench.py [--reps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import redis
+
+from supervisor.policy import parse_policy
+from supervisor.redis_probe import RedisProbe
+
+
+def median_ms(fn: Callable[[], object], reps: int) -> float:
+    fn()  # warm the connection
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def start_redis() -> tuple[str, subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return url, proc, workdir
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=50)
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_REDIS_URL")
+    proc = None
+    workdir = None
+    if url is None:
+        url, proc, workdir = start_redis()
+    client = redis.Redis.from_url(url)
+    port = str(urlsplit(url).port or 6379)
+    have_cli = shutil.which("redis-cli") is not None
+    try:
+        print(
+            f"redis {client.info('server')['redis_version']} at {url}; median of {args.reps} "
+            "samples (redis-cli: fewer)"
+        )
+        print(
+            f"{'queues':>7} {'keys':>6} {'probe ms':>9} {'floor ms':>9} {'probe/floor':>11} "
+            f"{'redis-cli ms':>13} {'cli/probe':>10}"
+        )
+        for n in (16, 100, 1000):
+            client.flushdb()
+            queues = [f"queue{i}" for i in range(n)]
+            for i, q in enumerate(queues):
+                client.rpush(q, *range(i % 7 + 1))
+            policy = parse_policy(
+                {
+                    "name": "bench",
+                    "broker": {"url": url, "queues": queues},
+                    "target": {"container": "x"},
+                },
+                "bench",
+            )
+            probe = RedisProbe(policy.broker)
+            keys = [k for q in queues for k in policy.broker.redis_keys(q)]
+
+            def floor(keys: list[str] = keys) -> object:
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.llen(key)
+                pipe.hlen("unacked")
+                pipe.zrange("unacked_index", 0, 0, withscores=True)
+                return pipe.execute()
+
+            assert probe.sample().ok
+            probe_ms = median_ms(probe.sample, args.reps)
+            floor_ms = median_ms(floor, args.reps)
+            if have_cli:
+
+                def cli(queues: list[str] = queues) -> None:
+                    for q in queues:
+                        subprocess.run(
+                            ["redis-cli", "-p", port, "llen", q],
+                            check=True,
+                            stdout=subprocess.DEVNULL,
+                        )
+
+                cli_ms = median_ms(cli, max(1, min(args.reps, 3000 // n)))
+                cli_text = f"{cli_ms:13.1f} {cli_ms / probe_ms:9.0f}x"
+            else:
+                cli_text = f"{'(no redis-cli)':>13}"
+            print(
+                f"{n:>7} {len(keys):>6} {probe_ms:9.3f} {floor_ms:9.3f} "
+                f"{probe_ms / floor_ms:10.2f}x {cli_text}"
+            )
+            probe.close()
+    finally:
+        client.close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The sampler against a real redis-server, with messages published by real Celery/kombu."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from supervisor.cli import main
+from supervisor.policy import Policy
+from supervisor.redis_probe import RedisProbe
+
+from .helpers import make_policy
+
+pytestmark = pytest.mark.integration
+
+
+def policy_for(url: str, **broker: object) -> Policy:
+    return make_policy(broker={"url": url, "timeout": 1, **broker})
+
+
+def sample(policy: Policy):  # type: ignore[no-untyped-def]
+    probe = RedisProbe(policy.broker)
+    try:
+        return probe.sample()
+    finally:
+        probe.close()
+
+
+def publish(
+    url: str, queue: str, count: int, priority: int | None = None, prefix: str = ""
+) -> None:
+    app = Celery("producer", broker=url)
+    if prefix:
+        app.conf.broker_transport_options = {"global_keyprefix": prefix}
+    for i in range(count):
+        app.send_task("tasks.anything", args=[i], queue=queue, priority=priority)
+    app.close()
+
+
+def test_missing_keys_are_depth_zero(redis_url: str) -> None:
+    s = sample(policy_for(redis_url, queues=["celery", "mail"]))
+    assert s.ok and s.depth == 0 and dict(s.queues) == {"celery": 0, "mail": 0}
+    assert s.unacked == 0 and s.oldest_unacked_age is None
+
+
+def test_priority_lists_published_by_celery_are_summed_per_queue(redis_url: str) -> None:
+    publish(redis_url, "celery", 4)
+    publish(redis_url, "celery", 3, priority=9)
+    publish(redis_url, "celery", 2, priority=5)
+    publish(redis_url, "mail", 5, priority=3)
+    keys = {k.decode() for k in redis.Redis.from_url(redis_url).keys("*")}
+    assert any("\x06\x16" in k for k in keys), keys  # kombu really made priority lists
+    s = sample(policy_for(redis_url, queues=["celery", "mail"]))
+    assert s.ok
+    assert dict(s.queues) == {"celery": 9, "mail": 5}
+    assert s.depth == 14
+    only_default_step = sample(policy_for(redis_url, queues=["celery"], priority_steps=[0]))
+    assert only_default_step.depth == 4
+
+
+def test_global_keyprefix_applies_to_queues_and_unacked(redis_url: str) -> None:
+    publish(redis_url, "dataset", 6, prefix="dify:")
+    client = redis.Redis.from_url(redis_url)
+    client.hset("dify:unacked", "tag-1", "{}")
+    client.zadd("dify:unacked_index", {"tag-1": time.time() - 42})
+    assert sample(policy_for(redis_url, queues=["dataset"])).depth == 0
+    s = sample(policy_for(redis_url, queues=["dataset"], key_prefix="dify:"))
+    assert s.depth == 6
+    assert s.unacked == 1
+    assert s.oldest_unacked_age is not None and 41 <= s.oldest_unacked_age <= 60
+
+
+def test_a_key_of_the_wrong_type_fails_the_sample_naming_the_key(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.rpush("celery", "m")
+    client.set("celery\x06\x166", "not a list")
+    s = sample(policy_for(redis_url))
+    assert not s.ok and s.depth is None
+    assert s.error is not None and "WRONGTYPE" in s.error and "celery\\x06\\x166" in s.error
+
+
+def test_redis_stopped_mid_run_gives_failed_samples_then_recovers(
+    redis_server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    server = redis_server_factory()
+    server.start()
+    server.client().rpush("celery", *range(120))
+    probe = RedisProbe(policy_for(server.url).broker)
+    try:
+        assert probe.sample().depth == 120
+        server.stop()
+        started = time.monotonic()
+        failed = probe.sample()
+        assert time.monotonic() - started < 3
+        assert not failed.ok and failed.error is not None
+        assert "ConnectionError" in failed.error and str(server.port) in failed.error
+        server.start()  # data is gone: the server saves nothing
+        server.client().rpush("celery", *range(7))
+        assert probe.sample().depth == 7
+    finally:
+        probe.close()
+
+
+def test_password_protected_server(redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = redis_server_factory(password="s3cret-pw")
+    server.start()
+    server.client().rpush("celery", 1, 2, 3)
+    assert sample(policy_for(server.url)).depth == 3
+    wrong = sample(policy_for(server.url.replace("s3cret-pw", "nope-pw")))
+    assert not wrong.ok and wrong.error is not None
+    assert "nope-pw" not in wrong.error and "***" in wrong.error
+    no_auth = sample(policy_for(f"redis://127.0.0.1:{server.port}/0"))
+    assert not no_auth.ok and no_auth.error is not None and "auth" in no_auth.error.lower()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts and never answers: a hung Redis."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_a_hung_server_fails_the_sample_within_the_timeout(silent_server: int) -> None:
+    policy = make_policy(broker={"url": f"redis://127.0.0.1:{silent_server}/0", "timeout": 0.5})
+    started = time.monotonic()
+    s = sample(policy)
+    elapsed = time.monotonic() - started
+    assert not s.ok and s.error is not None and "Timeout" in s.error
+    assert elapsed < 5  # bounded by the policy's timeout, not redis-py's retries
+
+
+def test_sample_command_prints_json_and_exit_code(
+    redis_url: str,
+    tmp_path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    publish(redis_url, "celery", 3)
+    path = tmp_path / "p.toml"
+    path.write_text(f'name = "w"\n[broker]\nurl = "{redis_url}"\n[target]\ncontainer = "c"\n')
+    assert main(["sample", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "w" and out["ok"] is True and out["depth"] == 3
+    assert out["queues"] == {"celery": 3}
+    dead = f"redis://127.0.0.1:{socket.socket().getsockname()[1] or 1}/0"
+    path.write_text(f'name = "w"\n[broker]\nurl = "{dead}"\n[target]\ncontainer = "c"\n')
+    assert main(["sample", str(path)]) == 1
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["ok"] is False and out["depth"] is None and out["error"]
