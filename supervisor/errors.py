@@ -19,3 +19,11 @@ class TraceError(SupervisorError):
 
 class ProbeError(SupervisorError):
     """Redis could not be sampled."""
+
+
+class ActuatorError(SupervisorError):
+    """Docker could not carry out a restart; the message says which call and why."""
+
+
+class TargetError(ActuatorError):
+    """The policy's target cannot be acted on: missing, ambiguous, or the supervisor itself."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from supervisor.policy import Broker, redact_url
@@ -28,8 +29,10 @@ class RedisProbe:
             socket_connect_timeout=broker.timeout,
             # One attempt per tick: the next tick is the retry, and a tick must stay bounded.
             retry=Retry(NoBackoff(), 0),
-            # No CLIENT SETINFO on connect: one command fewer for a least-privilege ACL user.
+            # No CLIENT SETINFO or MAINT_NOTIFICATIONS on connect: a least-privilege ACL user
+            # needs only the commands of the sample itself.
             driver_info=None,
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
         self._keys: list[tuple[str, str]] = [
             (queue, key) for queue in broker.queues for key in broker.redis_keys(queue)

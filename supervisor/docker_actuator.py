@@ -1,0 +1,271 @@
+"""Restarts the worker's container through the Docker Engine API.
+
+Only these calls are made: list and inspect containers, kill (a signal), start, restart. That is
+what a socket proxy has to allow. Waiting for a container to stop is done by polling inspect,
+so no `wait` endpoint is needed.
+
+Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
+tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
+The actuator never raises out of `restart`: the daemon gets a result it can audit.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, NotFound
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from supervisor.errors import ActuatorError, TargetError
+from supervisor.policy import Restart, Target
+
+log = logging.getLogger("supervisor.docker")
+
+# A fixed API version: docker-py then makes no version request when the client is created, so a
+# missing engine shows up at the first real call, where it is handled, not at start-up.
+API_VERSION = "1.41"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+
+T = TypeVar("T")
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    outcome: Outcome
+    method: str
+    containers: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+    started_at: tuple[str, ...] = ()  # the new StartedAt of each container, when done
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, APIError):
+        return bool(exc.is_server_error())
+    return isinstance(exc, DockerException)
+
+
+def describe_docker_error(exc: BaseException) -> str:
+    if isinstance(exc, APIError):
+        return f"{exc.status_code} {exc.explanation or exc}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"Docker engine unreachable: {_first_line(exc)}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"Docker engine timed out: {_first_line(exc)}"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+_CONTAINER_ID = re.compile(r"/(?:docker/)?containers/([0-9a-f]{64})/")
+
+
+def own_container_id(mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """The id of the container this process runs in, if any (from its /etc/hostname mount)."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return None
+    match = _CONTAINER_ID.search(text)
+    return match.group(1) if match else None
+
+
+class DockerActuator:
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient] | None = None,
+        *,
+        retry_attempts: int = 5,
+        retry_seconds: float = 30.0,
+        poll_interval: float = 0.2,
+        confirm_timeout: float = 60.0,
+        own_id: str | None = None,
+    ) -> None:
+        self._client_factory = client_factory or (
+            lambda: docker.from_env(version=API_VERSION, timeout=30)
+        )
+        self._client: docker.DockerClient | None = None
+        self._retry_attempts = retry_attempts
+        self._retry_seconds = retry_seconds
+        self._poll = poll_interval
+        self._confirm_timeout = confirm_timeout
+        self._own_id = own_id if own_id is not None else own_container_id()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_seconds),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            reraise=True,
+            before_sleep=lambda rs: log.warning(
+                "docker %s failed (attempt %d), retrying: %s",
+                what,
+                rs.attempt_number,
+                describe_docker_error(rs.outcome.exception()) if rs.outcome else "?",  # type: ignore[arg-type]
+            ),
+        )
+        try:
+            return retrying(fn)
+        except RetryError as exc:  # pragma: no cover - reraise=True makes this unreachable
+            raise ActuatorError(f"docker {what}: gave up") from exc
+
+    def ping(self) -> str | None:
+        """None when the engine answers, else why not. One try: this is a reachability probe."""
+        try:
+            self.client.ping()
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            return describe_docker_error(exc)
+        return None
+
+    def find(self, target: Target) -> list[Any]:
+        """The target's containers; raises TargetError when it cannot be acted on."""
+        if target.container is not None:
+            name = target.container
+            try:
+                containers = [self._call("inspect", lambda: self.client.containers.get(name))]
+            except NotFound:
+                raise TargetError(f"container {name!r} not found") from None
+        else:
+            labels = [
+                f"{COMPOSE_PROJECT}={target.compose_project}",
+                f"{COMPOSE_SERVICE}={target.compose_service}",
+            ]
+            containers = self._call(
+                "list",
+                lambda: self.client.containers.list(all=True, filters={"label": labels}),
+            )
+            if not containers:
+                raise TargetError(f"no container has labels {', '.join(labels)}")
+            if len(containers) > 1 and not target.all:
+                names = ", ".join(sorted(c.name for c in containers))
+                raise TargetError(
+                    f"labels {', '.join(labels)} match {len(containers)} containers ({names}); "
+                    "set all = true in [target] to restart every one"
+                )
+        for container in containers:
+            if self._own_id and container.id.startswith(self._own_id[:12]):
+                raise TargetError(
+                    f"container {container.name!r} is the supervisor's own container; refusing"
+                )
+        return containers
+
+    def restart(self, target: Target, policy: Restart) -> RestartResult:
+        """Restart the target's container(s) by the policy's method; never raises."""
+        started = time.monotonic()
+        names: tuple[str, ...] = ()
+        try:
+            containers = self.find(target)
+            names = tuple(c.name for c in containers)
+            new_starts = []
+            for container in containers:
+                before = container.attrs["State"].get("StartedAt")
+                if policy.method == "cold":
+                    self._cold_restart(container, policy.stop_timeout)
+                else:
+                    self._call(
+                        "restart",
+                        partial(container.restart, timeout=math.ceil(policy.stop_timeout)),
+                    )
+                new_starts.append(self._confirm(container, before))
+            return RestartResult(
+                Outcome.DONE,
+                policy.method,
+                names,
+                time.monotonic() - started,
+                started_at=tuple(new_starts),
+            )
+        except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
+            error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
+            return RestartResult(
+                Outcome.FAILED, policy.method, names, time.monotonic() - started, error=error
+            )
+
+    def _cold_restart(self, container: Any, stop_timeout: float) -> None:
+        """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
+        to stop_timeout, SIGKILL if still running, then start."""
+        if self._running(container):
+            self._signal(container, "SIGQUIT")
+            if not self._wait_stopped(container, stop_timeout):
+                log.warning(
+                    "%s ignored SIGQUIT for %gs; sending SIGKILL", container.name, stop_timeout
+                )
+                self._signal(container, "SIGKILL")
+                if not self._wait_stopped(container, 10.0):
+                    raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
+        self._call("start", container.start)
+
+    def _signal(self, container: Any, signal: str) -> None:
+        try:
+            self._call("kill", lambda: container.kill(signal=signal))
+        except APIError as exc:
+            if exc.status_code == 409:  # not running any more: nothing to signal
+                return
+            raise
+
+    def _running(self, container: Any) -> bool:
+        self._call("inspect", container.reload)
+        return bool(container.attrs["State"].get("Running"))
+
+    def _wait_stopped(self, container: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._running(container):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self._poll)
+
+    def _confirm(self, container: Any, before: str | None) -> str:
+        """Wait until the container runs again with a new StartedAt; return it."""
+        deadline = time.monotonic() + self._confirm_timeout
+        while True:
+            self._call("inspect", container.reload)
+            state = container.attrs["State"]
+            if state.get("Running") and state.get("StartedAt") != before:
+                return str(state["StartedAt"])
+            if time.monotonic() >= deadline:
+                raise ActuatorError(
+                    f"container {container.name!r} is not running again after the restart "
+                    f"(status {state.get('Status')!r})"
+                )
+            time.sleep(self._poll)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,45 @@
+"""The Celery app the end-to-end tests run in a real worker container.
+
+Tasks record what they did in Redis, so the tests can check from outside what completed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from celery import Celery
+
+BROKER = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+PREFIX = os.environ.get("TEST_KEY_PREFIX", "")
+
+app = Celery("tasks", broker=BROKER)
+app.conf.update(
+    worker_prefetch_multiplier=1,
+    task_acks_late=False,
+    broker_transport_options={"global_keyprefix": PREFIX} if PREFIX else {},
+    worker_hijack_root_logger=False,
+)
+_results = redis.Redis.from_url(BROKER)
+
+
+@app.task(name="tasks.work")
+def work(i: int, seconds: float = 0.05) -> int:
+    time.sleep(seconds)
+    _results.sadd("test:done", i)
+    return i
+
+
+@app.task(name="tasks.poison")
+def poison(seconds: float = 3600.0) -> None:
+    """Hangs the pool, as a task stuck on a dead socket would."""
+    _results.incr("test:poison_started")
+    time.sleep(seconds)
+
+
+@app.task(name="tasks.poison_late", acks_late=True)
+def poison_late(seconds: float = 3600.0) -> None:
+    """Hangs too, and is acknowledged only at the end: it comes back after every restart."""
+    _results.incr("test:poison_started")
+    time.sleep(seconds)
