@@ -1,17 +1,19 @@
-"""Command line: `supervisor check | sample | replay`."""
+"""Command line: `supervisor check | sample | replay | run | trigger`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from supervisor import __version__
-from supervisor.errors import PolicyError, TraceError
+from supervisor.daemon import AUDIT_FILE, Daemon, request_trigger
+from supervisor.errors import PolicyError, SupervisorError, TraceError
 from supervisor.policy import load_policies, load_policy
 from supervisor.redis_probe import RedisProbe
 from supervisor.replay import read_trace, replay
@@ -21,6 +23,10 @@ log = logging.getLogger("supervisor")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+
+STATE_DIR_ENV = "SUPERVISOR_STATE_DIR"
+DRY_RUN_ENV = "SUPERVISOR_DRY_RUN"
+DEFAULT_STATE_DIR = "state"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -114,6 +120,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    dry_run = args.dry_run or _env_flag(DRY_RUN_ENV)
+    daemon = Daemon(args.policies, _state_dir(args), dry_run=dry_run)
+    try:
+        return daemon.run()
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print("nothing started", file=sys.stderr)
+        return EXIT_INVALID
+    except SupervisorError as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    try:
+        pid = request_trigger(state_dir, args.name)
+    except SupervisorError as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    what = f"policy {args.name!r}" if args.name else "every policy"
+    print(f"asked supervisor pid {pid} to restart {what} now (see {state_dir / AUDIT_FILE})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor",
@@ -135,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
     p.add_argument("trace", metavar="TRACE", help="CSV file with t,depth[,processed], or -")
     p.set_defaults(func=cmd_replay)
+
+    state_help = f"state and audit directory (env {STATE_DIR_ENV}; default {DEFAULT_STATE_DIR})"
+    p = sub.add_parser("run", help="supervise: sample, decide, restart; until SIGTERM")
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=f"decide and audit, but never change a container (env {DRY_RUN_ENV}=1)",
+    )
+    p.add_argument("--state-dir", help=state_help)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("trigger", help="ask the running supervisor to restart now")
+    p.add_argument("name", nargs="?", help="policy name (default: every policy)")
+    p.add_argument("--state-dir", help=state_help)
+    p.set_defaults(func=cmd_trigger)
     return parser
 
 

@@ -27,3 +27,11 @@ class ActuatorError(SupervisorError):
 
 class TargetError(ActuatorError):
     """The policy's target cannot be acted on: missing, ambiguous, or the supervisor itself."""
+
+
+class StateError(SupervisorError):
+    """A persisted state file exists but cannot be used; the message names it."""
+
+
+class AlreadyRunningError(SupervisorError):
+    """Another supervisor holds the state directory."""

@@ -28,6 +28,7 @@ _results = redis.Redis.from_url(BROKER)
 def work(i: int, seconds: float = 0.05) -> int:
     time.sleep(seconds)
     _results.sadd("test:done", i)
+    _results.zadd("test:done_at", {str(i): time.time()})
     return i
 
 

@@ -1,0 +1,532 @@
+"""`supervisor run`: the live loop. Everything impure lives here: clocks, signals, Redis, Docker,
+files. Each tick samples a policy's queues, feeds the sample to the same pure engine that
+`replay` uses, and carries out the actions it returns.
+
+Restarts run in worker threads so one slow restart never delays the other policies' ticks; the
+engine records a restart when it decides it, so cooldown holds while it is in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from supervisor import engine
+from supervisor.audit import AuditEvent, AuditLog
+from supervisor.docker_actuator import DockerActuator, Outcome, RestartResult
+from supervisor.engine import Action, ActionKind, EngineState, Trigger
+from supervisor.errors import (
+    AlreadyRunningError,
+    PolicyError,
+    StateError,
+    SupervisorError,
+    TargetError,
+)
+from supervisor.policy import Policy, load_policies, redact_url
+from supervisor.progress_probe import ProgressMonitor
+from supervisor.redis_probe import RedisProbe
+from supervisor.state_store import StateStore
+
+log = logging.getLogger("supervisor.daemon")
+
+PID_FILE = "supervisor.pid"
+LOCK_FILE = "supervisor.lock"
+TRIGGER_DIR = "triggers"
+HEARTBEAT_FILE = "heartbeat.json"
+AUDIT_FILE = "audit.jsonl"
+DOCKER_CHECK_EVERY = 30.0
+
+
+class Waker:
+    """An interruptible wait: signals and other threads end it at once (a self-pipe, so a
+    signal handler never touches a lock the interrupted code may hold)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self.pending: deque[int] = deque()
+        self._previous: dict[int, Any] = {}
+
+    def install(self, signals: list[signal.Signals]) -> None:
+        signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        for sig in signals:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(-1)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.pending.append(signum)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._w.send(b"\0")
+
+    def wait(self, timeout: float) -> None:
+        if self.pending:
+            return
+        readable, _, _ = select.select([self._r], [], [], max(0.0, timeout))
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                while self._r.recv(4096):
+                    pass
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+@dataclass
+class Supervised:
+    """The live state of one policy."""
+
+    policy: Policy
+    probe: RedisProbe
+    state: EngineState
+    recent: deque[tuple[float, int | None]] = field(default_factory=deque)
+    next_due: float = 0.0
+    failing_since: float | None = None
+    last_error: str | None = None
+    in_flight: Future[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight is not None and not self.in_flight.done()
+
+    def window_depths(self) -> list[list[float | int | None]]:
+        return [[round(t, 3), d] for t, d in self.recent]
+
+
+class Daemon:
+    def __init__(
+        self,
+        policy_paths: list[Path],
+        state_dir: Path,
+        *,
+        dry_run: bool = False,
+        actuator: DockerActuator | None = None,
+        watch_progress: bool = True,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy_paths = policy_paths
+        self.state_dir = state_dir
+        self.dry_run = dry_run
+        self.actuator = actuator or DockerActuator()
+        self.watch_progress = watch_progress
+        self.clock = clock
+        self.monotonic = monotonic
+        self.supervised: dict[str, Supervised] = {}
+        self.monitors: dict[tuple[str, str], ProgressMonitor] = {}
+        self.waker = Waker()
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="act")
+        self.stopping = False
+        self.docker_error: str | None = None
+        self.docker_check: Future[str | None] | None = None
+        self.next_docker_check = 0.0
+        self.store: StateStore
+        self.audit: AuditLog
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT. Raises PolicyError (nothing started) or AlreadyRunningError."""
+        policies = load_policies(self.policy_paths)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            self.store = StateStore(self.state_dir)
+            self.audit = AuditLog(self.state_dir / AUDIT_FILE)
+            (self.state_dir / TRIGGER_DIR).mkdir(exist_ok=True)
+            for policy in policies:
+                self._add(policy)
+            self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+            pid_path = self.state_dir / PID_FILE
+            pid_path.write_text(f"{os.getpid()}\n")
+            self.audit.record(
+                AuditEvent.START,
+                dry_run=self.dry_run,
+                pid=os.getpid(),
+                policies=sorted(self.supervised),
+            )
+            log.info(
+                "supervising %s%s",
+                ", ".join(sorted(self.supervised)),
+                " (dry-run: no Docker call that changes anything)" if self.dry_run else "",
+            )
+            try:
+                self._loop()
+            finally:
+                self._shutdown()
+                pid_path.unlink(missing_ok=True)
+                self.waker.uninstall()
+        return 0
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        lock_path = self.state_dir / LOCK_FILE
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AlreadyRunningError(
+                    f"{self.state_dir}: another supervisor is running with this state directory"
+                ) from None
+            yield
+
+    def _loop(self) -> None:
+        while True:
+            self._handle_signals()
+            if self.stopping:
+                return
+            now = self.monotonic()
+            for item in list(self.supervised.values()):
+                if item.next_due <= now:
+                    self._tick(item)
+                    # Keep the cadence; after a long stall, resume from now rather than burst.
+                    item.next_due = max(item.next_due + item.policy.detect.interval, now)
+                    if self.pending_signals():
+                        break
+            self._maybe_check_docker()
+            self._write_heartbeat()
+            due = min((s.next_due for s in self.supervised.values()), default=now + 1.0)
+            self.waker.wait(due - self.monotonic())
+
+    def pending_signals(self) -> bool:
+        return bool(self.waker.pending)
+
+    def _shutdown(self) -> None:
+        in_flight = [s.in_flight for s in self.supervised.values() if s.busy]
+        if in_flight:
+            log.info("waiting for %d restart(s) in flight", len(in_flight))
+        self.pool.shutdown(wait=True)
+        for item in self.supervised.values():
+            self._save(item)
+            item.probe.close()
+        for monitor in self.monitors.values():
+            monitor.stop()
+        self.actuator.close()
+        self.audit.record(AuditEvent.STOP, pid=os.getpid())
+        self.audit.close()
+        self.waker.close()
+        log.info("stopped")
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        while self.waker.pending:
+            signum = self.waker.pending.popleft()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info(
+                    "%s: finishing what is in flight, then stopping", signal.Signals(signum).name
+                )
+                self.stopping = True
+            elif signum == signal.SIGHUP:
+                self._reload()
+            elif signum == signal.SIGUSR1:
+                self._manual_trigger()
+
+    def _reload(self) -> None:
+        try:
+            policies = load_policies(self.policy_paths)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, the running policies stay: %s", problem)
+            self.audit.record(AuditEvent.RELOAD_REFUSED, problems=exc.problems)
+            return
+        new_names = {p.name for p in policies}
+        for name in list(self.supervised):
+            if name not in new_names:
+                self._save(self.supervised[name])
+                self.supervised.pop(name).probe.close()
+        for policy in policies:
+            current = self.supervised.get(policy.name)
+            if current is None:
+                self._add(policy)
+            else:
+                if current.policy.broker != policy.broker:
+                    current.probe.close()
+                    current.probe = RedisProbe(policy.broker)
+                    self._monitor_for(policy)
+                current.policy = policy
+        self.audit.record(AuditEvent.RELOAD, policies=sorted(self.supervised))
+        log.info("reloaded: %s", ", ".join(sorted(self.supervised)))
+
+    def _manual_trigger(self) -> None:
+        requested = self._take_trigger_requests()
+        names = requested or sorted(self.supervised)
+        for name in names:
+            item = self.supervised.get(name)
+            if item is None:
+                reason = (
+                    f"no policy named {name!r}; supervised: {', '.join(sorted(self.supervised))}"
+                )
+                log.error("manual trigger refused: %s", reason)
+                self.audit.record(AuditEvent.TRIGGER_REFUSED, name, reason=reason)
+                continue
+            if item.busy:
+                reason = "a restart of this target is already in flight"
+                log.warning("%s: manual trigger refused: %s", name, reason)
+                self.audit.record(
+                    AuditEvent.TRIGGER_REFUSED,
+                    name,
+                    target=item.policy.target.describe(),
+                    reason=reason,
+                )
+                continue
+            item.state, action = engine.trigger(item.policy, item.state, self.clock())
+            self._carry_out(item, action)
+
+    def _take_trigger_requests(self) -> list[str]:
+        names: list[str] = []
+        folder = self.state_dir / TRIGGER_DIR
+        for path in sorted(folder.glob("*.request")):
+            with contextlib.suppress(OSError):
+                name = path.read_text(encoding="utf-8").strip()
+                path.unlink()
+                if name and name not in names:
+                    names.append(name)
+        return names
+
+    # -- one policy -------------------------------------------------------------------------
+
+    def _add(self, policy: Policy) -> None:
+        try:
+            governor = self.store.load(policy.name)
+        except StateError as exc:
+            aside = self.store.discard(policy.name, f"unusable-{int(self.clock())}")
+            log.error("%s; moved to %s, starting with an empty restart history", exc, aside)
+            self.audit.record(
+                AuditEvent.STATE_DISCARDED, policy.name, reason=str(exc), kept_as=str(aside)
+            )
+            governor = EngineState().governor
+        self.supervised[policy.name] = Supervised(
+            policy,
+            RedisProbe(policy.broker),
+            EngineState(governor=governor),
+            next_due=self.monotonic(),
+        )
+        self._monitor_for(policy)
+
+    def _monitor_for(self, policy: Policy) -> ProgressMonitor | None:
+        if not (self.watch_progress and policy.detect.require_no_progress):
+            return None
+        key = (policy.broker.url, policy.broker.key_prefix)
+        if key not in self.monitors:
+            monitor = ProgressMonitor(policy.broker)
+            monitor.start()
+            self.monitors[key] = monitor
+        return self.monitors[key]
+
+    def _tick(self, item: Supervised) -> None:
+        policy = item.policy
+        sample = item.probe.sample()
+        monitor = self._monitor_for(policy)
+        if sample.ok and monitor is not None:
+            sample = dataclasses.replace(sample, processed=monitor.processed(policy.broker.queues))
+        self._track_sampling(item, sample.error)
+        item.recent.append((sample.t, sample.depth))
+        while item.recent and sample.t - item.recent[0][0] > policy.detect.window:
+            item.recent.popleft()
+        before = item.state
+        item.state, decision = engine.step(policy, item.state, sample, now=sample.t)
+        d = decision.diagnosis
+        log.debug(
+            "%s: depth=%s processed=%s %s: %s%s",
+            policy.name,
+            sample.depth,
+            sample.processed,
+            d.verdict.value,
+            d.reason,
+            f" [{decision.ruling.gate.value}: {decision.ruling.reason}]" if decision.ruling else "",
+        )
+        for action in decision.actions:
+            self._carry_out(item, action)
+        if item.state.governor != before.governor and not decision.actions:
+            self._save(item)
+
+    def _track_sampling(self, item: Supervised, error: str | None) -> None:
+        name = item.policy.name
+        if error is not None and item.failing_since is None:
+            item.failing_since = self.clock()
+            item.last_error = error
+            log.error("%s: cannot sample, deciding nothing until it can: %s", name, error)
+            self.audit.record(AuditEvent.SAMPLE_ERROR_BEGIN, name, reason=error)
+        elif error is None and item.failing_since is not None:
+            lasted = self.clock() - item.failing_since
+            log.info("%s: sampling again after %.1fs", name, lasted)
+            self.audit.record(
+                AuditEvent.SAMPLE_ERROR_END, name, seconds=round(lasted, 3), reason=item.last_error
+            )
+            item.failing_since = None
+            item.last_error = None
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _carry_out(self, item: Supervised, action: Action) -> None:
+        policy = item.policy
+        self._save(item)  # the history counts this action even if we die while carrying it out
+        common: dict[str, Any] = {
+            "target": policy.target.describe(),
+            "reason": action.reason,
+            "trigger": action.trigger.value,
+            "depths": item.window_depths(),
+            "streak": action.streak,
+            "broker": redact_url(policy.broker.url),
+        }
+        if action.kind is ActionKind.ESCALATE:
+            log.error("%s: ESCALATE: %s", policy.name, action.reason)
+            self.audit.record(AuditEvent.ESCALATE, policy.name, **common)
+            return
+        manual = action.trigger is Trigger.MANUAL
+        log.warning(
+            "%s: %s%s restart of %s: %s",
+            policy.name,
+            "dry-run " if self.dry_run else "",
+            "manual" if manual else "automatic",
+            policy.target.describe(),
+            action.reason,
+        )
+        if self.dry_run:
+            item.in_flight = self.pool.submit(self._dry_run_restart, item.policy, common)
+        else:
+            item.in_flight = self.pool.submit(self._restart, item.policy, common)
+
+    def _dry_run_restart(self, policy: Policy, common: dict[str, Any]) -> None:
+        # Read-only: find the containers it would restart, so the audit names them.
+        try:
+            containers = [c.name for c in self.actuator.find(policy.target)]
+            outcome, error = "dry_run", None
+        except TargetError as exc:
+            containers, outcome, error = [], "dry_run", f"target: {exc}"
+        except Exception as exc:  # noqa: BLE001 - reported, never raised in a worker thread
+            containers, outcome, error = [], "dry_run", f"docker: {exc}"
+        self.audit.record(
+            AuditEvent.DRY_RUN_RESTART,
+            policy.name,
+            outcome=outcome,
+            containers=containers,
+            error=error,
+            **common,
+        )
+
+    def _restart(self, policy: Policy, common: dict[str, Any]) -> None:
+        result: RestartResult = self.actuator.restart(policy.target, policy.restart)
+        self.audit.record(
+            AuditEvent.RESTART,
+            policy.name,
+            outcome=result.outcome.value,
+            method=result.method,
+            containers=list(result.containers),
+            seconds=round(result.seconds, 3),
+            error=result.error,
+            started_at=list(result.started_at) or None,
+            **common,
+        )
+        if result.outcome is Outcome.DONE:
+            log.warning(
+                "%s: restarted %s in %.1fs",
+                policy.name,
+                ", ".join(result.containers),
+                result.seconds,
+            )
+        else:
+            log.error(
+                "%s: restart FAILED after %.1fs: %s", policy.name, result.seconds, result.error
+            )
+        self.waker.wake()
+
+    # -- Docker reachability ----------------------------------------------------------------
+
+    def _maybe_check_docker(self) -> None:
+        if self.docker_check is not None and self.docker_check.done():
+            error = self.docker_check.result()
+            self.docker_check = None
+            if error is not None and self.docker_error is None:
+                log.error("Docker engine unreachable, restarts would fail: %s", error)
+                self.audit.record(AuditEvent.DOCKER_ERROR_BEGIN, reason=error)
+            elif error is None and self.docker_error is not None:
+                log.info("Docker engine reachable again")
+                self.audit.record(AuditEvent.DOCKER_ERROR_END, reason=self.docker_error)
+            self.docker_error = error
+        now = self.monotonic()
+        if self.docker_check is None and now >= self.next_docker_check:
+            self.next_docker_check = now + DOCKER_CHECK_EVERY
+            self.docker_check = self.pool.submit(self.actuator.ping)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _save(self, item: Supervised) -> None:
+        try:
+            self.store.save(item.policy.name, item.state.governor)
+        except OSError as exc:
+            log.error(
+                "%s: cannot write state to %s: %s",
+                item.policy.name,
+                self.store.path(item.policy.name),
+                exc,
+            )
+
+    def _write_heartbeat(self) -> None:
+        data = {
+            "t": self.clock(),
+            "pid": os.getpid(),
+            "dry_run": self.dry_run,
+            "policies": {
+                name: {
+                    "interval": s.policy.detect.interval,
+                    "sampling": s.failing_since is None,
+                    "depth": s.recent[-1][1] if s.recent else None,
+                }
+                for name, s in self.supervised.items()
+            },
+            "docker_error": self.docker_error,
+        }
+        path = self.state_dir / HEARTBEAT_FILE
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
+
+
+def request_trigger(state_dir: Path, name: str | None) -> int:
+    """`supervisor trigger [NAME]`: leave a request and signal the daemon. Returns its pid."""
+    pid_path = state_dir / PID_FILE
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        raise SupervisorError(
+            f"{pid_path}: no running supervisor found (is --state-dir the daemon's?)"
+        ) from None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise SupervisorError(f"{pid_path}: supervisor pid {pid} is not running") from None
+    if name:
+        folder = state_dir / TRIGGER_DIR
+        folder.mkdir(exist_ok=True)
+        request = folder / f"{time.time_ns()}-{os.getpid()}.request"
+        tmp = request.with_suffix(".tmp")
+        tmp.write_text(name + "\n", encoding="utf-8")
+        os.replace(tmp, request)
+    os.kill(pid, signal.SIGUSR1)
+    return pid
