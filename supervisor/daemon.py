@@ -385,6 +385,7 @@ class Daemon:
         self._save(item)  # the history counts this action even if we die while carrying it out
         common: dict[str, Any] = {
             "target": policy.target.describe(),
+            "decided_at": round(action.t, 3),
             "reason": action.reason,
             "trigger": action.trigger.value,
             "depths": item.window_depths(),

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.harness import docker_client, ensure_base_image
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -106,4 +108,19 @@ def redis_url(shared_redis_url: str) -> Iterator[str]:
     client.flushdb()
     yield shared_redis_url
     client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine():  # type: ignore[no-untyped-def]
+    """The private Docker engine that scripts/test started (DOCKER_HOST)."""
+    if not os.environ.get("DOCKER_HOST"):
+        pytest.fail("DOCKER_HOST is not set: run the end-to-end tests through scripts/test")
+    client = docker_client()
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - report any failure to reach the engine
+        pytest.fail(f"Docker engine at {os.environ['DOCKER_HOST']} unreachable: {exc}")
+    ensure_base_image(client)
+    yield client
     client.close()

@@ -1,0 +1,243 @@
+"""End to end: a real Celery worker in a container of a real Docker engine, a real redis-server,
+and `supervisor run` as its own process. Policies are time-scaled: interval 0.5 s, window 5 s,
+threshold 5."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import (
+    Producer,
+    SupervisorProcess,
+    Worker,
+    celery_app,
+    queue_state,
+    write_policy,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+class Stack:
+    def __init__(self, engine: Any, factory: Any, tmp_path: Path) -> None:
+        self.redis = factory()
+        self.redis.start()
+        self.url = self.redis.url
+        self.app = celery_app(self.url)
+        self.worker = Worker(engine, self.url)
+        self.worker.wait_ready(self.app)
+        self.tmp = tmp_path
+        self.supervisors: list[SupervisorProcess] = []
+        self.producers: list[Producer] = []
+
+    def policy(self, name: str = "worker", **sections: Any) -> Path:
+        return write_policy(self.tmp / f"{name}.toml", name, self.url, self.worker.name, **sections)
+
+    def supervise(self, policies: list[Path], dry_run: bool = False) -> SupervisorProcess:
+        sup = SupervisorProcess(policies, self.tmp / "state", dry_run=dry_run)
+        self.supervisors.append(sup)
+        sup.wait_started()
+        return sup
+
+    def produce(self, per_second: float, work_seconds: float = 0.05) -> Producer:
+        producer = Producer(self.app, per_second, work_seconds).start()
+        self.producers.append(producer)
+        return producer
+
+    def poison(self, task: str = "tasks.poison") -> None:
+        self.app.send_task(task, queue="celery")
+
+    def wait_drained(self, timeout: float = 60) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            depth, unacked = queue_state(self.url)
+            if depth == 0 and unacked == 0:
+                time.sleep(1.0)  # the last reserved task completes
+                return queue_state(self.url)
+            time.sleep(0.25)
+        return queue_state(self.url)
+
+    def done(self) -> set[int]:
+        return {int(x) for x in self.redis.client().smembers("test:done")}
+
+    def close(self) -> None:
+        for producer in self.producers:
+            producer.stop()
+        for sup in self.supervisors:
+            sup.stop()
+        self.worker.remove()
+        self.app.close()
+
+
+@pytest.fixture
+def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(docker_engine, redis_server_factory, tmp_path)
+    yield s
+    s.close()
+
+
+def restarts(sup: SupervisorProcess) -> list[dict[str, Any]]:
+    return sup.events("restart")
+
+
+def test_1_hung_worker_is_restarted_once_and_the_backlog_drains(stack: Stack) -> None:
+    before = stack.worker.started_at()
+    sup = stack.supervise([stack.policy()])
+    stack.poison()
+    producer = stack.produce(per_second=4)
+    [record] = sup.wait_for(lambda: restarts(sup), 60, "a restart")
+    assert record["outcome"] == "done" and record["trigger"] == "automatic"
+    assert record["method"] == "cold"
+    assert "worker progress stuck" in record["reason"]
+    assert len(record["depths"]) >= 5 and record["depths"][-1][1] > 5
+    time.sleep(3)  # the producer goes on for a while after the restart
+    producer.stop()
+    depth, unacked = stack.wait_drained()
+    assert (depth, unacked) == (0, 0)
+    assert stack.worker.started_at() != before
+    assert stack.done() == set(producer.sent)  # every task but the poison one completed
+    time.sleep(2)
+    assert len(restarts(sup)) == 1
+
+
+def test_2_busy_worker_with_a_growing_backlog_is_never_restarted(stack: Stack) -> None:
+    before = stack.worker.started_at()
+    sup = stack.supervise([stack.policy()])
+    time.sleep(4)  # let the supervisor hear the worker's heartbeats
+    producer = stack.produce(per_second=8, work_seconds=0.25)  # consumer does about 4/s
+    time.sleep(18)
+    depth, _ = queue_state(stack.url)
+    producer.stop()
+    assert depth > 20, "the backlog should be over the threshold and growing"
+    assert restarts(sup) == [] and sup.events("dry_run_restart") == []
+    assert stack.worker.started_at() == before
+
+
+def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(stack: Stack) -> None:
+    before = stack.worker.started_at()
+    sup = stack.supervise([stack.policy()], dry_run=True)
+    stack.poison()
+    stack.produce(per_second=4)
+    [record] = sup.wait_for(lambda: sup.events("dry_run_restart"), 60, "a dry-run restart")
+    assert record["outcome"] == "dry_run"
+    assert record["containers"] == [stack.worker.name]
+    time.sleep(2)
+    assert restarts(sup) == []
+    assert stack.worker.started_at() == before and stack.worker.running()
+    assert sup.events("start")[0]["dry_run"] is True
+
+
+def test_4_sigusr1_and_trigger_restart_at_once_and_are_audited_as_manual(stack: Stack) -> None:
+    sup = stack.supervise([stack.policy()])
+    before = stack.worker.started_at()
+    sup.signal(signal.SIGUSR1)
+    [first] = sup.wait_for(lambda: restarts(sup), 30, "manual restart by SIGUSR1")
+    assert first["trigger"] == "manual" and first["outcome"] == "done"
+    middle = stack.worker.started_at()
+    assert middle != before
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "trigger",
+            "worker",
+            "--state-dir",
+            str(sup.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "restart policy 'worker' now" in out.stdout
+    records = sup.wait_for(lambda: len(restarts(sup)) == 2 and restarts(sup), 30, "trigger")
+    assert records[1]["trigger"] == "manual" and records[1]["outcome"] == "done"
+    assert stack.worker.started_at() != middle
+    nobody = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "trigger",
+            "nobody",
+            "--state-dir",
+            str(sup.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert nobody.returncode == 0
+    [refused] = sup.wait_for(lambda: sup.events("trigger_refused"), 30, "refusal")
+    assert "no policy named 'nobody'" in refused["reason"]
+    assert len(restarts(sup)) == 2
+
+
+def test_5_a_supervisor_killed_in_cooldown_keeps_the_cooldown(stack: Stack) -> None:
+    cooldown = 20
+    policy = stack.policy(restart={"cooldown": cooldown, "backoff_initial": cooldown})
+    sup = stack.supervise([policy])
+    stack.poison()
+    stack.produce(per_second=4)
+    [first] = sup.wait_for(lambda: restarts(sup), 60, "first restart")
+    stack.poison()  # the worker hangs again at once
+    sup.proc.kill()
+    sup.proc.wait()
+    again = stack.supervise([policy])
+    second = again.wait_for(
+        lambda: len(restarts(again)) >= 2 and restarts(again)[1], 60, "restart after cooldown"
+    )
+    assert second["decided_at"] - first["decided_at"] >= cooldown
+    assert second["streak"] == 2  # the restored history knew the first restart
+
+
+def test_6_acks_late_poison_follows_backoff_stops_at_budget_and_escalates(stack: Stack) -> None:
+    policy = stack.policy(
+        restart={
+            "cooldown": 2,
+            "backoff_initial": 4,
+            "backoff_factor": 2.0,
+            "backoff_max": 8,
+            "max_restarts": 3,
+            "budget_window": 300,
+            "reset_after": 300,
+        }
+    )
+    sup = stack.supervise([policy])
+    stack.poison("tasks.poison_late")
+    stack.produce(per_second=4)
+    [escalation] = sup.wait_for(lambda: sup.events("escalate"), 120, "an escalation")
+    done = restarts(sup)
+    assert [r["streak"] for r in done] == [1, 2, 3]
+    assert all(r["outcome"] == "done" for r in done)
+    gaps = [b["decided_at"] - a["decided_at"] for a, b in itertools.pairwise(done)]
+    assert gaps[0] >= 4 and gaps[1] >= 8  # backoff 4 s, then 8 s
+    assert "budget" in escalation["reason"]
+    assert int(stack.redis.client().get("test:poison_started") or 0) >= 3  # it came back
+    time.sleep(6)
+    assert len(restarts(sup)) == 3 and len(sup.events("escalate")) == 1
+
+
+def test_7_redis_outage_is_audited_decides_nothing_and_sampling_resumes(stack: Stack) -> None:
+    sup = stack.supervise([stack.policy()])
+    time.sleep(2)
+    stack.redis.stop()
+    sup.wait_for(lambda: sup.events("sample_error_begin"), 30, "outage begins")
+    time.sleep(4)
+    assert sup.proc.poll() is None
+    stack.redis.start()
+    [end] = sup.wait_for(lambda: sup.events("sample_error_end"), 30, "outage ends")
+    assert end["seconds"] >= 4
+    assert "ConnectionError" in sup.events("sample_error_begin")[0]["reason"]
+    assert len(sup.events("sample_error_begin")) == 1  # logged once, not per tick
+    assert restarts(sup) == []
+    assert sup.stop() == 0

@@ -1,0 +1,281 @@
+"""Real parts for the end-to-end tests and the figures script: a Celery worker in a container of
+the private Docker engine, a producer, and the supervisor daemon as a separate process.
+
+The worker's image is a local base made from an empty tar; the host's /usr, /lib, /lib64, /bin
+and this Python installation are bind-mounted read-only, since no image can be pulled here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import redis
+from celery import Celery
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER_APP = REPO / "tests" / "worker"
+BASE_IMAGE = "iti-supervisor-test-base:local"
+PYTHON_HOME = Path(sys.base_prefix)
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.from_env(version="1.41", timeout=60)
+
+
+def ensure_base_image(client: docker.DockerClient) -> str:
+    """An empty image: everything the worker runs comes from read-only bind mounts."""
+    try:
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w"):
+            pass
+        repo, tag = BASE_IMAGE.split(":")
+        client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=tag)
+    return BASE_IMAGE
+
+
+def host_mounts() -> dict[str, dict[str, str]]:
+    mounts = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/bin") if Path(p).exists()}
+    if Path("/lib64").exists():
+        mounts["/lib64"] = {"bind": "/lib64", "mode": "ro"}
+    mounts[str(PYTHON_HOME)] = {"bind": str(PYTHON_HOME), "mode": "ro"}
+    return mounts
+
+
+class Worker:
+    """A real Celery worker (prefork, concurrency 1, prefetch 1) in a container."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        broker_url: str,
+        queues: str = "celery",
+        concurrency: int = 1,
+    ) -> None:
+        self.client = client
+        self.broker_url = broker_url
+        self.name = f"iti-test-worker-{uuid.uuid4().hex[:8]}"
+        self.node = f"{self.name}@test"
+        mounts = host_mounts()
+        mounts[str(WORKER_APP)] = {"bind": "/app", "mode": "ro"}
+        self.container = client.containers.run(
+            ensure_base_image(client),
+            [
+                str(PYTHON_HOME / "bin" / "python3"),
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "-c",
+                str(concurrency),
+                "--prefetch-multiplier",
+                "1",
+                "-Q",
+                queues,
+                "-n",
+                self.node,
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "info",
+            ],
+            name=self.name,
+            detach=True,
+            network_mode="host",
+            volumes=mounts,
+            tmpfs={"/tmp": ""},
+            working_dir="/app",
+            environment={
+                "TEST_BROKER_URL": broker_url,
+                "PYTHONPATH": "/app",
+                "PATH": f"{PYTHON_HOME / 'bin'}:/usr/bin:/bin",
+                "HOME": "/tmp",
+                "C_FORCE_ROOT": "1",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+
+    def started_at(self) -> str:
+        self.container.reload()
+        return str(self.container.attrs["State"]["StartedAt"])
+
+    def running(self) -> bool:
+        self.container.reload()
+        return bool(self.container.attrs["State"]["Running"])
+
+    def wait_ready(self, app: Celery, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"worker exited:\n{self.logs()}")
+            if app.control.ping(destination=[self.node], timeout=0.5):
+                return
+        raise RuntimeError(f"worker {self.node} not ready after {timeout}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return str(self.container.logs(tail=60).decode(errors="replace"))
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+
+
+class Producer:
+    """Publishes `tasks.work` at a steady rate in a thread, numbering the tasks."""
+
+    def __init__(self, app: Celery, per_second: float, work_seconds: float = 0.05) -> None:
+        self.app = app
+        self.period = 1.0 / per_second
+        self.work_seconds = work_seconds
+        self.sent: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = len(self.sent)
+        while not self._stop.is_set():
+            self.app.send_task("tasks.work", args=[i, self.work_seconds], queue="celery")
+            self.sent.append(i)
+            i += 1
+            self._stop.wait(self.period)
+
+    def start(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def celery_app(broker_url: str) -> Celery:
+    app = Celery("test-producer", broker=broker_url, set_as_current=False)
+    return app
+
+
+def write_policy(
+    path: Path, name: str, broker_url: str, container: str, **sections: dict[str, Any]
+) -> Path:
+    detect = {
+        "interval": 0.5,
+        "window": 5,
+        "threshold": 5,
+        "max_gap": 2,
+        "require_no_progress": True,
+    }
+    restart = {
+        "cooldown": 20,
+        "backoff_initial": 20,
+        "backoff_factor": 2.0,
+        "backoff_max": 40,
+        "max_restarts": 3,
+        "budget_window": 300,
+        "stop_timeout": 5,
+    }
+    detect.update(sections.get("detect", {}))
+    restart.update(sections.get("restart", {}))
+    lines = [
+        f'name = "{name}"',
+        "[broker]",
+        f'url = "{broker_url}"',
+        'queues = ["celery"]',
+        'timeout = "1s"',
+        "[target]",
+        f'container = "{container}"',
+        "[detect]",
+    ]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in detect.items()]
+    lines += ["[restart]"] + [f"{k} = {json.dumps(v)}" for k, v in restart.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class SupervisorProcess:
+    """`supervisor run` as its own process, as operators run it."""
+
+    def __init__(
+        self,
+        policies: list[Path],
+        state_dir: Path,
+        dry_run: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"
+        args = [sys.executable, "-m", "supervisor", "-v", "run", "--state-dir", str(state_dir)]
+        if dry_run:
+            args.append("--dry-run")
+        args += [str(p) for p in policies]
+        env = {**os.environ, **(extra_env or {})}
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=env)
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.state_dir / "audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.audit() if r["event"] == kind]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"supervisor exited ({self.proc.returncode}) waiting for {what}:\n{self.tail()}"
+                )
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
+
+    def wait_started(self) -> None:
+        self.wait_for(lambda: self.events("start"), 30, "start record")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def queue_state(broker_url: str) -> tuple[int, int]:
+    """(depth of `celery`, size of kombu's unacked hash)."""
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return int(client.llen("celery")), int(client.hlen("unacked"))
+    finally:
+        client.close()
