@@ -358,7 +358,7 @@ class Daemon:
             f" [{decision.ruling.gate.value}: {decision.ruling.reason}]" if decision.ruling else "",
         )
         for action in decision.actions:
-            self._carry_out(item, action)
+            self._carry_out(item, action, d.run_start.t if d.run_start else None)
         if item.state.governor != before.governor and not decision.actions:
             self._save(item)
 
@@ -380,12 +380,13 @@ class Daemon:
 
     # -- actions ----------------------------------------------------------------------------
 
-    def _carry_out(self, item: Supervised, action: Action) -> None:
+    def _carry_out(self, item: Supervised, action: Action, run_start: float | None = None) -> None:
         policy = item.policy
         self._save(item)  # the history counts this action even if we die while carrying it out
         common: dict[str, Any] = {
             "target": policy.target.describe(),
             "decided_at": round(action.t, 3),
+            "run_start": round(run_start, 3) if run_start is not None else None,
             "reason": action.reason,
             "trigger": action.trigger.value,
             "depths": item.window_depths(),
@@ -429,6 +430,7 @@ class Daemon:
         )
 
     def _restart(self, policy: Policy, common: dict[str, Any]) -> None:
+        called_at = self.clock()
         result: RestartResult = self.actuator.restart(policy.target, policy.restart)
         self.audit.record(
             AuditEvent.RESTART,
@@ -439,6 +441,7 @@ class Daemon:
             seconds=round(result.seconds, 3),
             error=result.error,
             started_at=list(result.started_at) or None,
+            called_at=round(called_at, 3),
             **common,
         )
         if result.outcome is Outcome.DONE:

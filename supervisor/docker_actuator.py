@@ -31,7 +31,8 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from supervisor.errors import ActuatorError, TargetError
@@ -130,7 +131,7 @@ class DockerActuator:
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_seconds),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
             reraise=True,
             before_sleep=lambda rs: log.warning(
                 "docker %s failed (attempt %d), retrying: %s",

@@ -1,0 +1,59 @@
+# Sourced by scripts/test, scripts/demo and scripts/figures: installs what is missing and starts
+# a private redis-server and Docker engine in a fresh work directory, and removes them on exit.
+# After `start_services`: SUPERVISOR_TEST_REDIS_URL, REDIS_PORT, DOCKER_HOST and SERVICES_DIR.
+
+install_missing() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    if ((${#missing[@]})); then
+        echo "services: installing ${missing[*]}" >&2
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    fi
+}
+
+stop_services() {
+    set +e
+    local work=$SERVICES_DIR pid ids
+    [[ -n $work && -d $work ]] || return 0
+    if [[ -S $work/docker.sock ]]; then
+        ids=$(docker -H "unix://$work/docker.sock" ps -aq 2>/dev/null)
+        [[ -n $ids ]] && docker -H "unix://$work/docker.sock" rm -f $ids >/dev/null 2>&1
+    fi
+    for pidfile in "$work/docker.pid" "$work/redis.pid"; do
+        [[ -f $pidfile ]] || continue
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$work"
+}
+
+start_services() {
+    SERVICES_DIR=$(mktemp -d /tmp/iti-supervisor.XXXXXX)
+    export SERVICES_DIR
+    trap stop_services EXIT
+    local work=$SERVICES_DIR
+
+    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    export REDIS_PORT
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --dir "$work" --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+    export SUPERVISOR_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+
+    # A private Docker engine (no bridge, no iptables: containers use the host network).
+    dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+        --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
+        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
+    export DOCKER_HOST="unix://$work/docker.sock"
+    for _ in $(seq 150); do
+        docker version >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "services: dockerd did not start:" >&2
+    tail -20 "$work/dockerd.log" >&2
+    return 1
+}

@@ -1,0 +1,147 @@
+"""The Docker actuator against the real private engine."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from supervisor.docker_actuator import DockerActuator, Outcome
+from supervisor.errors import TargetError
+from supervisor.policy import Restart, Target
+from tests.harness import BASE_IMAGE, PYTHON_HOME, host_mounts
+
+pytestmark = pytest.mark.e2e
+
+SLEEP = "import time\nwhile True: time.sleep(1)"
+IGNORE_QUIT = "import signal, time\nsignal.signal(signal.SIGQUIT, signal.SIG_IGN)\n" + SLEEP
+
+
+@pytest.fixture
+def sleeper(docker_engine: docker.DockerClient) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(code: str = SLEEP, init: bool = True, labels: dict[str, str] | None = None) -> Any:
+        container = docker_engine.containers.run(
+            BASE_IMAGE,
+            [str(PYTHON_HOME / "bin" / "python3"), "-c", code],
+            name=f"iti-test-sleeper-{uuid.uuid4().hex[:8]}",
+            detach=True,
+            network_mode="host",
+            volumes=host_mounts(),
+            init=init,
+            labels=labels or {},
+        )
+        made.append(container)
+        return container
+
+    yield make
+    for container in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def restart_policy(**overrides: Any) -> Restart:
+    return Restart.model_validate({"stop_timeout": 5, **overrides})
+
+
+def started_at(container: Any) -> str:
+    container.reload()
+    return str(container.attrs["State"]["StartedAt"])
+
+
+def test_cold_restart_of_a_container_that_obeys_sigquit(sleeper: Callable[..., Any]) -> None:
+    container = sleeper()
+    before = started_at(container)
+    result = DockerActuator().restart(Target(container=container.name), restart_policy())
+    assert result.outcome is Outcome.DONE, result.error
+    assert result.containers == (container.name,)
+    assert result.started_at[0] != before
+    assert started_at(container) == result.started_at[0]
+    assert result.seconds < 5  # SIGQUIT ended it well before stop_timeout
+
+
+def test_sigkill_when_sigquit_is_ignored_for_stop_timeout(sleeper: Callable[..., Any]) -> None:
+    container = sleeper(IGNORE_QUIT, init=False)
+    before = started_at(container)
+    result = DockerActuator().restart(
+        Target(container=container.name), restart_policy(stop_timeout=1.5)
+    )
+    assert result.outcome is Outcome.DONE, result.error
+    assert result.seconds >= 1.5
+    assert started_at(container) != before
+    container.reload()
+    assert container.attrs["State"]["Running"]
+
+
+def test_docker_restart_method(sleeper: Callable[..., Any]) -> None:
+    container = sleeper()
+    before = started_at(container)
+    result = DockerActuator().restart(
+        Target(container=container.name), restart_policy(method="restart", stop_timeout=2)
+    )
+    assert result.outcome is Outcome.DONE and result.method == "restart"
+    assert started_at(container) != before
+
+
+def test_a_stopped_container_is_just_started(sleeper: Callable[..., Any]) -> None:
+    container = sleeper()
+    container.kill()
+    result = DockerActuator().restart(Target(container=container.name), restart_policy())
+    assert result.outcome is Outcome.DONE
+    container.reload()
+    assert container.attrs["State"]["Running"]
+
+
+def test_missing_container_fails_clearly(docker_engine: docker.DockerClient) -> None:
+    result = DockerActuator().restart(Target(container="no-such-worker"), restart_policy())
+    assert result.outcome is Outcome.FAILED
+    assert result.error == "container 'no-such-worker' not found"
+
+
+def test_compose_labels_refuse_several_unless_all(sleeper: Callable[..., Any]) -> None:
+    project = f"proj{uuid.uuid4().hex[:6]}"
+    labels = {"com.docker.compose.project": project, "com.docker.compose.service": "worker"}
+    first, second = sleeper(labels=labels), sleeper(labels=labels)
+    sleeper(labels={**labels, "com.docker.compose.service": "api"})
+    target = Target(compose_project=project, compose_service="worker")
+    with pytest.raises(TargetError, match="match 2 containers"):
+        DockerActuator().find(target)
+    both = Target(compose_project=project, compose_service="worker", all=True)
+    result = DockerActuator().restart(both, restart_policy())
+    assert result.outcome is Outcome.DONE
+    assert sorted(result.containers) == sorted([first.name, second.name])
+    with pytest.raises(TargetError, match="no container has labels"):
+        DockerActuator().find(Target(compose_project=project, compose_service="nope"))
+
+
+def test_refuses_to_restart_its_own_container(sleeper: Callable[..., Any]) -> None:
+    container = sleeper()
+    actuator = DockerActuator(own_id=container.id)
+    result = actuator.restart(Target(container=container.name), restart_policy())
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None and "supervisor's own container" in result.error
+
+
+def test_unreachable_engine_fails_the_restart_after_bounded_retries(tmp_path: Any) -> None:
+    dead = f"unix://{tmp_path}/nothing.sock"
+    actuator = DockerActuator(
+        lambda: docker.DockerClient(base_url=dead, version="1.41", timeout=2),
+        retry_attempts=3,
+        retry_seconds=10,
+    )
+    assert actuator.ping() is not None
+    started = time.monotonic()
+    result = actuator.restart(Target(container="w"), restart_policy())
+    assert time.monotonic() - started < 15
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None and "unreachable" in result.error
+
+
+def test_ping_answers_when_the_engine_does(docker_engine: docker.DockerClient) -> None:
+    assert DockerActuator().ping() is None
