@@ -46,8 +46,14 @@ def one_run(method: str, workdir: Path) -> dict[str, Any]:
     producer = None
     try:
         worker.wait_ready(app)
-        policy = write_policy(workdir / "p.toml", "bench", server.url, worker.name,
-                              detect={"window": WINDOW}, restart={"method": method})
+        policy = write_policy(
+            workdir / "p.toml",
+            "bench",
+            server.url,
+            worker.name,
+            detect={"window": WINDOW},
+            restart={"method": method},
+        )
         sup = SupervisorProcess([policy], workdir / "state")
         sup.wait_started()
         app.send_task("tasks.poison", queue="celery")
@@ -58,8 +64,9 @@ def one_run(method: str, workdir: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 60
         first_done = None
         while time.monotonic() < deadline and first_done is None:
-            after = client.zrangebyscore("test:done_at", record["called_at"], "+inf",
-                                         start=0, num=1, withscores=True)
+            after = client.zrangebyscore(
+                "test:done_at", record["called_at"], "+inf", start=0, num=1, withscores=True
+            )
             first_done = after[0][1] if after else None
             time.sleep(0.05)
         producer.stop()
@@ -103,16 +110,22 @@ def main() -> int:
             return "never"
         return f"{statistics.median(values):.2f}"
 
-    print(f"scenario 1, {args.runs} run(s) per method, median; interval 0.5 s, window {WINDOW:g} s,"
-          " stop_timeout 5 s")
-    print(f"{'method':8} {'stuck->decision s':>17} {'decision->call s':>16} "
-          f"{'call->consuming s':>17} {'restart s':>9} {'unacked after':>13} "
-          f"{'unacked +20s':>12} {'tasks not done':>14}")
+    print(
+        f"scenario 1, {args.runs} run(s) per method, median; interval 0.5 s, window {WINDOW:g} s,"
+        " stop_timeout 5 s"
+    )
+    print(
+        f"{'method':8} {'stuck->decision s':>17} {'decision->call s':>16} "
+        f"{'call->consuming s':>17} {'restart s':>9} {'unacked after':>13} "
+        f"{'unacked +20s':>12} {'tasks not done':>14}"
+    )
     for method, results in rows:
-        print(f"{method:8} {med(results, 'stuck_to_decision'):>17} "
-              f"{med(results, 'decision_to_call'):>16} {med(results, 'call_to_consuming'):>17} "
-              f"{med(results, 'restart_seconds'):>9} {med(results, 'unacked_now'):>13} "
-              f"{med(results, 'unacked_later'):>12} {med(results, 'not_done'):>14}")
+        print(
+            f"{method:8} {med(results, 'stuck_to_decision'):>17} "
+            f"{med(results, 'decision_to_call'):>16} {med(results, 'call_to_consuming'):>17} "
+            f"{med(results, 'restart_seconds'):>9} {med(results, 'unacked_now'):>13} "
+            f"{med(results, 'unacked_later'):>12} {med(results, 'not_done'):>14}"
+        )
     return 0
 
 

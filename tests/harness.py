@@ -66,10 +66,11 @@ class Worker:
         broker_url: str,
         queues: str = "celery",
         concurrency: int = 1,
+        name: str | None = None,
     ) -> None:
         self.client = client
         self.broker_url = broker_url
-        self.name = f"iti-test-worker-{uuid.uuid4().hex[:8]}"
+        self.name = name or f"iti-test-worker-{uuid.uuid4().hex[:8]}"
         self.node = f"{self.name}@test"
         mounts = host_mounts()
         mounts[str(WORKER_APP)] = {"bind": "/app", "mode": "ro"}
