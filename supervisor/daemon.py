@@ -266,6 +266,11 @@ class Daemon:
                     current.probe = RedisProbe(policy.broker)
                     self._monitor_for(policy)
                 current.policy = policy
+        in_use = {
+            (s.policy.broker.url, s.policy.broker.key_prefix) for s in self.supervised.values()
+        }
+        for key in [k for k in self.monitors if k not in in_use]:
+            self.monitors.pop(key).stop()
         self.audit.record(AuditEvent.RELOAD, policies=sorted(self.supervised))
         log.info("reloaded: %s", ", ".join(sorted(self.supervised)))
 
@@ -398,6 +403,16 @@ class Daemon:
             self.audit.record(AuditEvent.ESCALATE, policy.name, **common)
             return
         manual = action.trigger is Trigger.MANUAL
+        if item.busy:
+            # Only when a restart outlasts cooldown plus window: never two at once on a target.
+            log.warning("%s: restart skipped, the previous one is still in flight", policy.name)
+            self.audit.record(
+                AuditEvent.TRIGGER_REFUSED,
+                policy.name,
+                **common,
+                error="a restart of this target is already in flight",
+            )
+            return
         log.warning(
             "%s: %s%s restart of %s: %s",
             policy.name,
