@@ -38,12 +38,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        policies = load_policies(args.policies)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_INVALID
+    policies = load_policies(args.policies)
     for policy in policies:
         print(
             f"ok: {policy.name} (target {policy.target.describe()}, "
@@ -53,12 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_INVALID
+    policy = load_policy(args.policy)
     probe = RedisProbe(policy.broker)
     try:
         sample = probe.sample()
@@ -72,12 +62,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_INVALID
+    policy = load_policy(args.policy)
     source = "<stdin>" if args.trace == "-" else args.trace
     stream: TextIO
     try:
@@ -91,21 +76,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             counts["samples"] += 1
             counts["failed"] += not step.sample.ok
             d = step.decision
-            log.debug(
-                "t=%g depth=%s %s: %s%s",
-                step.sample.t,
-                step.sample.depth,
-                d.diagnosis.verdict.value,
-                d.diagnosis.reason,
-                f" [{d.ruling.gate.value}: {d.ruling.reason}]" if d.ruling else "",
-            )
+            log.debug("t=%g depth=%s %s", step.sample.t, step.sample.depth, d.describe())
             for action in d.actions:
                 counts[action.kind.value] += 1
                 log.info("t=%g %s: %s", action.t, action.kind.value, action.reason)
                 print(json.dumps(action.to_json()), flush=True)
-    except TraceError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INVALID
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -130,26 +105,12 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     dry_run = args.dry_run or _env_flag(DRY_RUN_ENV)
-    daemon = Daemon(args.policies, _state_dir(args), dry_run=dry_run)
-    try:
-        return daemon.run()
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print("nothing started", file=sys.stderr)
-        return EXIT_INVALID
-    except SupervisorError as exc:
-        print(f"supervisor: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return Daemon(args.policies, _state_dir(args), dry_run=dry_run).run()
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
-    try:
-        pid = request_trigger(state_dir, args.name)
-    except SupervisorError as exc:
-        print(f"supervisor: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    pid = request_trigger(state_dir, args.name)
     what = f"policy {args.name!r}" if args.name else "every policy"
     print(f"asked supervisor pid {pid} to restart {what} now (see {state_dir / AUDIT_FILE})")
     return EXIT_OK
@@ -198,5 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        if args.command == "run":
+            print("nothing started", file=sys.stderr)
+        return EXIT_INVALID
+    except TraceError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    except SupervisorError as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return code

@@ -354,13 +354,11 @@ class Daemon:
         item.state, decision = engine.step(policy, item.state, sample, now=sample.t)
         d = decision.diagnosis
         log.debug(
-            "%s: depth=%s processed=%s %s: %s%s",
+            "%s: depth=%s processed=%s %s",
             policy.name,
             sample.depth,
             sample.processed,
-            d.verdict.value,
-            d.reason,
-            f" [{decision.ruling.gate.value}: {decision.ruling.reason}]" if decision.ruling else "",
+            decision.describe(),
         )
         for action in decision.actions:
             self._carry_out(item, action, d.run_start.t if d.run_start else None)

@@ -62,6 +62,12 @@ class Decision:
     ruling: Ruling | None = None  # set when the worker was stuck and the governor was asked
     actions: tuple[Action, ...] = ()
 
+    def describe(self) -> str:
+        text = f"{self.diagnosis.verdict.value}: {self.diagnosis.reason}"
+        if self.ruling is not None:
+            text += f" [{self.ruling.gate.value}: {self.ruling.reason}]"
+        return text
+
 
 def step(
     policy: Policy, state: EngineState, sample: Sample, now: float
