@@ -1,4 +1,4 @@
-"""Command line: `supervisor check | sample | replay | run | trigger`."""
+"""Command line: `supervisor check | sample | replay | run | trigger | health`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from supervisor import __version__
+from supervisor import __version__, health
 from supervisor.daemon import AUDIT_FILE, Daemon, request_trigger
 from supervisor.errors import PolicyError, SupervisorError, TraceError
 from supervisor.policy import load_policies, load_policy
@@ -116,6 +117,12 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    result = health.check(_state_dir(args), time.time(), args.max_age)
+    print(result.message)
+    return EXIT_OK if result.healthy else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor",
@@ -153,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="policy name (default: every policy)")
     p.add_argument("--state-dir", help=state_help)
     p.set_defaults(func=cmd_trigger)
+
+    p = sub.add_parser("health", help="is the running supervisor's loop alive? exit 0 or 1")
+    p.add_argument("--state-dir", help=state_help)
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="oldest acceptable tick (default: 3 x the longest interval, at least 30 s)",
+    )
+    p.set_defaults(func=cmd_health)
     return parser
 
 

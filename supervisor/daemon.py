@@ -37,6 +37,7 @@ from supervisor.errors import (
     SupervisorError,
     TargetError,
 )
+from supervisor.health import HEARTBEAT_FILE
 from supervisor.policy import Policy, load_policies, redact_url
 from supervisor.progress_probe import ProgressMonitor
 from supervisor.redis_probe import RedisProbe
@@ -47,7 +48,6 @@ log = logging.getLogger("supervisor.daemon")
 PID_FILE = "supervisor.pid"
 LOCK_FILE = "supervisor.lock"
 TRIGGER_DIR = "triggers"
-HEARTBEAT_FILE = "heartbeat.json"
 AUDIT_FILE = "audit.jsonl"
 DOCKER_CHECK_EVERY = 30.0
 

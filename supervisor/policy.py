@@ -6,11 +6,12 @@ unknown or ill-typed one is refused with a message naming the file and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -45,6 +46,7 @@ class Broker(_Section):
     @field_validator("url")
     @classmethod
     def _redis_url(cls, url: str) -> str:
+        url = expand_env(url)
         scheme = urlsplit(url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
@@ -196,6 +198,21 @@ class Policy(_Section):
                 f"letter or digit, got {name!r}"
             )
         return name
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str) -> str:
+    """Replace `${NAME}` by the environment variable NAME, so that secrets stay out of files."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return quote(os.environ[name], safe="")
+
+    return _ENV_REF.sub(value, text)
 
 
 def redact_url(url: str) -> str:

@@ -160,3 +160,17 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     empty.mkdir()
     assert main(["check", str(empty)]) == 2
     assert "holds no *.toml" in capsys.readouterr().err
+
+
+def test_broker_url_takes_secrets_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = VALID.replace("redis://localhost", "redis://supervisor:${SUP_REDIS_PW}@localhost")
+    path = write(tmp_path, text)
+    monkeypatch.delenv("SUP_REDIS_PW", raising=False)
+    [problem] = problems_of(path)
+    assert problem == f"{path}: broker.url: environment variable SUP_REDIS_PW is not set"
+    monkeypatch.setenv("SUP_REDIS_PW", "p@ss/word")
+    policy = load_policy(path)
+    assert policy.broker.url == "redis://supervisor:p%40ss%2Fword@localhost:6379/0"
+    assert "p%40ss" not in redact_url(policy.broker.url)
