@@ -55,11 +55,12 @@ def test_health_of_a_live_daemon_and_of_a_frozen_one(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     policy = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
-    sup = SupervisorProcess([policy], tmp_path / "state",
-                            extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    sup = SupervisorProcess(
+        [policy], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    )
     try:
         sup.wait_started()
-        sup.wait_for(lambda: (tmp_path / "state" / "heartbeat.json").exists(), 20, "heartbeat")
+        sup.wait_for((tmp_path / "state" / "heartbeat.json").exists, 20, "heartbeat")
         assert main(["health", "--state-dir", str(tmp_path / "state")]) == 0
         assert "healthy: loop ticked" in capsys.readouterr().out
         os.kill(sup.proc.pid, signal.SIGSTOP)  # a hung loop

@@ -1,0 +1,118 @@
+"""The shipped least-privilege ACL users (deploy/redis/acl.txt) against a real redis-server:
+the supervisor works under them, and they cannot touch the queues."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from supervisor.policy import Policy
+from supervisor.progress_probe import ProgressMonitor
+from supervisor.redis_probe import RedisProbe
+from tests.harness import REPO, WORKER_APP
+from tests.helpers import make_policy
+
+pytestmark = pytest.mark.integration
+
+ACL_FILE = REPO / "deploy" / "redis" / "acl.txt"
+
+
+def acl_commands() -> dict[str, list[str]]:
+    users = {}
+    for line in ACL_FILE.read_text().splitlines():
+        if line.startswith("ACL SETUSER"):
+            words = shlex.split(line.replace("PASSWORD", "acl-test-pw"))
+            users[words[2]] = words[1:]
+    return users
+
+
+@pytest.fixture
+def acl_server(redis_server_factory: Any) -> Any:
+    server = redis_server_factory()
+    server.start()
+    admin = server.client()
+    for args in acl_commands().values():
+        assert admin.execute_command("ACL", *args) == b"OK"
+    admin.rpush("celery", *range(12))
+    return server
+
+
+def policy_as(server: Any, user: str, **detect: Any) -> Policy:
+    return make_policy(
+        broker={"url": f"redis://{user}:acl-test-pw@127.0.0.1:{server.port}/0", "timeout": 2},
+        detect=detect,
+    )
+
+
+def test_both_users_are_shipped() -> None:
+    assert set(acl_commands()) == {"supervisor", "supervisor-progress"}
+
+
+@pytest.mark.parametrize("user", ["supervisor", "supervisor-progress"])
+def test_sampling_works_and_queues_cannot_be_touched(acl_server: Any, user: str) -> None:
+    policy = policy_as(acl_server, user)
+    probe = RedisProbe(policy.broker)
+    sample = probe.sample()
+    probe.close()
+    assert sample.ok, sample.error
+    assert sample.depth == 12
+    client = redis.Redis.from_url(policy.broker.url)
+    for command in (
+        ("DEL", "celery"),
+        ("LPOP", "celery"),
+        ("FLUSHDB",),
+        ("KEYS", "*"),
+        ("CONFIG", "GET", "*"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*command)
+    assert client.llen("celery") == 12
+
+
+def test_progress_user_hears_a_real_worker(acl_server: Any, tmp_path: Path) -> None:
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "-c",
+            "1",
+            "-Q",
+            "work",
+            "-n",
+            "acl@test",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=WORKER_APP,
+        env={"TEST_BROKER_URL": acl_server.url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "worker.log").open("wb"),
+    )
+    monitor = ProgressMonitor(policy_as(acl_server, "supervisor-progress").broker)
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 30
+        processed = None
+        while processed is None and time.monotonic() < deadline:
+            processed = monitor.processed(["work"])
+            time.sleep(0.2)
+        assert processed is not None, (tmp_path / "worker.log").read_text()
+        assert monitor.processed(["celery"]) is None  # the worker does not consume it
+        assert acl_server.client().execute_command("ACL", "LOG") == []  # nothing was denied
+    finally:
+        monitor.stop()
+        worker.terminate()
+        worker.wait(20)
