@@ -1,11 +1,14 @@
 # Sourced by scripts/test, scripts/demo and scripts/figures: installs what is missing and starts
 # a private redis-server and Docker engine in a fresh work directory, and removes them on exit.
-# After `start_services`: SUPERVISOR_TEST_REDIS_URL, REDIS_PORT, DOCKER_HOST and SERVICES_DIR.
+# After `start_services`: SUPERVISOR_TEST_REDIS_URL, REDIS_PORT, DOCKER_HOST, DOCKERD_LOG and
+# SERVICES_DIR.
 
 install_missing() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
     if ((${#missing[@]})); then
         echo "services: installing ${missing[*]}" >&2
         apt-get update -q >/dev/null
@@ -44,8 +47,10 @@ start_services() {
         --dir "$work" --pidfile "$work/redis.pid" --logfile "$work/redis.log"
     export SUPERVISOR_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
-    # A private Docker engine (no bridge, no iptables: containers use the host network).
-    dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    # A private Docker engine (no default bridge, no iptables). --debug logs every API call,
+    # which the sidecar test reads to check what the supervisor asked of Docker.
+    export DOCKERD_LOG="$work/dockerd.log"
+    dockerd --debug --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
         --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
         -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
     export DOCKER_HOST="unix://$work/docker.sock"
