@@ -87,3 +87,17 @@ def record_restart(state: GovernorState, policy: Restart, now: float) -> Governo
 
 def record_escalation(state: GovernorState) -> GovernorState:
     return replace(state, escalated=True)
+
+
+def allowed_at(state: GovernorState, policy: Restart, now: float) -> float | None:
+    """Earliest time an automatic restart could happen, as far as the history goes (`now` or
+    later); None when the budget never allows one (max_restarts = 0)."""
+    at = now
+    if state.last_restart is not None:
+        at = max(at, state.last_restart + policy.wait_after(state.streak))
+    window = in_budget_window(state, policy, at)
+    if len(window) >= policy.max_restarts:
+        if policy.max_restarts == 0:
+            return None
+        at = max(at, window[len(window) - policy.max_restarts] + policy.budget_window)
+    return at

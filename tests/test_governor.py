@@ -84,3 +84,17 @@ def test_history_is_pruned_to_the_budget_window() -> None:
     )
     state = history(policy, 0.0, 50.0, 120.0, 160.0)
     assert state.recent == (120.0, 160.0)
+
+
+def test_allowed_at_combines_backoff_and_budget() -> None:
+    from supervisor.governor import allowed_at
+
+    policy = restart_policy(cooldown=10, backoff_initial=10, backoff_max=10, max_restarts=2,
+                            budget_window=100)
+    assert allowed_at(GovernorState(), policy, 5.0) == 5.0
+    state = history(policy, 0.0)
+    assert allowed_at(state, policy, 3.0) == 10.0  # cooldown
+    assert allowed_at(state, policy, 50.0) == 50.0
+    state = history(policy, 0.0, 10.0)
+    assert allowed_at(state, policy, 20.0) == 100.0  # the restart at 0 leaves the window
+    assert allowed_at(GovernorState(), restart_policy(max_restarts=0), 0.0) is None

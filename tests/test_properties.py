@@ -193,3 +193,28 @@ def test_no_restart_when_every_window_holds_a_decrease(
         steps.extend((dt, delta, True) for dt, delta in rises)
         steps.append((0.5, -fall, True))
     assert drive(policy, steps) == []
+
+
+@SETTINGS
+@given(
+    restart_policies(),
+    st.lists(st.integers(0, 400), max_size=6).map(sorted),
+    st.integers(0, 600),
+    st.integers(0, 300),
+)
+def test_allowed_at_is_exactly_when_the_governor_first_allows(
+    policy: Policy, times: list[int], now_offset: int, probe: int
+) -> None:
+    from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
+
+    state = GovernorState()
+    for t in times:
+        state = record_restart(state, policy.restart, float(t))
+    now = float((times[-1] if times else 0) + now_offset)
+    at = allowed_at(state, policy.restart, now)
+    if at is None:
+        assert rule(state, policy.restart, now + probe).gate is not Gate.ALLOW
+        return
+    assert rule(state, policy.restart, at).gate is Gate.ALLOW
+    t = now + probe
+    assert (rule(state, policy.restart, t).gate is Gate.ALLOW) == (t >= at)
