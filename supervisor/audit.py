@@ -28,6 +28,7 @@ class AuditEvent(enum.Enum):
     DOCKER_ERROR_BEGIN = "docker_error_begin"
     DOCKER_ERROR_END = "docker_error_end"
     STATE_DISCARDED = "state_discarded"
+    RECOVERY = "recovery"  # the queue is back under the threshold after a restart
 
 
 class AuditLog:

@@ -1,4 +1,5 @@
-"""Command line: `supervisor check | sample | replay | run | trigger | health`."""
+"""Command line: `supervisor run | trigger | status | health | check | sample | replay |
+notify-test`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from supervisor import __version__, health
+from supervisor import __version__, health, logs, notifier, status
 from supervisor.daemon import AUDIT_FILE, Daemon, request_trigger
 from supervisor.errors import PolicyError, SupervisorError, TraceError
 from supervisor.policy import load_policies, load_policy
@@ -28,14 +29,10 @@ EXIT_INVALID = 2
 STATE_DIR_ENV = "SUPERVISOR_STATE_DIR"
 DRY_RUN_ENV = "SUPERVISOR_DRY_RUN"
 DEFAULT_STATE_DIR = "state"
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+METRICS_PORT_ENV = "SUPERVISOR_METRICS_PORT"
+METRICS_ADDRESS_ENV = "SUPERVISOR_METRICS_ADDRESS"
+LOG_FORMAT_ENV = "SUPERVISOR_LOG_FORMAT"
+POLICIES_ENV = "SUPERVISOR_POLICIES"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -106,7 +103,62 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     dry_run = args.dry_run or _env_flag(DRY_RUN_ENV)
-    return Daemon(args.policies, _state_dir(args), dry_run=dry_run).run()
+    port = args.metrics_port if args.metrics_port is not None else os.environ.get(METRICS_PORT_ENV)
+    return Daemon(
+        args.policies,
+        _state_dir(args),
+        dry_run=dry_run,
+        metrics_address=args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV),
+        metrics_port=int(port) if port not in (None, "") else None,
+    ).run()
+
+
+def _status_policies(args: argparse.Namespace, state_dir: Path) -> list[Path]:
+    if args.policies:
+        return [Path(p) for p in args.policies]
+    if os.environ.get(POLICIES_ENV):
+        return [Path(os.environ[POLICIES_ENV])]
+    try:
+        recorded = json.loads((state_dir / health.HEARTBEAT_FILE).read_text())["policy_paths"]
+        return [Path(p) for p in recorded]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [Path("policies")]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    policies = load_policies(_status_policies(args, state_dir))
+    if args.names:
+        unknown = sorted(set(args.names) - {p.name for p in policies})
+        if unknown:
+            raise SupervisorError(
+                f"no policy named {', '.join(unknown)}; known: "
+                f"{', '.join(p.name for p in policies)}"
+            )
+        policies = [p for p in policies if p.name in args.names]
+    result = status.gather(policies, state_dir, time.time())
+    print(json.dumps(result, indent=2) if args.json else status.render(result))
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    settings = notifier.settings_for(policy)
+    if settings is None:
+        print(
+            f"{args.policy}: no [notify] section and no {notifier.URL_ENV} in the environment",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    notice = notifier.Notice(
+        "test",
+        policy.name,
+        policy.target.describe(),
+        f"[{policy.name}] test notification from iti-worker-supervisor",
+    )
+    notifier.send(settings, notice)
+    print(f"sent a test notification to {notifier.where(settings.url)} ({settings.format})")
+    return EXIT_OK
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
@@ -130,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help=f"stderr log lines for people or as JSON (env {LOG_FORMAT_ENV}; default text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate policy files; exit 0, or 2 with the problems")
@@ -154,6 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"decide and audit, but never change a container (env {DRY_RUN_ENV}=1)",
     )
     p.add_argument("--state-dir", help=state_help)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help=f"serve Prometheus metrics on this port (env {METRICS_PORT_ENV}; default: off)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=None,
+        help=f"address for the metrics port (env {METRICS_ADDRESS_ENV}; default 0.0.0.0)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("trigger", help="ask the running supervisor to restart now")
@@ -171,12 +240,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="oldest acceptable tick (default: 3 x the longest interval, at least 30 s)",
     )
     p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("status", help="depth, trend, verdict, restarts and audit, per policy")
+    p.add_argument("names", nargs="*", metavar="POLICY", help="policy names (default: all)")
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        metavar="POLICY_FILE|POLICY_DIR",
+        help=f"policy files (default: env {POLICIES_ENV}, else those the daemon runs)",
+    )
+    p.add_argument("--state-dir", help=state_help)
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("notify-test", help="send a test notification with a policy's settings")
+    p.add_argument("policy", type=Path, metavar="POLICY_FILE")
+    p.set_defaults(func=cmd_notify_test)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    log_format = args.log_format or os.environ.get(LOG_FORMAT_ENV, "text")
+    logs.setup(verbose=args.verbose, json_lines=log_format == "json")
     try:
         code: int = args.func(args)
     except PolicyError as exc:

@@ -26,10 +26,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from supervisor import engine
+from supervisor import engine, governor, logs
 from supervisor.audit import AuditEvent, AuditLog
+from supervisor.detector import Verdict
 from supervisor.docker_actuator import DockerActuator, Outcome, RestartResult
-from supervisor.engine import Action, ActionKind, EngineState, Trigger
+from supervisor.engine import Action, ActionKind, Decision, EngineState, Trigger
 from supervisor.errors import (
     AlreadyRunningError,
     PolicyError,
@@ -38,9 +39,12 @@ from supervisor.errors import (
     TargetError,
 )
 from supervisor.health import HEARTBEAT_FILE
+from supervisor.metrics import Metrics
+from supervisor.notifier import Notice, Notifier, settings_for
 from supervisor.policy import Policy, load_policies, redact_url
 from supervisor.progress_probe import ProgressMonitor
 from supervisor.redis_probe import RedisProbe
+from supervisor.sample import Sample
 from supervisor.state_store import StateStore
 
 log = logging.getLogger("supervisor.daemon")
@@ -50,6 +54,7 @@ LOCK_FILE = "supervisor.lock"
 TRIGGER_DIR = "triggers"
 AUDIT_FILE = "audit.jsonl"
 DOCKER_CHECK_EVERY = 30.0
+TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
 
 
 class Waker:
@@ -106,6 +111,12 @@ class Supervised:
     failing_since: float | None = None
     last_error: str | None = None
     in_flight: Future[None] | None = None
+    last_decision: Decision | None = None
+    awaiting_recovery: bool = False  # a restart happened; tell when the queue is back under
+
+    @property
+    def log(self) -> logging.LoggerAdapter[Any]:
+        return logs.for_policy(log, self.policy.name)
 
     @property
     def busy(self) -> bool:
@@ -124,6 +135,8 @@ class Daemon:
         dry_run: bool = False,
         actuator: DockerActuator | None = None,
         watch_progress: bool = True,
+        metrics_address: str | None = None,
+        metrics_port: int | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -142,6 +155,10 @@ class Daemon:
         self.docker_error: str | None = None
         self.docker_check: Future[str | None] | None = None
         self.next_docker_check = 0.0
+        self.metrics = Metrics()
+        self.metrics_address = metrics_address
+        self.metrics_port = metrics_port
+        self.notifier = Notifier()
         self.store: StateStore
         self.audit: AuditLog
 
@@ -158,6 +175,9 @@ class Daemon:
             for policy in policies:
                 self._add(policy)
             self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+            if self.metrics_port is not None:
+                port = self.metrics.serve(self.metrics_address or "0.0.0.0", self.metrics_port)
+                log.info("metrics on http://%s:%d/metrics", self.metrics_address or "0.0.0.0", port)
             pid_path = self.state_dir / PID_FILE
             pid_path.write_text(f"{os.getpid()}\n")
             self.audit.record(
@@ -206,6 +226,7 @@ class Daemon:
                         break
             self._maybe_check_docker()
             self._write_heartbeat()
+            self.metrics.loop.set(self.clock())
             due = min((s.next_due for s in self.supervised.values()), default=now + 1.0)
             self.waker.wait(due - self.monotonic())
 
@@ -223,6 +244,8 @@ class Daemon:
         for monitor in self.monitors.values():
             monitor.stop()
         self.actuator.close()
+        self.notifier.close()
+        self.metrics.close()
         self.audit.record(AuditEvent.STOP, pid=os.getpid())
         self.audit.close()
         self.waker.close()
@@ -255,7 +278,9 @@ class Daemon:
         for name in list(self.supervised):
             if name not in new_names:
                 self._save(self.supervised[name])
-                self.supervised.pop(name).probe.close()
+                removed = self.supervised.pop(name)
+                removed.probe.close()
+                self.metrics.forget(name, removed.policy.broker.queues)
         for policy in policies:
             current = self.supervised.get(policy.name)
             if current is None:
@@ -288,7 +313,7 @@ class Daemon:
                 continue
             if item.busy:
                 reason = "a restart of this target is already in flight"
-                log.warning("%s: manual trigger refused: %s", name, reason)
+                item.log.warning("manual trigger refused: %s", reason)
                 self.audit.record(
                     AuditEvent.TRIGGER_REFUSED,
                     name,
@@ -352,29 +377,67 @@ class Daemon:
             item.recent.popleft()
         before = item.state
         item.state, decision = engine.step(policy, item.state, sample, now=sample.t)
+        item.last_decision = decision
         d = decision.diagnosis
-        log.debug(
-            "%s: depth=%s processed=%s %s",
-            policy.name,
-            sample.depth,
-            sample.processed,
-            decision.describe(),
+        item.log.debug(
+            "depth=%s processed=%s %s", sample.depth, sample.processed, decision.describe()
         )
+        self._observe(item, sample, decision)
         for action in decision.actions:
             self._carry_out(item, action, d.run_start.t if d.run_start else None)
         if item.state.governor != before.governor and not decision.actions:
             self._save(item)
+
+    def _observe(self, item: Supervised, sample: Sample, decision: Decision) -> None:
+        """Metrics for this tick, and the recovery notice once the queue is back under."""
+        name, m = item.policy.name, self.metrics
+        m.samples.labels(name).inc()
+        m.redis_up.labels(name).set(1 if sample.ok else 0)
+        if not sample.ok:
+            m.sample_failures.labels(name).inc()
+            return
+        m.last_sample.labels(name).set(sample.t)
+        m.depth.labels(name).set(sample.depth or 0)
+        for queue, depth in sample.queues.items():
+            m.queue_depth.labels(name, queue).set(depth)
+        if sample.unacked is not None:
+            m.unacked.labels(name).set(sample.unacked)
+        if sample.processed is None:
+            with contextlib.suppress(KeyError):
+                m.progress.remove(name)
+        else:
+            m.progress.labels(name).set(sample.processed)
+        m.stuck.labels(name).set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+        m.run_seconds.labels(name).set(decision.diagnosis.run_seconds)
+        at = governor.allowed_at(item.state.governor, item.policy.restart, sample.t)
+        m.set_restart_allowed_in(name, None if at is None else at - sample.t)
+        threshold = item.policy.detect.threshold
+        if item.awaiting_recovery and sample.depth is not None and sample.depth <= threshold:
+            item.awaiting_recovery = False
+            text = f"recovered: queue depth {sample.depth} is back under {threshold}"
+            item.log.info(text)
+            self.audit.record(AuditEvent.RECOVERY, name, depth=sample.depth, reason=text)
+            self._notify(item.policy, "recovery", text)
+
+    def _notify(self, policy: Policy, event: str, text: str, **details: Any) -> None:
+        prefix = f"[{policy.name}] " + ("DRY-RUN " if self.dry_run else "")
+        self.notifier.submit(
+            settings_for(policy),
+            Notice(
+                event, policy.name, policy.target.describe(), prefix + text, self.dry_run, details
+            ),
+        )
 
     def _track_sampling(self, item: Supervised, error: str | None) -> None:
         name = item.policy.name
         if error is not None and item.failing_since is None:
             item.failing_since = self.clock()
             item.last_error = error
-            log.error("%s: cannot sample, deciding nothing until it can: %s", name, error)
+            item.log.error("cannot sample, deciding nothing until it can: %s", error)
             self.audit.record(AuditEvent.SAMPLE_ERROR_BEGIN, name, reason=error)
         elif error is None and item.failing_since is not None:
             lasted = self.clock() - item.failing_since
-            log.info("%s: sampling again after %.1fs", name, lasted)
+            item.log.info("sampling again after %.1fs", lasted)
             self.audit.record(
                 AuditEvent.SAMPLE_ERROR_END, name, seconds=round(lasted, 3), reason=item.last_error
             )
@@ -397,13 +460,15 @@ class Daemon:
             "broker": redact_url(policy.broker.url),
         }
         if action.kind is ActionKind.ESCALATE:
-            log.error("%s: ESCALATE: %s", policy.name, action.reason)
+            item.log.error("ESCALATE: %s", action.reason)
             self.audit.record(AuditEvent.ESCALATE, policy.name, **common)
+            self.metrics.escalations.labels(policy.name).inc()
+            self._notify(policy, "escalate", f"ESCALATION, a person is needed: {action.reason}")
             return
         manual = action.trigger is Trigger.MANUAL
         if item.busy:
             # Only when a restart outlasts cooldown plus window: never two at once on a target.
-            log.warning("%s: restart skipped, the previous one is still in flight", policy.name)
+            item.log.warning("restart skipped, the previous one is still in flight")
             self.audit.record(
                 AuditEvent.TRIGGER_REFUSED,
                 policy.name,
@@ -411,9 +476,9 @@ class Daemon:
                 error="a restart of this target is already in flight",
             )
             return
-        log.warning(
-            "%s: %s%s restart of %s: %s",
-            policy.name,
+        item.awaiting_recovery = True
+        item.log.warning(
+            "%s%s restart of %s: %s",
             "dry-run " if self.dry_run else "",
             "manual" if manual else "automatic",
             policy.target.describe(),
@@ -441,6 +506,13 @@ class Daemon:
             error=error,
             **common,
         )
+        self.metrics.restarts.labels(policy.name, "dry_run", common["trigger"]).inc()
+        self._notify(
+            policy,
+            "restart",
+            f"would restart {', '.join(containers) or policy.target.describe()} "
+            f"({common['trigger']}): {common['reason']}",
+        )
 
     def _restart(self, policy: Policy, common: dict[str, Any]) -> None:
         called_at = self.clock()
@@ -457,17 +529,21 @@ class Daemon:
             called_at=round(called_at, 3),
             **common,
         )
+        plog = logs.for_policy(log, policy.name)
+        self.metrics.restarts.labels(policy.name, result.outcome.value, common["trigger"]).inc()
         if result.outcome is Outcome.DONE:
-            log.warning(
-                "%s: restarted %s in %.1fs",
-                policy.name,
-                ", ".join(result.containers),
-                result.seconds,
+            text = (
+                f"restarted {', '.join(result.containers)} ({common['trigger']}, "
+                f"{result.method}, {result.seconds:.1f}s): {common['reason']}"
             )
+            plog.warning(text)
+            self._notify(policy, "restart", text)
         else:
-            log.error(
-                "%s: restart FAILED after %.1fs: %s", policy.name, result.seconds, result.error
+            text = (
+                f"restart of {common['target']} FAILED after {result.seconds:.1f}s: {result.error}"
             )
+            plog.error(text)
+            self._notify(policy, "restart_failed", text)
         self.waker.wake()
 
     # -- Docker reachability ----------------------------------------------------------------
@@ -477,12 +553,13 @@ class Daemon:
             error = self.docker_check.result()
             self.docker_check = None
             if error is not None and self.docker_error is None:
-                log.error("Docker engine unreachable, restarts would fail: %s", error)
+                log.error("restarts would fail: %s", error)
                 self.audit.record(AuditEvent.DOCKER_ERROR_BEGIN, reason=error)
             elif error is None and self.docker_error is not None:
                 log.info("Docker engine reachable again")
                 self.audit.record(AuditEvent.DOCKER_ERROR_END, reason=self.docker_error)
             self.docker_error = error
+            self.metrics.docker_up.set(1 if error is None else 0)
         now = self.monotonic()
         if self.docker_check is None and now >= self.next_docker_check:
             self.next_docker_check = now + DOCKER_CHECK_EVERY
@@ -494,12 +571,7 @@ class Daemon:
         try:
             self.store.save(item.policy.name, item.state.governor)
         except OSError as exc:
-            log.error(
-                "%s: cannot write state to %s: %s",
-                item.policy.name,
-                self.store.path(item.policy.name),
-                exc,
-            )
+            item.log.error("cannot write state to %s: %s", self.store.path(item.policy.name), exc)
 
     def _write_heartbeat(self) -> None:
         data = {
@@ -511,10 +583,14 @@ class Daemon:
                     "interval": s.policy.detect.interval,
                     "sampling": s.failing_since is None,
                     "depth": s.recent[-1][1] if s.recent else None,
+                    "trend": [d for _, d in list(s.recent)[-TREND_SAMPLES:]],
+                    "verdict": s.last_decision.diagnosis.verdict.value if s.last_decision else None,
+                    "why": s.last_decision.describe() if s.last_decision else None,
                 }
                 for name, s in self.supervised.items()
             },
             "docker_error": self.docker_error,
+            "policy_paths": [str(p.resolve()) for p in self.policy_paths],
         }
         path = self.state_dir / HEARTBEAT_FILE
         tmp = path.with_suffix(".tmp")

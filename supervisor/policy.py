@@ -182,12 +182,40 @@ class Restart(_Section):
         return max(self.cooldown, min(backoff, self.backoff_max))
 
 
+NotifyEvent = Literal["restart", "restart_failed", "escalate", "recovery"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("restart", "restart_failed", "escalate", "recovery")
+
+
+class Notify(_Section):
+    url: str
+    format: Literal["json", "slack", "discord", "teams"] = "json"
+    timeout: Duration = 5.0
+    retries: int = Field(default=2, ge=0, le=10)
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        url = expand_env(url)
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
 class Policy(_Section):
     name: str
     broker: Broker
     target: Target
     detect: Detect = Field(default_factory=Detect)
     restart: Restart = Field(default_factory=Restart)
+    notify: Notify | None = None
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,56 @@
+"""Logging for people (text, the default) or machines (JSON lines). Every line carries the policy
+it is about (`-` when none), and anything that looks like a password in a URL is redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+
+
+def redact(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class _PolicyAndRedaction(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "policy"):
+            record.policy = "-"
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+def setup(verbose: bool = False, json_lines: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
+    if json_lines:
+        formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(policy)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)s [%(policy)s] %(name)s: %(message)s"
+        )
+    handler.setFormatter(formatter)
+    handler.addFilter(_PolicyAndRedaction())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:  # the libraries' own debug chatter is not ours to show
+        for noisy in ("kombu", "celery", "urllib3", "docker", "redis", "amqp"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
+
+
+def for_policy(logger: logging.Logger, policy: str) -> logging.LoggerAdapter[Any]:
+    return logging.LoggerAdapter(logger, {"policy": policy})

@@ -1,0 +1,211 @@
+"""`supervisor status`: a one-shot view for a person at a terminal, or as one JSON document.
+
+Built from what exists whether or not the daemon runs: a live sample from Redis, the persisted
+restart history, and the audit log. When the daemon runs, its heartbeat adds the recent trend
+and its latest verdict with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from supervisor import governor, health
+from supervisor.durations import format_duration
+from supervisor.errors import StateError
+from supervisor.governor import GovernorState
+from supervisor.policy import Policy, redact_url
+from supervisor.redis_probe import RedisProbe
+from supervisor.state_store import StateStore
+
+SPARKS = "▁▂▃▄▅▆▇█"
+AUDIT_TAIL_BYTES = 512 * 1024
+
+
+def sparkline(values: list[int | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    span = (high - low) or 1
+    return "".join(
+        "·" if v is None else SPARKS[round((v - low) / span * (len(SPARKS) - 1))] for v in values
+    )
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def audit_tail(path: Path, policy: str, count: int) -> list[dict[str, Any]]:
+    """The last `count` audit records about `policy`, reading only the end of a long log."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - AUDIT_TAIL_BYTES))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    if size > AUDIT_TAIL_BYTES:
+        lines = lines[1:]  # the first may be cut
+    found: list[dict[str, Any]] = []
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("policy") == policy:
+            found.append(record)
+            if len(found) == count:
+                break
+    return list(reversed(found))
+
+
+def gather(
+    policies: list[Policy], state_dir: Path, now: float, audit_records: int = 5
+) -> dict[str, Any]:
+    alive = health.check(state_dir, now)
+    try:
+        heartbeat = json.loads((state_dir / health.HEARTBEAT_FILE).read_text())
+    except (OSError, ValueError):
+        heartbeat = {}
+    running = alive.healthy
+    store = StateStore(state_dir) if state_dir.exists() else None
+    out: dict[str, Any] = {
+        "time": _iso(now),
+        "supervisor": {
+            "running": running,
+            "health": alive.message,
+            "pid": heartbeat.get("pid") if running else None,
+            "dry_run": heartbeat.get("dry_run") if running else None,
+            "state_dir": str(state_dir),
+        },
+        "policies": [],
+    }
+    for policy in policies:
+        out["policies"].append(
+            _policy_status(
+                policy,
+                store,
+                heartbeat=heartbeat if running else {},
+                state_dir=state_dir,
+                now=now,
+                audit_records=audit_records,
+            )
+        )
+    return out
+
+
+def _policy_status(
+    policy: Policy,
+    store: StateStore | None,
+    *,
+    heartbeat: dict[str, Any],
+    state_dir: Path,
+    now: float,
+    audit_records: int,
+) -> dict[str, Any]:
+    probe = RedisProbe(policy.broker)
+    try:
+        sample = probe.sample()
+    finally:
+        probe.close()
+    state_error = None
+    history = GovernorState()
+    if store is not None:
+        try:
+            history = store.load(policy.name)
+        except StateError as exc:
+            state_error = str(exc)
+    r = policy.restart
+    in_window = governor.in_budget_window(history, r, now)
+    at = governor.allowed_at(history, r, now)
+    live = heartbeat.get("policies", {}).get(policy.name, {})
+    trend = live.get("trend") or []
+    return {
+        "name": policy.name,
+        "target": policy.target.describe(),
+        "broker": redact_url(policy.broker.url),
+        "threshold": policy.detect.threshold,
+        "sample": {
+            "ok": sample.ok,
+            "depth": sample.depth,
+            "queues": dict(sample.queues),
+            "unacked": sample.unacked,
+            "error": sample.error,
+        },
+        "trend": trend,
+        "verdict": live.get("verdict"),
+        "why": live.get("why"),
+        "restarts_in_budget_window": [_iso(t) for t in in_window],
+        "max_restarts": r.max_restarts,
+        "budget_window": format_duration(r.budget_window),
+        "last_restart": _iso(history.last_restart),
+        "streak": history.streak,
+        "next_restart_allowed": None if at is None else _iso(at),
+        "next_restart_in_seconds": None if at is None else round(at - now, 1),
+        "state_error": state_error,
+        "audit": audit_tail(state_dir / "audit.jsonl", policy.name, audit_records),
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    sup = status["supervisor"]
+    if sup["running"]:
+        mode = ", dry-run" if sup["dry_run"] else ""
+        lines = [f"supervisor: running (pid {sup['pid']}{mode}); {sup['health']}"]
+    else:
+        lines = [f"supervisor: not running here ({sup['health']})"]
+    for p in status["policies"]:
+        s = p["sample"]
+        lines.append("")
+        lines.append(f"{p['name']} -> {p['target']}   broker {p['broker']}")
+        if s["ok"]:
+            queues = ", ".join(f"{q} {d}" for q, d in s["queues"].items())
+            lines.append(
+                f"  depth now    {s['depth']}  ({queues}; unacked {s['unacked']})"
+                f"  threshold {p['threshold']}"
+            )
+        else:
+            lines.append(f"  depth now    unknown: {s['error']}")
+        if p["trend"]:
+            known = [d for d in p["trend"] if d is not None]
+            span = f"  {known[0]} -> {known[-1]}" if known else ""
+            lines.append(
+                f"  trend        {sparkline(p['trend'])}{span} (last {len(p['trend'])} samples)"
+            )
+        else:
+            lines.append("  trend        unknown (the supervisor is not running)")
+        if p["verdict"]:
+            lines.append(f"  verdict      {p['why']}")
+        else:
+            lines.append("  verdict      unknown (the supervisor is not running)")
+        restarts = p["restarts_in_budget_window"]
+        lines.append(
+            f"  restarts     {len(restarts)} of {p['max_restarts']} allowed in "
+            f"{p['budget_window']}" + (f": {', '.join(restarts)}" if restarts else "")
+        )
+        if p["next_restart_in_seconds"] is None:
+            nxt = "never (max_restarts = 0)"
+        elif p["next_restart_in_seconds"] <= 0:
+            nxt = "now, if it is stuck"
+        else:
+            nxt = (
+                f"in {format_duration(round(p['next_restart_in_seconds']))} "
+                f"(at {p['next_restart_allowed']})"
+            )
+        lines.append(f"  next restart {nxt}")
+        if p["state_error"]:
+            lines.append(f"  state        {p['state_error']}")
+        if p["audit"]:
+            lines.append("  recent audit")
+            for record in p["audit"]:
+                extra = record.get("outcome") or ""
+                reason = record.get("reason") or record.get("error") or ""
+                lines.append(f"    {record['time']} {record['event']} {extra} {reason}".rstrip())
+    return "\n".join(lines)
