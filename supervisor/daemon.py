@@ -244,6 +244,7 @@ class Daemon:
         for monitor in self.monitors.values():
             monitor.stop()
         self.actuator.close()
+        self._write_heartbeat(stopped=True)
         self.notifier.close()
         self.metrics.close()
         self.audit.record(AuditEvent.STOP, pid=os.getpid())
@@ -573,9 +574,10 @@ class Daemon:
         except OSError as exc:
             item.log.error("cannot write state to %s: %s", self.store.path(item.policy.name), exc)
 
-    def _write_heartbeat(self) -> None:
+    def _write_heartbeat(self, stopped: bool = False) -> None:
         data = {
             "t": self.clock(),
+            "stopped": stopped,
             "pid": os.getpid(),
             "dry_run": self.dry_run,
             "policies": {

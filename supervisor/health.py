@@ -33,6 +33,8 @@ def check(state_dir: Path, now: float, max_age: float | None = None) -> Health:
         return Health(False, f"unhealthy: {path} does not exist (has the supervisor started?)")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Health(False, f"unhealthy: {path} is unreadable: {exc}")
+    if heartbeat.get("stopped"):
+        return Health(False, f"unhealthy: the supervisor (pid {heartbeat.get('pid')}) has stopped")
     limit = max_age if max_age is not None else stale_after(heartbeat)
     age = now - last
     if age > limit:

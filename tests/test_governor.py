@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.governor import Gate, GovernorState, record_restart, rule
+from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
 from supervisor.policy import Restart
 
 from .helpers import make_policy
@@ -87,10 +87,9 @@ def test_history_is_pruned_to_the_budget_window() -> None:
 
 
 def test_allowed_at_combines_backoff_and_budget() -> None:
-    from supervisor.governor import allowed_at
-
-    policy = restart_policy(cooldown=10, backoff_initial=10, backoff_max=10, max_restarts=2,
-                            budget_window=100)
+    policy = restart_policy(
+        cooldown=10, backoff_initial=10, backoff_max=10, max_restarts=2, budget_window=100
+    )
     assert allowed_at(GovernorState(), policy, 5.0) == 5.0
     state = history(policy, 0.0)
     assert allowed_at(state, policy, 3.0) == 10.0  # cooldown

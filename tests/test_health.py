@@ -45,6 +45,12 @@ def test_a_redis_outage_is_reported_but_healthy(tmp_path: Path) -> None:
     assert "w cannot sample Redis" in result.message and "Docker unreachable" in result.message
 
 
+def test_a_stopped_supervisor_is_unhealthy(tmp_path: Path) -> None:
+    beat(tmp_path, 10.0, stopped=True)
+    result = check(tmp_path, 11.0)
+    assert not result.healthy and "has stopped" in result.message
+
+
 def test_garbage_heartbeat_is_unhealthy(tmp_path: Path) -> None:
     (tmp_path / "heartbeat.json").write_text("{")
     assert not check(tmp_path, 0.0).healthy

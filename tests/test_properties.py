@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from supervisor import engine
 from supervisor.detector import RunState, Verdict, observe
 from supervisor.engine import ActionKind, EngineState
+from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
 from supervisor.policy import Detect, Policy
 from supervisor.sample import Sample
 
@@ -205,8 +206,6 @@ def test_no_restart_when_every_window_holds_a_decrease(
 def test_allowed_at_is_exactly_when_the_governor_first_allows(
     policy: Policy, times: list[int], now_offset: int, probe: int
 ) -> None:
-    from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
-
     state = GovernorState()
     for t in times:
         state = record_restart(state, policy.restart, float(t))

@@ -9,15 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from tests.harness import (
     Producer,
     SupervisorProcess,
+    Webhook,
     Worker,
     celery_app,
     queue_state,
@@ -42,8 +45,10 @@ class Stack:
     def policy(self, name: str = "worker", **sections: Any) -> Path:
         return write_policy(self.tmp / f"{name}.toml", name, self.url, self.worker.name, **sections)
 
-    def supervise(self, policies: list[Path], dry_run: bool = False) -> SupervisorProcess:
-        sup = SupervisorProcess(policies, self.tmp / "state", dry_run=dry_run)
+    def supervise(
+        self, policies: list[Path], dry_run: bool = False, env: dict[str, str] | None = None
+    ) -> SupervisorProcess:
+        sup = SupervisorProcess(policies, self.tmp / "state", dry_run=dry_run, extra_env=env)
         self.supervisors.append(sup)
         sup.wait_started()
         return sup
@@ -85,6 +90,13 @@ def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iter
     s.close()
 
 
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
 def restarts(sup: SupervisorProcess) -> list[dict[str, Any]]:
     return sup.events("restart")
 
@@ -122,9 +134,12 @@ def test_2_busy_worker_with_a_growing_backlog_is_never_restarted(stack: Stack) -
     assert stack.worker.started_at() == before
 
 
-def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(stack: Stack) -> None:
+def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(
+    stack: Stack, webhook: Webhook
+) -> None:
+    hook = webhook
     before = stack.worker.started_at()
-    sup = stack.supervise([stack.policy()], dry_run=True)
+    sup = stack.supervise([stack.policy()], dry_run=True, env={"SUPERVISOR_WEBHOOK_URL": hook.url})
     stack.poison()
     stack.produce(per_second=4)
     [record] = sup.wait_for(lambda: sup.events("dry_run_restart"), 60, "a dry-run restart")
@@ -134,6 +149,10 @@ def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(stack: S
     assert restarts(sup) == []
     assert stack.worker.started_at() == before and stack.worker.running()
     assert sup.events("start")[0]["dry_run"] is True
+    notices = hook.received
+    assert (
+        notices and notices[0]["dry_run"] is True and "DRY-RUN would restart" in notices[0]["text"]
+    )
 
 
 def test_4_sigusr1_and_trigger_restart_at_once_and_are_audited_as_manual(stack: Stack) -> None:
@@ -241,3 +260,51 @@ def test_7_redis_outage_is_audited_decides_nothing_and_sampling_resumes(stack: S
     assert len(sup.events("sample_error_begin")) == 1  # logged once, not per tick
     assert restarts(sup) == []
     assert sup.stop() == 0
+
+
+def test_8_metrics_and_notifications_follow_a_real_restart_and_recovery(stack: Stack) -> None:
+    hook = Webhook()
+    port = free_port()
+    try:
+        sup = stack.supervise(
+            [stack.policy()],
+            env={"SUPERVISOR_WEBHOOK_URL": hook.url, "SUPERVISOR_METRICS_PORT": str(port)},
+        )
+
+        def metrics() -> str:
+            url = f"http://127.0.0.1:{port}/metrics"
+            return str(urllib.request.urlopen(url, timeout=5).read().decode())
+
+        stack.poison()
+        producer = stack.produce(per_second=4)
+        seen_stuck = sup.wait_for(
+            lambda: 'iti_supervisor_stuck{policy="worker"} 1.0' in metrics(), 60, "stuck = 1"
+        )
+        assert seen_stuck
+        sup.wait_for(lambda: restarts(sup), 60, "restart")
+        producer.stop()
+        events = sup.wait_for(
+            lambda: (
+                [n["event"] for n in hook.received] == ["restart", "recovery"] and hook.received
+            ),
+            60,
+            "restart and recovery notices",
+        )
+        assert "restarted iti-test-worker" in events[0]["text"]
+        assert events[0]["dry_run"] is False
+        assert "back under 5" in events[1]["text"]
+        text = metrics()
+        assert (
+            'iti_supervisor_restarts_total{outcome="done",policy="worker",trigger="automatic"} 1.0'
+            in text
+        )
+        assert 'iti_supervisor_stuck{policy="worker"} 0.0' in text
+        # the restarted worker's heartbeats make its progress known again
+        sup.wait_for(
+            lambda: 'iti_supervisor_worker_started_tasks{policy="worker"}' in metrics(),
+            30,
+            "progress metric",
+        )
+        assert sup.events("recovery")
+    finally:
+        hook.close()

@@ -1,0 +1,303 @@
+"""Metrics, notifications, status and logs: units, then a real daemon, Redis and HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from supervisor import logs, notifier, status
+from supervisor.cli import main
+from supervisor.errors import PolicyError
+from supervisor.governor import GovernorState
+from supervisor.notifier import Notice, payload, settings_for, where
+from supervisor.policy import parse_policy
+from supervisor.state_store import StateStore
+from tests.conftest import free_port
+from tests.harness import SupervisorProcess, Webhook, write_policy
+from tests.helpers import make_policy, policy_dict
+
+# -- units -------------------------------------------------------------------------------------
+
+
+def test_sparkline_scales_between_min_and_max() -> None:
+    assert status.sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert status.sparkline([5, 5, 5]) == "▁▁▁"
+    assert status.sparkline([1, None, 8]) == "▁·█"
+    assert status.sparkline([]) == ""
+
+
+NOTICE = Notice("restart", "w", "iti-dify-worker", "[w] restarted", False, {"seconds": 1.2})
+
+
+@pytest.mark.parametrize(
+    ("fmt", "check"),
+    [
+        ("slack", lambda p: p == {"text": "[w] restarted"}),
+        ("discord", lambda p: p == {"content": "[w] restarted"}),
+        ("teams", lambda p: p["@type"] == "MessageCard" and p["text"] == "[w] restarted"),
+        (
+            "json",
+            lambda p: (
+                p["event"] == "restart"
+                and p["policy"] == "w"
+                and p["seconds"] == 1.2
+                and p["dry_run"] is False
+                and p["target"] == "iti-dify-worker"
+            ),
+        ),
+    ],
+)
+def test_payload_shapes(fmt: str, check: Any) -> None:
+    assert check(payload(fmt, NOTICE))
+
+
+def test_webhook_urls_are_shown_by_host_only() -> None:
+    assert where("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…"
+
+
+def test_notify_section_is_validated_and_takes_env_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(PolicyError, match=r"notify\.url: must be"):
+        parse_policy(policy_dict(notify={"url": "ftp://x"}), "p.toml")
+    with pytest.raises(PolicyError, match=r"notify\.format"):
+        parse_policy(policy_dict(notify={"url": "http://x", "format": "pager"}), "p.toml")
+    monkeypatch.setenv("HOOK_TOKEN", "abc")
+    policy = parse_policy(policy_dict(notify={"url": "https://h/x/${HOOK_TOKEN}"}), "p.toml")
+    assert policy.notify is not None and policy.notify.url == "https://h/x/abc"
+    assert policy.notify.events == ["restart", "restart_failed", "escalate", "recovery"]
+
+
+def test_environment_webhook_applies_when_the_policy_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(notifier.URL_ENV, raising=False)
+    assert settings_for(make_policy()) is None
+    monkeypatch.setenv(notifier.URL_ENV, "https://example.invalid/hook")
+    monkeypatch.setenv(notifier.FORMAT_ENV, "slack")
+    settings = settings_for(make_policy())
+    assert settings is not None and settings.format == "slack"
+
+
+def test_log_lines_carry_the_policy_and_hide_passwords(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.setup(json_lines=True)
+    logs.for_policy(logging.getLogger("supervisor.t"), "dify-worker").warning(
+        "cannot reach %s", "redis://user:hunter2@iti-redis:6379/0"
+    )
+    logging.getLogger("supervisor.t").info("no policy here")
+    first, second = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert first["policy"] == "dify-worker" and first["level"] == "WARNING"
+    assert first["message"] == "cannot reach redis://user:***@iti-redis:6379/0"
+    assert second["policy"] == "-"
+    logs.setup()
+    logs.for_policy(logging.getLogger("supervisor.t"), "w").error("x rediss://:pw@h/0")
+    line = capsys.readouterr().err
+    assert "[w] supervisor.t: x rediss://:***@h/0" in line
+
+
+# -- a real HTTP webhook -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def policy_with_hook(path: Path, url: str, hook: str, fmt: str = "json", **extra: Any) -> Path:
+    write_policy(path, "w", url, "iti-dify-worker", **extra)
+    with path.open("a") as f:
+        f.write(f'[notify]\nurl = "{hook}"\nformat = "{fmt}"\ntimeout = 1\nretries = 1\n')
+    return path
+
+
+@pytest.mark.integration
+def test_notify_test_delivers_and_reports_failures(
+    webhook: Webhook, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = policy_with_hook(tmp_path / "p.toml", "redis://127.0.0.1:1/0", webhook.url, "slack")
+    assert main(["notify-test", str(path)]) == 0
+    assert webhook.received == [{"text": "[w] test notification from iti-worker-supervisor"}]
+    out = capsys.readouterr().out
+    assert "secret-token" not in out and "http://127.0.0.1/…" in out
+    webhook.status = 500
+    assert main(["notify-test", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "failed after 2 attempt(s): HTTP 500" in err and "secret-token" not in err
+    bare = tmp_path / "bare.toml"
+    write_policy(bare, "w", "redis://127.0.0.1:1/0", "c")
+    assert main(["notify-test", str(bare)]) == 2
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+@pytest.mark.integration
+def test_daemon_metrics_status_and_a_failed_restart_notice(
+    redis_url: str, webhook: Webhook, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.rpush("celery", *range(7))
+    client.rpush("mail", *range(2))
+    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.url)
+    text = path.read_text().replace('queues = ["celery"]', 'queues = ["celery", "mail"]')
+    path.write_text(text)
+    port = free_port()
+    sup = SupervisorProcess(
+        [path],
+        tmp_path / "state",
+        extra_env={
+            "DOCKER_HOST": f"unix://{tmp_path}/none.sock",
+            "SUPERVISOR_METRICS_PORT": str(port),
+            "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1",
+        },
+    )
+    try:
+        sup.wait_started()
+        metrics = sup.wait_for(
+            lambda: scrape(port).get('iti_supervisor_samples_total{policy="w"}') and scrape(port),
+            20,
+            "metrics",
+        )
+        assert metrics['iti_supervisor_depth{policy="w"}'] == 9
+        assert metrics['iti_supervisor_queue_depth{policy="w",queue="celery"}'] == 7
+        assert metrics['iti_supervisor_queue_depth{policy="w",queue="mail"}'] == 2
+        assert metrics['iti_supervisor_redis_up{policy="w"}'] == 1
+        assert metrics['iti_supervisor_stuck{policy="w"}'] == 0
+        assert metrics['iti_supervisor_restart_allowed_in_seconds{policy="w"}'] == 0
+        assert metrics["iti_supervisor_process_resident_memory_bytes"] > 0
+        assert not any(k.endswith("_created") for k in metrics)
+
+        sup.signal(signal.SIGUSR1)  # Docker is unreachable: the restart fails
+        sup.wait_for(lambda: webhook.received, 60, "a notification")
+        [notice] = webhook.received
+        assert notice["event"] == "restart_failed" and notice["policy"] == "w"
+        assert "FAILED" in notice["text"] and "unreachable" in notice["text"]
+        metrics = scrape(port)
+        key = 'iti_supervisor_restarts_total{outcome="failed",policy="w",trigger="manual"}'
+        assert metrics[key] == 1
+        assert metrics['iti_supervisor_restart_allowed_in_seconds{policy="w"}'] > 0  # cooldown
+        assert metrics["iti_supervisor_docker_up"] == 0
+
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supervisor",
+                "status",
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        live = json.loads(out.stdout)
+        assert live["supervisor"]["running"] is True
+        [w] = live["policies"]
+        assert w["sample"]["depth"] == 9 and w["sample"]["queues"] == {"celery": 7, "mail": 2}
+        assert w["trend"] and w["verdict"] == "not_stuck"
+        assert len(w["restarts_in_budget_window"]) == 1 and w["next_restart_in_seconds"] > 0
+        assert w["audit"][-1]["event"] == "restart"
+    finally:
+        sup.stop()
+
+    # The same view when the daemon is not running: live Redis, state file and audit only.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "status",
+            "w",
+            "--policies",
+            str(path),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "supervisor: not running here" in out.stdout
+    assert "depth now    9  (celery 7, mail 2; unacked 0)" in out.stdout
+    assert "restarts     1 of 3 allowed" in out.stdout
+    assert "restart failed" in out.stdout
+
+
+@pytest.mark.integration
+def test_a_hung_webhook_never_delays_a_restart_decision(
+    redis_url: str, webhook: Webhook, tmp_path: Path
+) -> None:
+    webhook.release.clear()  # the webhook accepts, then hangs
+    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.url)
+    sup = SupervisorProcess(
+        [path], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    )
+    try:
+        sup.wait_started()
+        sup.signal(signal.SIGUSR1)
+        sup.wait_for(lambda: sup.events("restart"), 60, "first restart")
+        time.sleep(1)  # its notice is now stuck in the hung webhook
+        sup.signal(signal.SIGUSR1)
+        records = sup.wait_for(
+            lambda: len(sup.events("restart")) == 2 and sup.events("restart"),
+            60,
+            "second restart while the webhook hangs",
+        )
+        assert len(records) == 2
+        assert webhook.received == []
+        out = subprocess.run(
+            [sys.executable, "-m", "supervisor", "health", "--state-dir", str(tmp_path / "state")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout
+    finally:
+        webhook.release.set()
+        assert sup.stop() == 0
+
+
+@pytest.mark.integration
+def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
+    path = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
+    StateStore(tmp_path / "state").save("w", GovernorState(time.time(), 1, (time.time(),), False))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "status",
+            "nope",
+            "--policies",
+            str(path),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1 and "no policy named nope" in out.stderr
