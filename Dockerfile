@@ -9,7 +9,8 @@ ARG UID=10001
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/supervisor/bin:$PATH \
-    SUPERVISOR_STATE_DIR=/var/lib/iti-worker-supervisor
+    SUPERVISOR_STATE_DIR=/var/lib/iti-worker-supervisor \
+    SUPERVISOR_POLICIES=/etc/iti-worker-supervisor/policies
 
 COPY pyproject.toml README.md /src/
 COPY supervisor /src/supervisor

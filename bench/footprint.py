@@ -1,0 +1,102 @@
+"""The daemon's own footprint: resident memory and CPU of `supervisor run` against a real Redis,
+with 1 policy and with 100 policies, each sampled every second.
+
+Targets (issue 5): under 60 MB resident and under 1 % of one core for one policy; 100 policies
+at a 1 s interval on one core, keeping their cadence. Prints figures; asserts nothing.
+
+    PYTHONPATH=. python bench/footprint.py [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import RedisServer, free_port
+from tests.harness import SupervisorProcess, write_policy
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def samples_taken(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("iti_supervisor_samples_total{"))
+
+
+def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, float]:
+    folder = workdir / f"policies-{count}"
+    folder.mkdir()
+    for i in range(count):
+        path = write_policy(folder / f"p{i:03}.toml", f"p{i:03}", redis_url, f"worker-{i}",
+                            detect={"interval": 1, "window": 60, "max_gap": 3})
+        path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["q{i}"]'))
+    port = free_port()
+    sup = SupervisorProcess(
+        [folder], workdir / f"state-{count}",
+        extra_env={"DOCKER_HOST": f"unix://{workdir}/no-engine.sock",
+                   "SUPERVISOR_METRICS_PORT": str(port),
+                   "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1"},
+    )
+    try:
+        sup.wait_started()
+        time.sleep(5)  # start-up (imports, first connections) is not the steady state
+        pid = sup.proc.pid
+        cpu0, wall0, n0 = cpu_seconds(pid), time.monotonic(), samples_taken(port)
+        time.sleep(seconds)
+        cpu1, wall1, n1 = cpu_seconds(pid), time.monotonic(), samples_taken(port)
+        mem = memory_kb(pid)
+    finally:
+        sup.stop()
+    elapsed = wall1 - wall0
+    return {
+        "policies": count,
+        "rss_mb": mem["VmRSS"] / 1024,
+        "peak_mb": mem["VmHWM"] / 1024,
+        "cpu_pct": 100 * (cpu1 - cpu0) / elapsed,
+        "cadence_pct": 100 * (n1 - n0) / (count * elapsed),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        workdir = Path(d)
+        server = RedisServer(workdir)
+        server.start()
+        try:
+            rows = [run(n, args.seconds, workdir, server.url) for n in (1, 100)]
+        finally:
+            server.stop()
+    print(f"supervisor run, interval 1 s, {args.seconds:g} s measured after 5 s of start-up")
+    print(f"{'policies':>8} {'RSS MB':>7} {'peak MB':>8} {'CPU % of a core':>16} "
+          f"{'samples taken / due':>20}")
+    for r in rows:
+        print(f"{r['policies']:>8} {r['rss_mb']:7.1f} {r['peak_mb']:8.1f} {r['cpu_pct']:16.2f} "
+              f"{r['cadence_pct']:19.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
