@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,7 +27,15 @@ from pydantic import (
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import PolicyError
 
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -41,7 +50,7 @@ class Broker(_Section):
     key_prefix: str = ""
     priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])
     priority_separator: str = "\x06\x16"
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
 
     @field_validator("url")
     @classmethod
@@ -71,13 +80,6 @@ class Broker(_Section):
         if not steps or any(s < 0 for s in steps) or len(set(steps)) != len(steps):
             raise ValueError("must be a non-empty list of distinct non-negative integers")
         return steps
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
 
     def redis_keys(self, queue: str) -> list[str]:
         """kombu's list keys for one queue: bare name for step 0, `name+sep+step` for the rest."""
@@ -121,7 +123,7 @@ class Target(_Section):
 
 
 class Detect(_Section):
-    interval: Duration = 10.0
+    interval: PositiveDuration = 10.0
     window: Duration = 300.0
     threshold: int = Field(default=100, ge=0)
     max_gap: Duration | None = None
@@ -129,8 +131,6 @@ class Detect(_Section):
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
-        if self.interval <= 0:
-            raise ValueError("interval must be greater than 0")
         if self.window < self.interval:
             raise ValueError(
                 f"window ({format_duration(self.window)}) must be at least "
@@ -154,9 +154,9 @@ class Restart(_Section):
     backoff_initial: Duration = 600.0
     backoff_factor: float = Field(default=2.0, ge=1.0)
     backoff_max: Duration = 3600.0
-    reset_after: Duration | None = None
+    reset_after: PositiveDuration | None = None
     max_restarts: int = Field(default=3, ge=0)
-    budget_window: Duration = 7200.0
+    budget_window: PositiveDuration = 7200.0
     stop_timeout: Duration = 30.0
 
     @model_validator(mode="after")
@@ -166,10 +166,6 @@ class Restart(_Section):
                 f"backoff_max ({format_duration(self.backoff_max)}) must be at least "
                 f"backoff_initial ({format_duration(self.backoff_initial)})"
             )
-        if self.budget_window <= 0:
-            raise ValueError("budget_window must be greater than 0")
-        if self.reset_after is not None and self.reset_after <= 0:
-            raise ValueError("reset_after must be greater than 0")
         return self
 
     @property
@@ -189,7 +185,7 @@ NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("restart", "restart_failed", "escalate
 class Notify(_Section):
     url: str
     format: Literal["json", "slack", "discord", "teams"] = "json"
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
     retries: int = Field(default=2, ge=0, le=10)
     events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
 
@@ -200,13 +196,6 @@ class Notify(_Section):
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError("must be an http:// or https:// URL")
         return url
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
 
 
 class Policy(_Section):
