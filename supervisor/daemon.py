@@ -376,7 +376,6 @@ class Daemon:
         item.recent.append((sample.t, sample.depth))
         while item.recent and sample.t - item.recent[0][0] > policy.detect.window:
             item.recent.popleft()
-        before = item.state
         item.state, decision = engine.step(policy, item.state, sample, now=sample.t)
         item.last_decision = decision
         d = decision.diagnosis
@@ -384,10 +383,8 @@ class Daemon:
             "depth=%s processed=%s %s", sample.depth, sample.processed, decision.describe()
         )
         self._observe(item, sample, decision)
-        for action in decision.actions:
+        for action in decision.actions:  # the engine changes the history only with an action
             self._carry_out(item, action, d.run_start.t if d.run_start else None)
-        if item.state.governor != before.governor and not decision.actions:
-            self._save(item)
 
     def _observe(self, item: Supervised, sample: Sample, decision: Decision) -> None:
         """Metrics for this tick, and the recovery notice once the queue is back under."""
