@@ -39,23 +39,34 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 def samples_taken(port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("iti_supervisor_samples_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("iti_supervisor_samples_total{")
+    )
 
 
 def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, float]:
     folder = workdir / f"policies-{count}"
     folder.mkdir()
     for i in range(count):
-        path = write_policy(folder / f"p{i:03}.toml", f"p{i:03}", redis_url, f"worker-{i}",
-                            detect={"interval": 1, "window": 60, "max_gap": 3})
+        path = write_policy(
+            folder / f"p{i:03}.toml",
+            f"p{i:03}",
+            redis_url,
+            f"worker-{i}",
+            detect={"interval": 1, "window": 60, "max_gap": 3},
+        )
         path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["q{i}"]'))
     port = free_port()
     sup = SupervisorProcess(
-        [folder], workdir / f"state-{count}",
-        extra_env={"DOCKER_HOST": f"unix://{workdir}/no-engine.sock",
-                   "SUPERVISOR_METRICS_PORT": str(port),
-                   "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1"},
+        [folder],
+        workdir / f"state-{count}",
+        extra_env={
+            "DOCKER_HOST": f"unix://{workdir}/no-engine.sock",
+            "SUPERVISOR_METRICS_PORT": str(port),
+            "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1",
+        },
     )
     try:
         sup.wait_started()
@@ -90,11 +101,15 @@ def main() -> int:
         finally:
             server.stop()
     print(f"supervisor run, interval 1 s, {args.seconds:g} s measured after 5 s of start-up")
-    print(f"{'policies':>8} {'RSS MB':>7} {'peak MB':>8} {'CPU % of a core':>16} "
-          f"{'samples taken / due':>20}")
+    print(
+        f"{'policies':>8} {'RSS MB':>7} {'peak MB':>8} {'CPU % of a core':>16} "
+        f"{'samples taken / due':>20}"
+    )
     for r in rows:
-        print(f"{r['policies']:>8} {r['rss_mb']:7.1f} {r['peak_mb']:8.1f} {r['cpu_pct']:16.2f} "
-              f"{r['cadence_pct']:19.1f}%")
+        print(
+            f"{r['policies']:>8} {r['rss_mb']:7.1f} {r['peak_mb']:8.1f} {r['cpu_pct']:16.2f} "
+            f"{r['cadence_pct']:19.1f}%"
+        )
     return 0
 
 

@@ -4,7 +4,7 @@ Compares `RedisProbe.sample()` with the floor (the same commands in a bare redis
 and with what the chapter's operators do (one `redis-cli llen` process per queue). Starts its own
 redis-server on a free port unless BENCH_REDIS_URL is set. Prints a table; asserts nothing.
 
-    python bench/sample_bench.py [--reps N]
+    PYTHONPATH=. python bench/sample_bench.py [--reps N]
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 
 from supervisor.policy import parse_policy
 from supervisor.redis_probe import RedisProbe
+from tests.conftest import RedisServer
 
 
 def median_ms(fn: Callable[[], object], reps: int) -> float:
@@ -37,46 +38,16 @@ def median_ms(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times) * 1000
 
 
-def start_redis() -> tuple[str, subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return url, proc, workdir
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=50)
     args = parser.parse_args()
     url = os.environ.get("BENCH_REDIS_URL")
-    proc = None
-    workdir = None
+    server = None
     if url is None:
-        url, proc, workdir = start_redis()
+        server = RedisServer(Path(tempfile.mkdtemp()))
+        server.start()
+        url = server.url
     client = redis.Redis.from_url(url)
     port = str(urlsplit(url).port or 6379)
     have_cli = shutil.which("redis-cli") is not None
@@ -137,11 +108,9 @@ def main() -> int:
             probe.close()
     finally:
         client.close()
-        if proc is not None:
-            proc.terminate()
-            proc.wait()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.workdir, ignore_errors=True)
     return 0
 
 
