@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+AUDIT_FILE = "audit.jsonl"  # inside the state directory
+
 
 class AuditEvent(enum.Enum):
     START = "start"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from supervisor import __version__, health, logs, notifier, status
-from supervisor.daemon import AUDIT_FILE, Daemon, request_trigger
+from supervisor.audit import AUDIT_FILE
+from supervisor.daemon import Daemon, request_trigger
 from supervisor.errors import PolicyError, SupervisorError, TraceError
 from supervisor.policy import load_policies, load_policy
 from supervisor.redis_probe import RedisProbe

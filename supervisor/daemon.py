@@ -2,8 +2,9 @@
 files. Each tick samples a policy's queues, feeds the sample to the same pure engine that
 `replay` uses, and carries out the actions it returns.
 
-Restarts run in worker threads so one slow restart never delays the other policies' ticks; the
-engine records a restart when it decides it, so cooldown holds while it is in flight.
+Restarts run in worker threads so one slow restart never delays the other policies' ticks. The
+engine records a restart when it decides it, and sees no sample of that target until the restart
+is over, so there is never a second restart of a target while one is in flight.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from supervisor import engine, governor, logs
-from supervisor.audit import AuditEvent, AuditLog
+from supervisor.audit import AUDIT_FILE, AuditEvent, AuditLog
 from supervisor.detector import Verdict
 from supervisor.docker_actuator import DockerActuator, Outcome, RestartResult
 from supervisor.engine import Action, ActionKind, Decision, EngineState, Trigger
@@ -52,7 +53,6 @@ log = logging.getLogger("supervisor.daemon")
 PID_FILE = "supervisor.pid"
 LOCK_FILE = "supervisor.lock"
 TRIGGER_DIR = "triggers"
-AUDIT_FILE = "audit.jsonl"
 DOCKER_CHECK_EVERY = 30.0
 TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
 
@@ -289,7 +289,7 @@ class Daemon:
             else:
                 if current.policy.broker != policy.broker:
                     current.probe.close()
-                    current.probe = RedisProbe(policy.broker)
+                    current.probe = RedisProbe(policy.broker, self.clock)
                     self._monitor_for(policy)
                 current.policy = policy
         in_use = {
@@ -350,7 +350,7 @@ class Daemon:
             governor = EngineState().governor
         self.supervised[policy.name] = Supervised(
             policy,
-            RedisProbe(policy.broker),
+            RedisProbe(policy.broker, self.clock),
             EngineState(governor=governor),
             next_due=self.monotonic(),
         )
@@ -376,19 +376,28 @@ class Daemon:
         item.recent.append((sample.t, sample.depth))
         while item.recent and sample.t - item.recent[0][0] > policy.detect.window:
             item.recent.popleft()
+        self._observe_sample(item, sample)
+        if item.busy:
+            # The target is being restarted: what its queue does meanwhile says nothing about
+            # the restarted worker, so the engine sees no sample until the restart is over.
+            item.log.debug("depth=%s, not judged: restart in flight", sample.depth)
+            return
         item.state, decision = engine.step(policy, item.state, sample, now=sample.t)
         item.last_decision = decision
         d = decision.diagnosis
         item.log.debug(
             "depth=%s processed=%s %s", sample.depth, sample.processed, decision.describe()
         )
-        self._observe(item, sample, decision)
+        self._observe_decision(item, sample, decision)
         for action in decision.actions:  # the engine changes the history only with an action
             self._carry_out(item, action, d.run_start.t if d.run_start else None)
 
-    def _observe(self, item: Supervised, sample: Sample, decision: Decision) -> None:
-        """Metrics for this tick, and the recovery notice once the queue is back under."""
+    def _observe_sample(self, item: Supervised, sample: Sample) -> None:
+        """Metrics of the sample and of the restart history, and the recovery notice once the
+        queue is back under."""
         name, m = item.policy.name, self.metrics
+        at = governor.allowed_at(item.state.governor, item.policy.restart, sample.t)
+        m.set_restart_allowed_in(name, None if at is None else at - sample.t)
         m.samples.labels(name).inc()
         m.redis_up.labels(name).set(1 if sample.ok else 0)
         if not sample.ok:
@@ -405,17 +414,19 @@ class Daemon:
                 m.progress.remove(name)
         else:
             m.progress.labels(name).set(sample.processed)
-        m.stuck.labels(name).set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
-        m.run_seconds.labels(name).set(decision.diagnosis.run_seconds)
-        at = governor.allowed_at(item.state.governor, item.policy.restart, sample.t)
-        m.set_restart_allowed_in(name, None if at is None else at - sample.t)
         threshold = item.policy.detect.threshold
-        if item.awaiting_recovery and sample.depth is not None and sample.depth <= threshold:
+        recovered = sample.depth is not None and sample.depth <= threshold
+        if item.awaiting_recovery and recovered and not item.busy:
             item.awaiting_recovery = False
             text = f"recovered: queue depth {sample.depth} is back under {threshold}"
             item.log.info(text)
             self.audit.record(AuditEvent.RECOVERY, name, depth=sample.depth, reason=text)
             self._notify(item.policy, "recovery", text)
+
+    def _observe_decision(self, item: Supervised, sample: Sample, decision: Decision) -> None:
+        name, m = item.policy.name, self.metrics
+        m.stuck.labels(name).set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+        m.run_seconds.labels(name).set(decision.diagnosis.run_seconds)
 
     def _notify(self, policy: Policy, event: str, text: str, **details: Any) -> None:
         prefix = f"[{policy.name}] " + ("DRY-RUN " if self.dry_run else "")
@@ -445,6 +456,7 @@ class Daemon:
     # -- actions ----------------------------------------------------------------------------
 
     def _carry_out(self, item: Supervised, action: Action, run_start: float | None = None) -> None:
+        """Audit and carry out a fresh action; no restart of this target is in flight."""
         policy = item.policy
         self._save(item)  # the history counts this action even if we die while carrying it out
         common: dict[str, Any] = {
@@ -464,16 +476,6 @@ class Daemon:
             self._notify(policy, "escalate", f"ESCALATION, a person is needed: {action.reason}")
             return
         manual = action.trigger is Trigger.MANUAL
-        if item.busy:
-            # Only when a restart outlasts cooldown plus window: never two at once on a target.
-            item.log.warning("restart skipped, the previous one is still in flight")
-            self.audit.record(
-                AuditEvent.TRIGGER_REFUSED,
-                policy.name,
-                **common,
-                error="a restart of this target is already in flight",
-            )
-            return
         item.awaiting_recovery = True
         item.log.warning(
             "%s%s restart of %s: %s",
@@ -489,17 +491,18 @@ class Daemon:
 
     def _dry_run_restart(self, policy: Policy, common: dict[str, Any]) -> None:
         # Read-only: find the containers it would restart, so the audit names them.
+        containers: list[str] = []
+        error = None
         try:
             containers = [c.name for c in self.actuator.find(policy.target)]
-            outcome, error = "dry_run", None
         except TargetError as exc:
-            containers, outcome, error = [], "dry_run", f"target: {exc}"
+            error = f"target: {exc}"
         except Exception as exc:  # noqa: BLE001 - reported, never raised in a worker thread
-            containers, outcome, error = [], "dry_run", f"docker: {exc}"
+            error = f"docker: {exc}"
         self.audit.record(
             AuditEvent.DRY_RUN_RESTART,
             policy.name,
-            outcome=outcome,
+            outcome="dry_run",
             containers=containers,
             error=error,
             **common,

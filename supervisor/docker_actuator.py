@@ -26,7 +26,6 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
 from tenacity import (
-    RetryError,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -140,10 +139,7 @@ class DockerActuator:
                 describe_docker_error(rs.outcome.exception()) if rs.outcome else "?",  # type: ignore[arg-type]
             ),
         )
-        try:
-            return retrying(fn)
-        except RetryError as exc:  # pragma: no cover - reraise=True makes this unreachable
-            raise ActuatorError(f"docker {what}: gave up") from exc
+        return retrying(fn)
 
     def ping(self) -> str | None:
         """None when the engine answers, else why not. One try: this is a reachability probe."""

@@ -117,8 +117,7 @@ class Notifier:
     def submit(self, settings: Notify | None, notice: Notice) -> None:
         if settings is None:
             return
-        event = "restart" if notice.event == "test" else notice.event
-        if event not in settings.events:
+        if notice.event not in settings.events:
             return
         if not self._started:
             self._thread.start()

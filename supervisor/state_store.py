@@ -18,8 +18,7 @@ FORMAT = 1
 
 class StateStore:
     def __init__(self, directory: Path) -> None:
-        self.directory = directory / "state"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory / "state"  # made on the first save: reading creates nothing
 
     def path(self, policy: str) -> Path:
         return self.directory / f"{policy}.json"
@@ -53,6 +52,7 @@ class StateStore:
             "recent": list(state.recent),
             "escalated": state.escalated,
         }
+        self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{policy}.", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

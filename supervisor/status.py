@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import governor, health
+from supervisor.audit import AUDIT_FILE
 from supervisor.durations import format_duration
 from supervisor.errors import StateError
 from supervisor.governor import GovernorState
@@ -75,7 +76,7 @@ def gather(
     except (OSError, ValueError):
         heartbeat = {}
     running = alive.healthy
-    store = StateStore(state_dir) if state_dir.exists() else None
+    store = StateStore(state_dir)
     out: dict[str, Any] = {
         "time": _iso(now),
         "supervisor": {
@@ -103,7 +104,7 @@ def gather(
 
 def _policy_status(
     policy: Policy,
-    store: StateStore | None,
+    store: StateStore,
     *,
     heartbeat: dict[str, Any],
     state_dir: Path,
@@ -117,11 +118,10 @@ def _policy_status(
         probe.close()
     state_error = None
     history = GovernorState()
-    if store is not None:
-        try:
-            history = store.load(policy.name)
-        except StateError as exc:
-            state_error = str(exc)
+    try:
+        history = store.load(policy.name)
+    except StateError as exc:
+        state_error = str(exc)
     r = policy.restart
     in_window = governor.in_budget_window(history, r, now)
     at = governor.allowed_at(history, r, now)
@@ -150,7 +150,7 @@ def _policy_status(
         "next_restart_allowed": None if at is None else _iso(at),
         "next_restart_in_seconds": None if at is None else round(at - now, 1),
         "state_error": state_error,
-        "audit": audit_tail(state_dir / "audit.jsonl", policy.name, audit_records),
+        "audit": audit_tail(state_dir / AUDIT_FILE, policy.name, audit_records),
     }
 
 

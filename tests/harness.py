@@ -27,6 +27,8 @@ import docker
 import redis
 from celery import Celery
 
+from supervisor.audit import AUDIT_FILE, read_audit
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER_APP = REPO / "tests" / "worker"
 BASE_IMAGE = "iti-supervisor-test-base:local"
@@ -229,10 +231,7 @@ class SupervisorProcess:
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=env)
 
     def audit(self) -> list[dict[str, Any]]:
-        path = self.state_dir / "audit.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_audit(self.state_dir / AUDIT_FILE)
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.audit() if r["event"] == kind]

@@ -28,8 +28,9 @@ def test_state_round_trips(last: float | None, streak: int, recent: list[float],
         assert store.load("w") == state
 
 
-def test_missing_state_is_an_empty_history(tmp_path: Path) -> None:
+def test_missing_state_is_an_empty_history_and_reading_creates_nothing(tmp_path: Path) -> None:
     assert StateStore(tmp_path).load("nobody") == GovernorState()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -44,6 +45,7 @@ def test_missing_state_is_an_empty_history(tmp_path: Path) -> None:
 )
 def test_unusable_state_names_the_file_and_can_be_moved_aside(tmp_path: Path, text: str) -> None:
     store = StateStore(tmp_path)
+    store.directory.mkdir(parents=True)
     store.path("w").write_text(text)
     with pytest.raises(StateError, match=r"state/w\.json"):
         store.load("w")
