@@ -17,8 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import RedisServer, free_port
-from tests.harness import SupervisorProcess, write_policy
+from harness.parts import SupervisorProcess, write_policy
+from harness.services import RedisServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

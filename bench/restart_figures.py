@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import RedisServer
-from tests.harness import (
+from harness.parts import (
     Producer,
     SupervisorProcess,
     Worker,
@@ -31,6 +30,7 @@ from tests.harness import (
     queue_state,
     write_policy,
 )
+from harness.services import RedisServer
 
 WINDOW = 5.0
 

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 
 import redis
 
+from harness.services import RedisServer
+from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import parse_policy
-from supervisor.redis_probe import RedisProbe
-from tests.conftest import RedisServer
 
 
 def median_ms(fn: Callable[[], object], reps: int) -> float:

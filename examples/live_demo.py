@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.harness import (
+from harness.parts import (
     Producer,
     SupervisorProcess,
     Worker,

@@ -1,27 +1,21 @@
 """Command line: `supervisor run | trigger | status | health | check | sample | replay |
-notify-test`."""
+notify-test`.
+
+Each command imports only what it needs, inside its function: `health` runs every few seconds
+in the container's HEALTHCHECK and must not pay for Celery, docker-py, pydantic or Prometheus.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
-from supervisor import __version__, health, logs, notifier, status
-from supervisor.audit import AUDIT_FILE
-from supervisor.daemon import Daemon, request_trigger
-from supervisor.errors import PolicyError, SupervisorError, TraceError
-from supervisor.policy import load_policies, load_policy
-from supervisor.redis_probe import RedisProbe
-from supervisor.replay import read_trace, replay
-
-log = logging.getLogger("supervisor")
+from supervisor import __version__
+from supervisor.errors import PolicyError, SupervisorError, TraceError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,10 +29,49 @@ METRICS_ADDRESS_ENV = "SUPERVISOR_METRICS_ADDRESS"
 LOG_FORMAT_ENV = "SUPERVISOR_LOG_FORMAT"
 POLICIES_ENV = "SUPERVISOR_POLICIES"
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """A boolean setting from the environment; anything unclear is refused, not guessed."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError(
+        f"{name}={os.environ[name]!r} is not a boolean: use one of 1, true, yes, on, 0, "
+        "false, no, off"
+    )
+
+
+def port_setting(flag: int | None, env: str) -> int | None:
+    raw = str(flag) if flag is not None else os.environ.get(env, "").strip()
+    where = "--metrics-port" if flag is not None else env
+    if raw == "":
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        raise UsageError(f"{where}={raw!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{where}={port} is not a port number (0-65535)")
+    return port
+
+
+def state_dir_setting(args: argparse.Namespace) -> Path:
+    path = Path(args.state_dir or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    if path.exists() and not path.is_dir():
+        where = "--state-dir" if args.state_dir else STATE_DIR_ENV
+        raise UsageError(f"{where}={str(path)!r} is not a directory")
+    return path
+
 
 def cmd_check(args: argparse.Namespace) -> int:
-    policies = load_policies(args.policies)
-    for policy in policies:
+    from supervisor.policy import load_policies
+
+    for policy in load_policies(args.policies):
         print(
             f"ok: {policy.name} (target {policy.target.describe()}, "
             f"queues {', '.join(policy.broker.queues)})"
@@ -47,6 +80,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from supervisor.adapters.redis_probe import RedisProbe
+    from supervisor.policy import load_policy
+
     policy = load_policy(args.policy)
     probe = RedisProbe(policy.broker)
     try:
@@ -55,84 +94,60 @@ def cmd_sample(args: argparse.Namespace) -> int:
         probe.close()
     print(json.dumps({"policy": policy.name, **sample.to_json()}))
     if not sample.ok:
-        log.error("%s: sample failed: %s", policy.name, sample.error)
+        logging.getLogger("supervisor").error("%s: sample failed: %s", policy.name, sample.error)
         return EXIT_FAILED
     return EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from supervisor.policy import load_policy
+    from supervisor.replay import run_replay
+
     policy = load_policy(args.policy)
-    source = "<stdin>" if args.trace == "-" else args.trace
-    stream: TextIO
-    try:
-        stream = sys.stdin if args.trace == "-" else open(args.trace, newline="")  # noqa: SIM115
-    except OSError as exc:
-        print(f"{source}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_INVALID
-    counts = {"samples": 0, "failed": 0, "restart": 0, "escalate": 0}
-    try:
-        for step in replay(policy, read_trace(stream, source)):
-            counts["samples"] += 1
-            counts["failed"] += not step.sample.ok
-            d = step.decision
-            log.debug("t=%g depth=%s %s", step.sample.t, step.sample.depth, d.describe())
-            for action in d.actions:
-                counts[action.kind.value] += 1
-                log.info("t=%g %s: %s", action.t, action.kind.value, action.reason)
-                print(json.dumps(action.to_json()), flush=True)
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    log.info(
-        "%s: replayed %d samples (%d failed): %d restarts, %d escalations",
-        policy.name,
-        counts["samples"],
-        counts["failed"],
-        counts["restart"],
-        counts["escalate"],
-    )
-    return EXIT_OK
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _state_dir(args: argparse.Namespace) -> Path:
-    return Path(args.state_dir or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    return run_replay(policy, args.trace)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    dry_run = args.dry_run or _env_flag(DRY_RUN_ENV)
-    port = args.metrics_port if args.metrics_port is not None else os.environ.get(METRICS_PORT_ENV)
+    dry_run = args.dry_run or env_flag(DRY_RUN_ENV)
+    port = port_setting(args.metrics_port, METRICS_PORT_ENV)
+    state_dir = state_dir_setting(args)
+    from supervisor.runtime.daemon import Daemon
+
     return Daemon(
         args.policies,
-        _state_dir(args),
+        state_dir,
         dry_run=dry_run,
         metrics_address=args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV),
-        metrics_port=int(port) if port not in (None, "") else None,
+        metrics_port=port,
     ).run()
 
 
 def _status_policies(args: argparse.Namespace, state_dir: Path) -> list[Path]:
+    from supervisor.runtime import heartbeat
+
     if args.policies:
         return [Path(p) for p in args.policies]
     if os.environ.get(POLICIES_ENV):
         return [Path(os.environ[POLICIES_ENV])]
     try:
-        recorded = json.loads((state_dir / health.HEARTBEAT_FILE).read_text())["policy_paths"]
-        return [Path(p) for p in recorded]
-    except (OSError, ValueError, KeyError, TypeError):
-        return [Path("policies")]
+        recorded = heartbeat.read(state_dir).policy_paths
+    except heartbeat.HeartbeatError:
+        recorded = ()
+    return [Path(p) for p in recorded] or [Path("policies")]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state_dir = _state_dir(args)
+    import json
+
+    from supervisor import status
+    from supervisor.policy import load_policies
+
+    state_dir = state_dir_setting(args)
     policies = load_policies(_status_policies(args, state_dir))
     if args.names:
         unknown = sorted(set(args.names) - {p.name for p in policies})
         if unknown:
-            raise SupervisorError(
+            raise UsageError(
                 f"no policy named {', '.join(unknown)}; known: "
                 f"{', '.join(p.name for p in policies)}"
             )
@@ -143,35 +158,42 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
+    from supervisor.policy import load_policy
+    from supervisor.sinks import notify
+
     policy = load_policy(args.policy)
-    settings = notifier.settings_for(policy)
+    settings = notify.settings_for(policy)
     if settings is None:
         print(
-            f"{args.policy}: no [notify] section and no {notifier.URL_ENV} in the environment",
+            f"{args.policy}: no [notify] section and no {notify.URL_ENV} in the environment",
             file=sys.stderr,
         )
         return EXIT_INVALID
-    notice = notifier.Notice(
+    notice = notify.Notice(
         "test",
         policy.name,
         policy.target.describe(),
         f"[{policy.name}] test notification from iti-worker-supervisor",
     )
-    notifier.send(settings, notice)
-    print(f"sent a test notification to {notifier.where(settings.url)} ({settings.format})")
+    notify.send(settings, notice)
+    print(f"sent a test notification to {notify.where(settings.url)} ({settings.format})")
     return EXIT_OK
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    state_dir = _state_dir(args)
-    pid = request_trigger(state_dir, args.name)
+    from supervisor.runtime import trigger
+
+    state_dir = state_dir_setting(args)
+    pid = trigger.request(state_dir, args.name)
     what = f"policy {args.name!r}" if args.name else "every policy"
-    print(f"asked supervisor pid {pid} to restart {what} now (see {state_dir / AUDIT_FILE})")
+    print(f"asked supervisor pid {pid} to restart {what} now (see {state_dir / 'audit.jsonl'})")
     return EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    result = health.check(_state_dir(args), time.time(), args.max_age)
+    from supervisor import health
+
+    result = health.check(state_dir_setting(args), time.time(), args.max_age)
     print(result.message)
     return EXIT_OK if result.healthy else EXIT_FAILED
 
@@ -199,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("replay", help="run the engine over a recorded CSV trace")
+    p = sub.add_parser("replay", help="run the tracker over a recorded CSV trace")
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
     p.add_argument("trace", metavar="TRACE", help="CSV file with t,depth[,processed], or -")
     p.set_defaults(func=cmd_replay)
@@ -231,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help=state_help)
     p.set_defaults(func=cmd_trigger)
 
-    p = sub.add_parser("health", help="is the running supervisor's loop alive? exit 0 or 1")
+    p = sub.add_parser("health", help="is the running supervisor alive and its loop turning?")
     p.add_argument("--state-dir", help=state_help)
     p.add_argument(
         "--max-age",
@@ -262,9 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    log_format = args.log_format or os.environ.get(LOG_FORMAT_ENV, "text")
-    logs.setup(verbose=args.verbose, json_lines=log_format == "json")
     try:
+        log_format = args.log_format or os.environ.get(LOG_FORMAT_ENV, "text").strip() or "text"
+        if log_format not in ("text", "json"):
+            raise UsageError(f"{LOG_FORMAT_ENV}={log_format!r}: use text or json")
+        if args.command != "health":  # health prints one line and logs nothing
+            from supervisor.sinks import log
+
+            log.setup(verbose=args.verbose, json_lines=log_format == "json")
         code: int = args.func(args)
     except PolicyError as exc:
         for problem in exc.problems:
@@ -272,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             print("nothing started", file=sys.stderr)
         return EXIT_INVALID
-    except TraceError as exc:
-        print(str(exc), file=sys.stderr)
+    except (TraceError, UsageError) as exc:
+        print(f"supervisor: {exc}" if isinstance(exc, UsageError) else str(exc), file=sys.stderr)
+        if args.command == "run":
+            print("nothing started", file=sys.stderr)
         return EXIT_INVALID
     except SupervisorError as exc:
         print(f"supervisor: {exc}", file=sys.stderr)

@@ -35,3 +35,7 @@ class StateError(SupervisorError):
 
 class AlreadyRunningError(SupervisorError):
     """Another supervisor holds the state directory."""
+
+
+class UsageError(SupervisorError):
+    """A setting from the command line or the environment is wrong; the message names it."""

@@ -1,14 +1,17 @@
-"""`supervisor health`: is the daemon's loop alive? Read from the heartbeat file it writes after
-every pass, so the check works from another process (the container's HEALTHCHECK)."""
+"""`supervisor health`: is the daemon alive, and is its loop turning? For the container's
+HEALTHCHECK, so it runs every few seconds: standard library only, nothing else imported.
+
+Alive: a process holds the state directory's lock (the kernel drops it the moment the daemon
+dies, so a SIGKILLed daemon is "not running" at once). Turning: its heartbeat file is fresh.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-HEARTBEAT_FILE = "heartbeat.json"
+from supervisor.runtime import heartbeat, lock
+
 MIN_STALE_AFTER = 30.0
 
 
@@ -18,38 +21,39 @@ class Health:
     message: str
 
 
-def stale_after(heartbeat: dict[str, Any]) -> float:
+def stale_after(beat: heartbeat.Heartbeat) -> float:
     """A loop that has not passed for three of its longest intervals (at least 30 s) is stuck."""
-    intervals = [float(p.get("interval", 0)) for p in heartbeat.get("policies", {}).values()]
-    return max(MIN_STALE_AFTER, 3 * max(intervals, default=0.0))
+    longest = max((p.interval for p in beat.policies.values()), default=0.0)
+    return max(MIN_STALE_AFTER, 3 * longest)
 
 
 def check(state_dir: Path, now: float, max_age: float | None = None) -> Health:
-    path = state_dir / HEARTBEAT_FILE
+    pid = lock.holder(state_dir)
+    if pid is None:
+        return Health(
+            False,
+            f"unhealthy: not running: no supervisor holds {state_dir / lock.LOCK_FILE}",
+        )
     try:
-        heartbeat = json.loads(path.read_text(encoding="utf-8"))
-        last = float(heartbeat["t"])
-    except FileNotFoundError:
-        return Health(False, f"unhealthy: {path} does not exist (has the supervisor started?)")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Health(False, f"unhealthy: {path} is unreadable: {exc}")
-    if heartbeat.get("stopped"):
-        return Health(False, f"unhealthy: the supervisor (pid {heartbeat.get('pid')}) has stopped")
-    limit = max_age if max_age is not None else stale_after(heartbeat)
-    age = now - last
+        beat = heartbeat.read(state_dir)
+    except heartbeat.HeartbeatError as exc:
+        return Health(False, f"unhealthy: {exc}")
+    if beat.stopped:
+        return Health(False, f"unhealthy: the supervisor (pid {beat.pid}) has stopped")
+    limit = max_age if max_age is not None else stale_after(beat)
+    age = now - beat.t
     if age > limit:
         return Health(
             False,
             f"unhealthy: the loop last ticked {age:.0f}s ago (limit {limit:.0f}s); "
-            f"pid {heartbeat.get('pid')} is hung or gone",
+            f"pid {pid} is hung",
         )
     notes = []
-    for name, policy in sorted(heartbeat.get("policies", {}).items()):
-        if policy.get("sampling", True):
-            notes.append(f"{name} depth {policy.get('depth')}")
-        else:
-            notes.append(f"{name} cannot sample Redis")
-    if heartbeat.get("docker_error"):
-        notes.append(f"Docker unreachable: {heartbeat['docker_error']}")
-    mode = " (dry-run)" if heartbeat.get("dry_run") else ""
+    for name, policy in sorted(beat.policies.items()):
+        notes.append(
+            f"{name} depth {policy.depth}" if policy.sampling else f"{name} cannot sample Redis"
+        )
+    if beat.docker_error:
+        notes.append(f"Docker unreachable: {beat.docker_error}")
+    mode = " (dry-run)" if beat.dry_run else ""
     return Health(True, f"healthy{mode}: loop ticked {age:.1f}s ago; " + "; ".join(notes))

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from supervisor.core.events import NOTIFIABLE
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import PolicyError
 
@@ -121,6 +122,13 @@ class Target(_Section):
             return self.container
         return f"{self.compose_project}/{self.compose_service}"
 
+    @property
+    def key(self) -> str:
+        """What restart safety is kept per: one restart history and budget per key."""
+        if self.container is not None:
+            return f"container:{self.container}"
+        return f"compose:{self.compose_project}/{self.compose_service}"
+
 
 class Detect(_Section):
     interval: PositiveDuration = 10.0
@@ -178,8 +186,7 @@ class Restart(_Section):
         return max(self.cooldown, min(backoff, self.backoff_max))
 
 
-NotifyEvent = Literal["restart", "restart_failed", "escalate", "recovery"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("restart", "restart_failed", "escalate", "recovery")
+NOTIFY_EVENTS: tuple[str, ...] = tuple(k.value for k in NOTIFIABLE)
 
 
 class Notify(_Section):
@@ -187,7 +194,15 @@ class Notify(_Section):
     format: Literal["json", "slack", "discord", "teams"] = "json"
     timeout: PositiveDuration = 5.0
     retries: int = Field(default=2, ge=0, le=10)
-    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    events: list[str] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, events: list[str]) -> list[str]:
+        unknown = [e for e in events if e not in NOTIFY_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; events are {', '.join(NOTIFY_EVENTS)}")
+        return events
 
     @field_validator("url")
     @classmethod
@@ -308,11 +323,23 @@ def load_policies(paths: list[Path]) -> list[Policy]:
         except PolicyError as exc:
             problems.extend(exc.problems)
     seen: dict[str, Path] = {}
+    targets: dict[str, tuple[Path, Policy]] = {}
     for path, policy in loaded:
         if policy.name in seen:
             problems.append(f"{path}: name: {policy.name!r} is already used by {seen[policy.name]}")
         else:
             seen[policy.name] = path
+        key = policy.target.key
+        if key in targets:
+            first_path, first = targets[key]
+            problems.append(
+                f"{path}: target: {policy.target.describe()} is already the target of policy "
+                f"{first.name!r} in {first_path}; one target has one policy, so that its "
+                "restart history and budget are one: merge them (a policy's [broker] queues "
+                "can list several queues)"
+            )
+        else:
+            targets[key] = (path, policy)
     if problems:
         raise PolicyError(problems)
     return [p for _, p in loaded]

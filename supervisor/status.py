@@ -12,14 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor import governor, health
-from supervisor.audit import AUDIT_FILE
+from supervisor import health
+from supervisor.adapters.redis_probe import RedisProbe
+from supervisor.core import governor
+from supervisor.core.governor import GovernorState
 from supervisor.durations import format_duration
 from supervisor.errors import StateError
-from supervisor.governor import GovernorState
 from supervisor.policy import Policy, redact_url
-from supervisor.redis_probe import RedisProbe
-from supervisor.state_store import StateStore
+from supervisor.runtime import heartbeat
+from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+from supervisor.runtime.state_store import StateStore
+from supervisor.sinks.audit import AUDIT_FILE
 
 SPARKS = "▁▂▃▄▅▆▇█"
 AUDIT_TAIL_BYTES = 512 * 1024
@@ -71,32 +74,29 @@ def gather(
     policies: list[Policy], state_dir: Path, now: float, audit_records: int = 5
 ) -> dict[str, Any]:
     alive = health.check(state_dir, now)
-    try:
-        heartbeat = json.loads((state_dir / health.HEARTBEAT_FILE).read_text())
-    except (OSError, ValueError):
-        heartbeat = {}
-    running = alive.healthy
+    beat: Heartbeat | None = None
+    if alive.healthy:
+        try:
+            beat = heartbeat.read(state_dir)
+        except heartbeat.HeartbeatError:
+            beat = None
     store = StateStore(state_dir)
     out: dict[str, Any] = {
         "time": _iso(now),
         "supervisor": {
-            "running": running,
+            "running": beat is not None,
             "health": alive.message,
-            "pid": heartbeat.get("pid") if running else None,
-            "dry_run": heartbeat.get("dry_run") if running else None,
+            "pid": beat.pid if beat else None,
+            "dry_run": beat.dry_run if beat else None,
             "state_dir": str(state_dir),
         },
         "policies": [],
     }
     for policy in policies:
+        live = beat.policies.get(policy.name) if beat else None
         out["policies"].append(
             _policy_status(
-                policy,
-                store,
-                heartbeat=heartbeat if running else {},
-                state_dir=state_dir,
-                now=now,
-                audit_records=audit_records,
+                policy, store, live=live, state_dir=state_dir, now=now, audit_records=audit_records
             )
         )
     return out
@@ -106,7 +106,7 @@ def _policy_status(
     policy: Policy,
     store: StateStore,
     *,
-    heartbeat: dict[str, Any],
+    live: PolicyBeat | None,
     state_dir: Path,
     now: float,
     audit_records: int,
@@ -118,15 +118,20 @@ def _policy_status(
         probe.close()
     state_error = None
     history = GovernorState()
+    unfinished = None
     try:
-        history = store.load(policy.name)
+        stored = store.load(policy.name)
     except StateError as exc:
         state_error = str(exc)
+        stored = None
+    if stored is not None and stored.target in (None, policy.target.key):
+        history = stored.history
+        if stored.intent is not None:
+            unfinished = f"{stored.intent.trigger.value} restart decided at {_iso(stored.intent.t)}"
     r = policy.restart
     in_window = governor.in_budget_window(history, r, now)
     at = governor.allowed_at(history, r, now)
-    live = heartbeat.get("policies", {}).get(policy.name, {})
-    trend = live.get("trend") or []
+    trend = list(live.trend) if live else []
     return {
         "name": policy.name,
         "target": policy.target.describe(),
@@ -140,8 +145,9 @@ def _policy_status(
             "error": sample.error,
         },
         "trend": trend,
-        "verdict": live.get("verdict"),
-        "why": live.get("why"),
+        "verdict": live.verdict if live else None,
+        "why": live.why if live else None,
+        "unfinished_restart": unfinished,
         "restarts_in_budget_window": [_iso(t) for t in in_window],
         "max_restarts": r.max_restarts,
         "budget_window": format_duration(r.budget_window),
@@ -200,6 +206,8 @@ def render(status: dict[str, Any]) -> str:
                 f"(at {p['next_restart_allowed']})"
             )
         lines.append(f"  next restart {nxt}")
+        if p["unfinished_restart"]:
+            lines.append(f"  unfinished   {p['unfinished_restart']}: its containers are started")
         if p["state_error"]:
             lines.append(f"  state        {p['state_error']}")
         if p["audit"]:

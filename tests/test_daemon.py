@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import SupervisorProcess, write_policy
+from harness.parts import SupervisorProcess, write_policy
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_docker_unreachable_keeps_running_and_a_failed_restart_counts(
     assert "unreachable" in down["reason"]
     out = cli("trigger", "--state-dir", str(tmp_path / "state"))
     assert out.returncode == 0, out.stderr
-    [failed] = sup.wait_for(lambda: sup.events("restart"), 60, "failed restart")
+    [failed] = sup.wait_for(lambda: sup.events("restart_failed"), 60, "failed restart")
     assert failed["outcome"] == "failed" and failed["trigger"] == "manual"
     assert "unreachable" in failed["error"]
     assert sup.proc.poll() is None
@@ -146,7 +146,7 @@ def test_dry_run_from_the_environment(
 def test_trigger_without_a_daemon_says_so(tmp_path: Path) -> None:
     out = cli("trigger", "--state-dir", str(tmp_path))
     assert out.returncode == 1
-    assert "no running supervisor found" in out.stderr
+    assert "no supervisor is running with state directory" in out.stderr
 
 
 def test_passwords_never_reach_logs_or_audit(
@@ -164,7 +164,7 @@ def test_passwords_never_reach_logs_or_audit(
     server.start()
     sup.wait_for(lambda: sup.events("sample_error_end"), 30, "recovery")
     sup.signal(signal.SIGUSR1)
-    sup.wait_for(lambda: sup.events("restart"), 60, "a restart record")
+    sup.wait_for(lambda: sup.events("restart_failed"), 60, "a restart record")
     sup.stop()
     audit = (tmp_path / "state" / "audit.jsonl").read_text()
     assert "pw-never-logged" not in audit and "***" in audit

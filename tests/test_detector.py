@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.detector import Diagnosis, RunState, Verdict, observe
+from supervisor.core.detector import Diagnosis, RunState, Verdict, observe
 from supervisor.policy import Policy
 from supervisor.sample import Sample
 

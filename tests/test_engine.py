@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supervisor import engine
-from supervisor.engine import ActionKind, EngineState, Trigger
-from supervisor.governor import Gate
+from supervisor.core import engine
+from supervisor.core.engine import ActionKind, EngineState, Trigger
+from supervisor.core.governor import Gate
 from supervisor.policy import Policy, load_policy
 from supervisor.replay import actions, read_trace, replay
 from supervisor.sample import Sample

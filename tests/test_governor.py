@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
+from supervisor.core.governor import Gate, GovernorState, allowed_at, record_restart, rule
 from supervisor.policy import Restart
 
 from .helpers import make_policy

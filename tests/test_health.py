@@ -1,59 +1,93 @@
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.parts import SupervisorProcess, write_policy
 from supervisor.cli import main
 from supervisor.health import check
-from tests.harness import SupervisorProcess, write_policy
+from supervisor.runtime import heartbeat, lock
+from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 
 
-def beat(state: Path, t: float, **extra: object) -> None:
-    state.mkdir(parents=True, exist_ok=True)
-    data = {"t": t, "pid": 7, "policies": {"w": {"interval": 20, "sampling": True, "depth": 3}}}
-    data.update(extra)
-    (state / "heartbeat.json").write_text(json.dumps(data))
+@pytest.fixture
+def held(tmp_path: Path) -> Iterator[Path]:
+    """A state directory whose lock this test process holds, as a live daemon would."""
+    with lock.hold(tmp_path):
+        yield tmp_path
 
 
-def test_missing_heartbeat_is_unhealthy(tmp_path: Path) -> None:
+def beat(state: Path, t: float, interval: float = 20, **extra: Any) -> None:
+    policies = {"w": PolicyBeat(interval=interval, depth=3)}
+    Heartbeat(t=t, pid=7, **{"policies": policies, **extra}).write(state)
+
+
+def test_nobody_holding_the_lock_is_not_running_whatever_the_heartbeat_says(
+    tmp_path: Path,
+) -> None:
+    beat(tmp_path, 100.0)
     result = check(tmp_path, 100.0)
+    assert not result.healthy and "not running" in result.message
+
+
+def test_missing_heartbeat_is_unhealthy(held: Path) -> None:
+    result = check(held, 100.0)
     assert not result.healthy and "does not exist" in result.message
 
 
-def test_stale_after_three_of_the_longest_intervals(tmp_path: Path) -> None:
-    beat(tmp_path, 1000.0)
-    assert check(tmp_path, 1060.0).healthy  # 60 s = 3 x 20 s
-    stale = check(tmp_path, 1060.5)
+def test_stale_after_three_of_the_longest_intervals(held: Path) -> None:
+    beat(held, 1000.0)
+    assert check(held, 1060.0).healthy  # 60 s = 3 x 20 s
+    stale = check(held, 1060.5)
     assert not stale.healthy and "last ticked 60s ago (limit 60s)" in stale.message
-    assert check(tmp_path, 1005.0, max_age=2).healthy is False
+    assert check(held, 1005.0, max_age=2).healthy is False
 
 
-def test_short_intervals_still_get_thirty_seconds(tmp_path: Path) -> None:
-    beat(tmp_path, 0.0, policies={"w": {"interval": 0.5}})
-    assert check(tmp_path, 29.0).healthy and not check(tmp_path, 31.0).healthy
+def test_short_intervals_still_get_thirty_seconds(held: Path) -> None:
+    beat(held, 0.0, interval=0.5)
+    assert check(held, 29.0).healthy and not check(held, 31.0).healthy
 
 
-def test_a_redis_outage_is_reported_but_healthy(tmp_path: Path) -> None:
-    beat(tmp_path, 10.0, policies={"w": {"interval": 1, "sampling": False}}, docker_error="down")
-    result = check(tmp_path, 11.0)
+def test_a_redis_outage_is_reported_but_healthy(held: Path) -> None:
+    Heartbeat(
+        t=10.0, pid=7, policies={"w": PolicyBeat(interval=1, sampling=False)}, docker_error="down"
+    ).write(held)
+    result = check(held, 11.0)
     assert result.healthy
     assert "w cannot sample Redis" in result.message and "Docker unreachable" in result.message
 
 
-def test_a_stopped_supervisor_is_unhealthy(tmp_path: Path) -> None:
-    beat(tmp_path, 10.0, stopped=True)
-    result = check(tmp_path, 11.0)
+def test_a_stopped_supervisor_is_unhealthy(held: Path) -> None:
+    beat(held, 10.0, stopped=True)
+    result = check(held, 11.0)
     assert not result.healthy and "has stopped" in result.message
 
 
-def test_garbage_heartbeat_is_unhealthy(tmp_path: Path) -> None:
-    (tmp_path / "heartbeat.json").write_text("{")
-    assert not check(tmp_path, 0.0).healthy
+@pytest.mark.parametrize("text", ["{", "[]", '{"version": 1, "t": 1}', '{"version": 2}'])
+def test_garbage_heartbeat_is_unhealthy_and_named(held: Path, text: str) -> None:
+    (held / "heartbeat.json").write_text(text)
+    result = check(held, 0.0)
+    assert not result.healthy and "heartbeat.json" in result.message
+
+
+def test_the_heartbeat_round_trips(held: Path) -> None:
+    original = Heartbeat(
+        t=5.0,
+        pid=9,
+        dry_run=True,
+        policies={"w": PolicyBeat(interval=2.0, depth=4, trend=(1, None, 4), verdict="stuck")},
+        docker_error="down",
+        policy_paths=("/p",),
+        started=1.0,
+    )
+    original.write(held)
+    assert heartbeat.read(held) == original
 
 
 @pytest.mark.integration

@@ -16,15 +16,19 @@ from typing import Any
 import pytest
 import redis
 
-from supervisor import logs, notifier, status
+from harness.parts import SupervisorProcess, Webhook, write_policy
+from harness.services import free_port
+from supervisor import status
 from supervisor.cli import main
+from supervisor.core import tracker
+from supervisor.core.events import NOTIFIABLE
+from supervisor.core.governor import GovernorState
 from supervisor.errors import PolicyError
-from supervisor.governor import GovernorState
-from supervisor.notifier import Notice, payload, settings_for, where
 from supervisor.policy import parse_policy
-from supervisor.state_store import StateStore
-from tests.conftest import free_port
-from tests.harness import SupervisorProcess, Webhook, write_policy
+from supervisor.runtime.state_store import StateStore
+from supervisor.sinks import log as logs
+from supervisor.sinks import notify as notifier
+from supervisor.sinks.notify import Notice, payload, settings_for, where
 from tests.helpers import make_policy, policy_dict
 
 # -- units -------------------------------------------------------------------------------------
@@ -76,7 +80,10 @@ def test_notify_section_is_validated_and_takes_env_secrets(
     monkeypatch.setenv("HOOK_TOKEN", "abc")
     policy = parse_policy(policy_dict(notify={"url": "https://h/x/${HOOK_TOKEN}"}), "p.toml")
     assert policy.notify is not None and policy.notify.url == "https://h/x/abc"
-    assert policy.notify.events == ["restart", "restart_failed", "escalate", "recovery"]
+    assert policy.notify.events == [k.value for k in NOTIFIABLE]
+    assert {"restart", "restart_failed", "escalate", "recovery"} <= set(policy.notify.events)
+    with pytest.raises(PolicyError, match=r"notify\.events: .*unknown event 'reboot'"):
+        parse_policy(policy_dict(notify={"url": "http://x", "events": ["reboot"]}), "p.toml")
 
 
 def test_environment_webhook_applies_when_the_policy_has_none(
@@ -219,7 +226,7 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
         assert w["sample"]["depth"] == 9 and w["sample"]["queues"] == {"celery": 7, "mail": 2}
         assert w["trend"] and w["verdict"] == "not_stuck"
         assert len(w["restarts_in_budget_window"]) == 1 and w["next_restart_in_seconds"] > 0
-        assert w["audit"][-1]["event"] == "restart"
+        assert w["audit"][-1]["event"] == "restart_failed"
     finally:
         sup.stop()
 
@@ -243,7 +250,7 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
     assert "supervisor: not running here" in out.stdout
     assert "depth now    9  (celery 7, mail 2; unacked 0)" in out.stdout
     assert "restarts     1 of 3 allowed" in out.stdout
-    assert "restart failed" in out.stdout
+    assert "restart_failed" in out.stdout
 
 
 @pytest.mark.integration
@@ -258,11 +265,11 @@ def test_a_hung_webhook_never_delays_a_restart_decision(
     try:
         sup.wait_started()
         sup.signal(signal.SIGUSR1)
-        sup.wait_for(lambda: sup.events("restart"), 60, "first restart")
+        sup.wait_for(lambda: sup.events("restart_failed"), 60, "first restart")
         time.sleep(1)  # its notice is now stuck in the hung webhook
         sup.signal(signal.SIGUSR1)
         records = sup.wait_for(
-            lambda: len(sup.events("restart")) == 2 and sup.events("restart"),
+            lambda: len(sup.events("restart_failed")) == 2 and sup.events("restart_failed"),
             60,
             "second restart while the webhook hangs",
         )
@@ -283,7 +290,8 @@ def test_a_hung_webhook_never_delays_a_restart_decision(
 @pytest.mark.integration
 def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
     path = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
-    StateStore(tmp_path / "state").save("w", GovernorState(time.time(), 1, (time.time(),), False))
+    history = GovernorState(time.time(), 1, (time.time(),), False)
+    StateStore(tmp_path / "state").save("w", "container:c", tracker.new(history))
     out = subprocess.run(
         [
             sys.executable,
@@ -300,4 +308,4 @@ def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert out.returncode == 1 and "no policy named nope" in out.stderr
+    assert out.returncode == 2 and "no policy named nope" in out.stderr

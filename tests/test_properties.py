@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor import engine
-from supervisor.detector import RunState, Verdict, observe
-from supervisor.engine import ActionKind, EngineState
-from supervisor.governor import Gate, GovernorState, allowed_at, record_restart, rule
+from supervisor.core import engine
+from supervisor.core.detector import RunState, Verdict, observe
+from supervisor.core.engine import ActionKind, EngineState
+from supervisor.core.governor import Gate, GovernorState, allowed_at, record_restart, rule
 from supervisor.policy import Detect, Policy
 from supervisor.sample import Sample
 

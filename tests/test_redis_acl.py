@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
+from harness.parts import REPO, WORKER_APP
+from supervisor.adapters.progress_probe import ProgressMonitor
+from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import Policy
-from supervisor.progress_probe import ProgressMonitor
-from supervisor.redis_probe import RedisProbe
-from tests.harness import REPO, WORKER_APP
 from tests.helpers import make_policy
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import pytest
 import redis
 from celery import Celery
 
+from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.cli import main
 from supervisor.policy import Policy
-from supervisor.redis_probe import RedisProbe
 
 from .helpers import make_policy
 

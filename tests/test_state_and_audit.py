@@ -8,10 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.audit import AuditEvent, AuditLog, read_audit
+from supervisor.core import tracker
+from supervisor.core.engine import Trigger
+from supervisor.core.events import EventKind, event
+from supervisor.core.governor import GovernorState
+from supervisor.core.tracker import Intent
 from supervisor.errors import StateError
-from supervisor.governor import GovernorState
-from supervisor.state_store import StateStore
+from supervisor.runtime.state_store import StateStore, Stored
+from supervisor.sinks.audit import AuditLog, read_audit
 
 
 @given(
@@ -19,18 +23,33 @@ from supervisor.state_store import StateStore
     st.integers(0, 50),
     st.lists(st.floats(0, 2e9), max_size=10),
     st.booleans(),
+    st.one_of(
+        st.none(),
+        st.builds(Intent, st.floats(0, 2e9), st.sampled_from(Trigger), st.text(max_size=30)),
+    ),
 )
-def test_state_round_trips(last: float | None, streak: int, recent: list[float], esc: bool) -> None:
+def test_state_round_trips(
+    last: float | None, streak: int, recent: list[float], esc: bool, intent: Intent | None
+) -> None:
     with tempfile.TemporaryDirectory() as d:
         store = StateStore(Path(d))
-        state = GovernorState(last, streak, tuple(recent), esc)
-        store.save("w", state)
-        assert store.load("w") == state
+        history = GovernorState(last, streak, tuple(recent), esc)
+        store.save("w", "container:w", tracker.new(history, intent))
+        assert store.load("w") == Stored("container:w", history, intent)
 
 
-def test_missing_state_is_an_empty_history_and_reading_creates_nothing(tmp_path: Path) -> None:
-    assert StateStore(tmp_path).load("nobody") == GovernorState()
+def test_missing_state_is_none_and_reading_creates_nothing(tmp_path: Path) -> None:
+    assert StateStore(tmp_path).load("nobody") is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_format_1_file_keeps_its_history_for_the_current_target(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.directory.mkdir(parents=True)
+    store.path("w").write_text(
+        '{"format": 1, "last_restart": 5.0, "streak": 1, "recent": [5.0], "escalated": false}'
+    )
+    assert store.load("w") == Stored(None, GovernorState(5.0, 1, (5.0,), False))
 
 
 @pytest.mark.parametrize(
@@ -41,6 +60,8 @@ def test_missing_state_is_an_empty_history_and_reading_creates_nothing(tmp_path:
         '{"format": 99}',
         '{"format": 1, "streak": 1}',
         '{"format": 1, "last_restart": 1, "streak": -1, "recent": [], "escalated": false}',
+        '{"format": 2, "target": "container:w", "last_restart": null, "streak": 0, '
+        '"recent": [], "escalated": false, "intent": {"t": 1, "trigger": "sideways"}}',
     ],
 )
 def test_unusable_state_names_the_file_and_can_be_moved_aside(tmp_path: Path, text: str) -> None:
@@ -56,22 +77,23 @@ def test_unusable_state_names_the_file_and_can_be_moved_aside(tmp_path: Path, te
 def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     for i in range(5):
-        store.save("w", GovernorState(float(i), i, (float(i),), False))
+        history = GovernorState(float(i), i, (float(i),), False)
+        store.save("w", "container:w", tracker.new(history))
     assert sorted(p.name for p in store.directory.iterdir()) == ["w.json"]
 
 
 def test_audit_appends_one_json_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    log.record(AuditEvent.START, dry_run=True, ignored=None)
-    log.record(AuditEvent.RESTART, "w", outcome="done", depths=[[1.0, 120]])
+    log(event(EventKind.START, None, "started", dry_run=True, ignored=None))
+    log(event(EventKind.RESTART, "w", "restarted w", outcome="done", depths=[[1.0, 120]]))
     # flushed per record: readable while the log is open
     records = read_audit(path)
     assert [r["event"] for r in records] == ["start", "restart"]
     assert records[0]["dry_run"] is True and "ignored" not in records[0]
     assert records[1]["policy"] == "w" and records[1]["depths"] == [[1.0, 120]]
-    assert records[1]["time"].endswith("Z")
+    assert records[1]["time"].endswith("Z") and records[1]["text"] == "restarted w"
     log.close()
-    AuditLog(path).record(AuditEvent.STOP)  # reopening appends
+    AuditLog(path)(event(EventKind.STOP, None, "stopped"))  # reopening appends
     assert len(path.read_text().splitlines()) == 3
     assert all(json.loads(line) for line in path.read_text().splitlines())

@@ -11,10 +11,10 @@ from typing import Any
 import docker
 import pytest
 
-from supervisor.docker_actuator import DockerActuator, Outcome
+from harness.parts import BASE_IMAGE, PYTHON_HOME, host_mounts
+from supervisor.adapters.docker_actuator import DockerActuator, Outcome
 from supervisor.errors import TargetError
 from supervisor.policy import Restart, Target
-from tests.harness import BASE_IMAGE, PYTHON_HOME, host_mounts
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 import yaml
 
-from tests.harness import (
+from harness.parts import (
     BASE_IMAGE,
     PYTHON_HOME,
     REPO,

@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+from supervisor.core.events import Event
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
 
@@ -32,6 +32,8 @@ def setup(verbose: bool = False, json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
     if json_lines:
+        from pythonjsonlogger.json import JsonFormatter  # only where JSON lines are asked for
+
         formatter = JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(policy)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
@@ -54,3 +56,11 @@ def setup(verbose: bool = False, json_lines: bool = False) -> None:
 
 def for_policy(logger: logging.Logger, policy: str) -> logging.LoggerAdapter[Any]:
     return logging.LoggerAdapter(logger, {"policy": policy})
+
+
+_events = logging.getLogger("supervisor.events")
+
+
+def log_event(ev: Event) -> None:
+    """The log sink: one line per event, led by the event's name."""
+    _events.log(ev.level, "%s: %s", ev.kind.value, ev.text, extra={"policy": ev.policy or "-"})

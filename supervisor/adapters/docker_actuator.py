@@ -6,18 +6,17 @@ so no `wait` endpoint is needed.
 
 Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
 tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
-The actuator never raises out of `restart`: the daemon gets a result it can audit.
+The actuator never raises out of `restart`, `lookup` or `ensure_running`: the daemon gets a
+result it can audit.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from tenacity import (
     wait_random,
 )
 
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.errors import ActuatorError, TargetError
 from supervisor.policy import Restart, Target
 
@@ -46,21 +46,6 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 
 T = TypeVar("T")
-
-
-class Outcome(enum.Enum):
-    DONE = "done"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class RestartResult:
-    outcome: Outcome
-    method: str
-    containers: tuple[str, ...] = ()
-    seconds: float = 0.0
-    error: str | None = None
-    started_at: tuple[str, ...] = ()  # the new StartedAt of each container, when done
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -84,6 +69,10 @@ def describe_docker_error(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
 
 
 _CONTAINER_ID = re.compile(r"/(?:docker/)?containers/([0-9a-f]{64})/")
@@ -185,12 +174,15 @@ class DockerActuator:
         """Restart the target's container(s) by the policy's method; never raises."""
         started = time.monotonic()
         names: tuple[str, ...] = ()
+        changed = False
         try:
             containers = self.find(target)
             names = tuple(c.name for c in containers)
             new_starts = []
             for container in containers:
                 before = container.attrs["State"].get("StartedAt")
+                # From here on the container may be left stopped if anything fails.
+                changed = True
                 if policy.method == "cold":
                     self._cold_restart(container, policy.stop_timeout)
                 else:
@@ -205,12 +197,42 @@ class DockerActuator:
                 names,
                 time.monotonic() - started,
                 started_at=tuple(new_starts),
+                changed=changed,
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
-            error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
             return RestartResult(
-                Outcome.FAILED, policy.method, names, time.monotonic() - started, error=error
+                Outcome.FAILED,
+                policy.method,
+                names,
+                time.monotonic() - started,
+                error=_describe(exc),
+                changed=changed,
             )
+
+    def lookup(self, target: Target) -> LookupResult:
+        """Read-only, for a dry-run restart: the containers a restart would act on."""
+        try:
+            return LookupResult(tuple(c.name for c in self.find(target)))
+        except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
+            return LookupResult(error=_describe(exc))
+
+    def ensure_running(self, target: Target) -> StartResult:
+        """Start the target's containers that are stopped, nothing else: what completes a
+        restart left unfinished (a container killed through the API stays stopped whatever
+        its restart policy says)."""
+        try:
+            containers = self.find(target)
+            started = []
+            for container in containers:
+                if not self._running(container):
+                    self._call("start", container.start)
+                    started.append(container.name)
+            for container in containers:
+                if not self._running(container):
+                    raise ActuatorError(f"container {container.name!r} did not stay up")
+            return StartResult(started=tuple(started), running=tuple(c.name for c in containers))
+        except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
+            return StartResult(error=_describe(exc))
 
     def _cold_restart(self, container: Any, stop_timeout: float) -> None:
         """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up

@@ -1,4 +1,4 @@
-"""Webhook notifications: restart, failed restart, escalation, recovery.
+"""The notification sink: webhook messages for the events a person should hear about.
 
 Sending happens in a thread of its own, bounded in time and retried a little; a slow or failing
 webhook is logged and never delays a restart. Webhook URLs carry secrets (Slack and Discord put
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from supervisor.core.events import Event
 from supervisor.errors import SupervisorError
 from supervisor.policy import Notify, Policy, expand_env
 
@@ -28,13 +29,16 @@ URL_ENV = "SUPERVISOR_WEBHOOK_URL"
 FORMAT_ENV = "SUPERVISOR_WEBHOOK_FORMAT"
 
 
+_DETAILS = ("reason", "trigger", "outcome", "containers", "error", "depth")
+
+
 class NotifyError(SupervisorError):
     """A notification could not be delivered."""
 
 
 @dataclass(frozen=True)
 class Notice:
-    event: str  # restart | restart_failed | escalate | recovery | test
+    event: str  # an event's name (core/events.py), or "test"
     policy: str
     target: str
     text: str
@@ -107,21 +111,41 @@ def send(settings: Notify, notice: Notice) -> None:
 
 
 class Notifier:
-    """Queues notices and sends them from a background thread."""
+    """Queues notices and sends them from a background thread, started on the first notice."""
 
     def __init__(self, max_pending: int = 100) -> None:
         self._queue: queue.Queue[tuple[Notify, Notice] | None] = queue.Queue(max_pending)
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
         self._started = False
+        self._start_lock = threading.Lock()  # submit may come from several threads
+
+    def on_event(self, ev: Event, policy: Policy | None, dry_run: bool) -> None:
+        """The event sink: a notice for each event the policy's [notify] asks for."""
+        if policy is None:
+            return
+        prefix = f"[{policy.name}] " + ("DRY-RUN " if dry_run else "")
+        details = {k: v for k, v in ev.fields.items() if k in _DETAILS}
+        self.submit(
+            settings_for(policy),
+            Notice(
+                ev.kind.value,
+                policy.name,
+                policy.target.describe(),
+                prefix + ev.text,
+                dry_run,
+                details,
+            ),
+        )
 
     def submit(self, settings: Notify | None, notice: Notice) -> None:
         if settings is None:
             return
         if notice.event not in settings.events:
             return
-        if not self._started:
-            self._thread.start()
-            self._started = True
+        with self._start_lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
         try:
             self._queue.put_nowait((settings, notice))
         except queue.Full:
@@ -146,7 +170,9 @@ class Notifier:
                 )
 
     def close(self, timeout: float = 10.0) -> None:
-        if self._started:
+        with self._start_lock:
+            started = self._started
+        if started:
             try:
                 self._queue.put(None, timeout=timeout)
             except queue.Full:

@@ -1,11 +1,11 @@
-"""The audit log: one JSON object per line for every decision that matters, flushed per record.
+"""The audit log: one JSON object per line for every event, flushed and fsynced per record.
 
-Append-only; safe to call from the daemon's loop and its restart threads at once.
+Append-only; the record's `event` is the event's name in the one vocabulary (core/events.py).
+Written from the loop thread only; the lock keeps it safe if that ever changes.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import threading
@@ -13,24 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from supervisor.core.events import Event
+
 AUDIT_FILE = "audit.jsonl"  # inside the state directory
-
-
-class AuditEvent(enum.Enum):
-    START = "start"
-    STOP = "stop"
-    RELOAD = "reload"
-    RELOAD_REFUSED = "reload_refused"
-    RESTART = "restart"  # automatic or manual; `outcome` is done or failed
-    DRY_RUN_RESTART = "dry_run_restart"
-    ESCALATE = "escalate"
-    TRIGGER_REFUSED = "trigger_refused"
-    SAMPLE_ERROR_BEGIN = "sample_error_begin"
-    SAMPLE_ERROR_END = "sample_error_end"
-    DOCKER_ERROR_BEGIN = "docker_error_begin"
-    DOCKER_ERROR_END = "docker_error_end"
-    STATE_DISCARDED = "state_discarded"
-    RECOVERY = "recovery"  # the queue is back under the threshold after a restart
 
 
 class AuditLog:
@@ -40,21 +25,21 @@ class AuditLog:
         self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def record(self, event: AuditEvent, policy: str | None = None, **fields: Any) -> dict[str, Any]:
+    def __call__(self, ev: Event) -> None:
         now = datetime.now(UTC)
         entry: dict[str, Any] = {
             "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "t": round(now.timestamp(), 3),
-            "event": event.value,
-            "policy": policy,
+            "event": ev.kind.value,
+            "policy": ev.policy,
+            **ev.fields,
         }
-        entry.update({k: v for k, v in fields.items() if v is not None})
+        entry.setdefault("text", ev.text)
         line = json.dumps(entry, default=str, ensure_ascii=False)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
             os.fsync(self._file.fileno())
-        return entry
 
     def close(self) -> None:
         with self._lock:

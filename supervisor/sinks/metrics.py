@@ -16,7 +16,21 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from supervisor.core import governor
+from supervisor.core.detector import Verdict
+from supervisor.core.engine import Decision
+from supervisor.core.events import Event, EventKind
+from supervisor.core.tracker import TrackerState
+from supervisor.policy import Policy
+from supervisor.sample import Sample
+
 PREFIX = "iti_supervisor"
+
+_RESTART_OUTCOMES = {
+    EventKind.RESTART: "done",
+    EventKind.RESTART_FAILED: "failed",
+    EventKind.DRY_RUN_RESTART: "dry_run",
+}
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: noise here
 
@@ -76,6 +90,11 @@ class Metrics:
             p,
         )
         self.loop = gauge("loop_timestamp_seconds", "When the loop last completed a pass")
+        self.events = counter(
+            "events",
+            "Every event, by the name it has in the audit log and the notifications",
+            ["policy", "event"],
+        )
         self._server: Any = None
 
     def serve(self, address: str, port: int) -> int:
@@ -88,6 +107,48 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def on_event(self, ev: Event) -> None:
+        """The event sink: every event counted under its own name."""
+        policy = ev.policy or ""
+        self.events.labels(policy, ev.kind.value).inc()
+        outcome = _RESTART_OUTCOMES.get(ev.kind)
+        if outcome is not None:
+            self.restarts.labels(policy, outcome, str(ev.fields.get("trigger", "automatic"))).inc()
+        elif ev.kind is EventKind.ESCALATE:
+            self.escalations.labels(policy).inc()
+
+    def observe(
+        self,
+        policy: Policy,
+        sample: Sample,
+        state: TrackerState,
+        decision: Decision | None,
+        now: float,
+    ) -> None:
+        """The gauges of one tick: the sample, the verdict and the restart history."""
+        name = policy.name
+        at = governor.allowed_at(state.history, policy.restart, now)
+        self.set_restart_allowed_in(name, None if at is None else max(0.0, at - now))
+        self.samples.labels(name).inc()
+        self.redis_up.labels(name).set(1 if sample.ok else 0)
+        if decision is not None:
+            self.stuck.labels(name).set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+            self.run_seconds.labels(name).set(decision.diagnosis.run_seconds)
+        if not sample.ok:
+            self.sample_failures.labels(name).inc()
+            return
+        self.last_sample.labels(name).set(sample.t)
+        self.depth.labels(name).set(sample.depth or 0)
+        for queue, depth in sample.queues.items():
+            self.queue_depth.labels(name, queue).set(depth)
+        if sample.unacked is not None:
+            self.unacked.labels(name).set(sample.unacked)
+        if sample.processed is None:
+            with contextlib.suppress(KeyError):
+                self.progress.remove(name)
+        else:
+            self.progress.labels(name).set(sample.processed)
 
     def set_restart_allowed_in(self, policy: str, seconds: float | None) -> None:
         self.restart_allowed_in.labels(policy).set(math.inf if seconds is None else seconds)

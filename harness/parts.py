@@ -27,10 +27,10 @@ import docker
 import redis
 from celery import Celery
 
-from supervisor.audit import AUDIT_FILE, read_audit
+from supervisor.sinks.audit import AUDIT_FILE, read_audit
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER_APP = REPO / "tests" / "worker"
+WORKER_APP = REPO / "harness" / "worker"
 BASE_IMAGE = "iti-supervisor-test-base:local"
 PYTHON_HOME = Path(sys.base_prefix)
 

@@ -11,9 +11,9 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supervisor import detector, governor
-from supervisor.detector import Diagnosis, RunState, Verdict
-from supervisor.governor import Gate, GovernorState, Ruling
+from supervisor.core import detector, governor
+from supervisor.core.detector import Diagnosis, RunState, Verdict
+from supervisor.core.governor import Gate, GovernorState, Ruling
 from supervisor.policy import Policy
 from supervisor.sample import Sample
 

@@ -1,0 +1,45 @@
+"""What the executor reports back to the core: plain data, whatever adapter produced it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    outcome: Outcome
+    method: str
+    containers: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+    started_at: tuple[str, ...] = ()  # the new StartedAt of each container, when done
+    # A call that changes a container (kill, restart) was made: when the restart fails after
+    # that, the target may be left stopped and must be started.
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """Making sure the target's containers run (start those that are stopped, nothing else)."""
+
+    error: str | None = None
+    started: tuple[str, ...] = ()  # the containers that were stopped and have been started
+    running: tuple[str, ...] = ()  # every container of the target, running now
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """A dry-run restart: which containers a restart would act on, or why it could not."""
+
+    containers: tuple[str, ...] = ()
+    error: str | None = None

@@ -1,0 +1,349 @@
+"""The per-target tracker: every rule that decides or guards a restart, as pure functions.
+
+One `TrackerState` per target (a target has exactly one policy). Its inputs are a sample, a
+manual trigger, and the result of a call the executor made for it; each returns the new state
+and a `Step`: the events to report, the commands for the executor, the engine's decision when
+one was taken, and whether the durable part (restart history, unfinished restart) changed and
+must be saved *before* any command runs.
+
+The guards, all here and nowhere else:
+- One call per target at a time. While the executor restarts or starts the target, its samples
+  are not judged (what the queue does meanwhile says nothing about the restarted worker) and a
+  manual trigger is refused.
+- Crash consistency. A live restart is recorded as an *intent* when it is decided, saved before
+  the executor makes its first Docker call, and cleared when the restart is confirmed. An intent
+  that is still there (the supervisor died mid-restart, or the restart failed after it stopped
+  the worker) is completed before anything else is decided: the target's stopped containers are
+  started at every sample until they run, outside cooldown, backoff and budget, since that
+  restart was counted when it was decided.
+- Recovery is told once, after a restart, when the queue is back under the threshold.
+- Sampling and starting outages are reported once when they begin and once when they end.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from supervisor.core import engine, outage
+from supervisor.core.detector import RunState
+from supervisor.core.engine import Action, ActionKind, Decision, EngineState, Trigger
+from supervisor.core.events import Event, EventKind, event
+from supervisor.core.governor import GovernorState
+from supervisor.core.outage import Change, Outage
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
+from supervisor.policy import Policy, redact_url
+from supervisor.sample import Sample
+
+
+class Call(enum.Enum):
+    """What the executor is doing for the target right now."""
+
+    RESTART = "restart"
+    DRY_RUN = "dry_run"
+    START = "start"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A live restart decided and not yet confirmed: persisted with the restart history."""
+
+    t: float
+    trigger: Trigger
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    engine: EngineState = field(default_factory=EngineState)
+    intent: Intent | None = None
+    call: Call | None = None
+    awaiting_recovery: bool = False
+    sampling: Outage = field(default_factory=Outage)
+    starting: Outage = field(default_factory=Outage)
+    recent: tuple[tuple[float, int | None], ...] = ()  # (t, depth) within the window
+
+    @property
+    def history(self) -> GovernorState:
+        return self.engine.governor
+
+
+@dataclass(frozen=True)
+class Restart:
+    action: Action
+    fields: dict[str, Any]  # what the audit says of the decision
+
+
+@dataclass(frozen=True)
+class DryRun:
+    action: Action
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EnsureRunning:
+    intent: Intent
+
+
+Command = Restart | DryRun | EnsureRunning
+Result = RestartResult | LookupResult | StartResult
+
+
+@dataclass(frozen=True)
+class Step:
+    events: tuple[Event, ...] = ()
+    commands: tuple[Command, ...] = ()
+    decision: Decision | None = None
+    persist: bool = False
+
+
+def new(history: GovernorState, intent: Intent | None = None) -> TrackerState:
+    return TrackerState(engine=EngineState(governor=history), intent=intent)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def resume(policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
+    """At start: complete a restart that a previous run left unfinished."""
+    intent = state.intent
+    if intent is None or state.call is not None:
+        return state, Step()
+    target = policy.target.describe()
+    text = (
+        f"the {intent.trigger.value} restart of {target} decided at {_iso(intent.t)} was not "
+        "finished; starting its stopped containers (no new restart is counted)"
+    )
+    ev = event(
+        EventKind.RESTART_RESUMED,
+        policy.name,
+        text,
+        target=target,
+        decided_at=round(intent.t, 3),
+        trigger=intent.trigger.value,
+        reason=intent.reason,
+    )
+    return replace(state, call=Call.START), Step((ev,), (EnsureRunning(intent),))
+
+
+def on_sample(
+    policy: Policy, state: TrackerState, sample: Sample, dry_run: bool
+) -> tuple[TrackerState, Step]:
+    events: list[Event] = []
+    window = policy.detect.window
+    kept = tuple(p for p in state.recent if sample.t - p[0] <= window)
+    recent = (*kept, (sample.t, sample.depth))
+    sampling, change = outage.observe(
+        state.sampling, sample.error if not sample.ok else None, sample.t
+    )
+    state = replace(state, recent=recent, sampling=sampling)
+    if change is not None and change.change is Change.BEGAN:
+        events.append(
+            event(
+                EventKind.SAMPLE_ERROR_BEGIN,
+                policy.name,
+                f"cannot sample, deciding nothing until it can: {change.error}",
+                reason=change.error,
+            )
+        )
+    elif change is not None:
+        events.append(
+            event(
+                EventKind.SAMPLE_ERROR_END,
+                policy.name,
+                f"sampling again after {change.seconds:.1f}s",
+                seconds=round(change.seconds, 3),
+                reason=change.error,
+            )
+        )
+    threshold = policy.detect.threshold
+    settled = state.call is None and state.intent is None
+    if (
+        settled
+        and state.awaiting_recovery
+        and sample.depth is not None
+        and sample.depth <= threshold
+    ):
+        text = f"recovered: queue depth {sample.depth} is back under {threshold}"
+        events.append(event(EventKind.RECOVERY, policy.name, text, depth=sample.depth, reason=text))
+        state = replace(state, awaiting_recovery=False)
+    if state.call is not None:
+        return state, Step(tuple(events))
+    if state.intent is not None:
+        return replace(state, call=Call.START), Step(tuple(events), (EnsureRunning(state.intent),))
+
+    engine_state, decision = engine.step(policy, state.engine, sample, now=sample.t)
+    state = replace(state, engine=engine_state)
+    commands: list[Command] = []
+    run_start = decision.diagnosis.run_start
+    for action in decision.actions:
+        fields = _decision_fields(policy, state, action, run_start.t if run_start else None)
+        if action.kind is ActionKind.ESCALATE:
+            text = f"ESCALATION, a person is needed: {action.reason}"
+            events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
+        else:
+            state, command = _begin(state, action, fields, dry_run)
+            commands.append(command)
+    return state, Step(tuple(events), tuple(commands), decision, persist=bool(decision.actions))
+
+
+def on_trigger(
+    policy: Policy, state: TrackerState, now: float, dry_run: bool
+) -> tuple[TrackerState, Step]:
+    """A restart asked for by a person (SIGUSR1 or `supervisor trigger`)."""
+    refusal = None
+    if state.call is not None:
+        refusal = "a restart of this target is already in flight"
+    elif state.intent is not None:
+        refusal = "a restart of this target is not finished: its containers are being started"
+    if refusal is not None:
+        ev = event(
+            EventKind.TRIGGER_REFUSED,
+            policy.name,
+            f"manual trigger refused: {refusal}",
+            target=policy.target.describe(),
+            reason=refusal,
+        )
+        return state, Step((ev,))
+    engine_state, action = engine.trigger(policy, state.engine, now)
+    state = replace(state, engine=engine_state)
+    fields = _decision_fields(policy, state, action, None)
+    state, command = _begin(state, action, fields, dry_run)
+    return state, Step(commands=(command,), persist=True)
+
+
+def _decision_fields(
+    policy: Policy, state: TrackerState, action: Action, run_start: float | None
+) -> dict[str, Any]:
+    return {
+        "target": policy.target.describe(),
+        "decided_at": round(action.t, 3),
+        "run_start": round(run_start, 3) if run_start is not None else None,
+        "reason": action.reason,
+        "trigger": action.trigger.value,
+        "depths": [[round(t, 3), d] for t, d in state.recent],
+        "streak": action.streak,
+        "broker": redact_url(policy.broker.url),
+    }
+
+
+def _begin(
+    state: TrackerState, action: Action, fields: dict[str, Any], dry_run: bool
+) -> tuple[TrackerState, Command]:
+    if dry_run:
+        return replace(state, call=Call.DRY_RUN), DryRun(action, fields)
+    intent = Intent(action.t, action.trigger, action.reason)
+    return replace(state, call=Call.RESTART, intent=intent), Restart(action, fields)
+
+
+def on_result(
+    policy: Policy, state: TrackerState, command: Command, result: Result, now: float
+) -> tuple[TrackerState, Step]:
+    """The executor finished `command` with `result`."""
+    if isinstance(command, Restart) and isinstance(result, RestartResult):
+        return _restarted(policy, state, command, result)
+    if isinstance(command, DryRun) and isinstance(result, LookupResult):
+        return _looked_up(policy, state, command, result)
+    if isinstance(command, EnsureRunning) and isinstance(result, StartResult):
+        return _started(policy, state, result, now)
+    raise TypeError(f"{type(result).__name__} is not the result of {type(command).__name__}")
+
+
+def failure(command: Command, error: str) -> Result:
+    """The result of a command whose call broke before it could report (an internal error).
+    A restart is taken to have changed the target: starting it again is always safe."""
+    if isinstance(command, Restart):
+        return RestartResult(Outcome.FAILED, "unknown", error=error, changed=True)
+    if isinstance(command, DryRun):
+        return LookupResult(error=error)
+    return StartResult(error=error)
+
+
+def _restarted(
+    policy: Policy, state: TrackerState, command: Restart, result: RestartResult
+) -> tuple[TrackerState, Step]:
+    fields = {
+        **command.fields,
+        "outcome": result.outcome.value,
+        "method": result.method,
+        "containers": list(result.containers),
+        "seconds": round(result.seconds, 3),
+        "error": result.error,
+        "started_at": list(result.started_at) or None,
+    }
+    trigger = command.action.trigger.value
+    state = replace(state, call=None, awaiting_recovery=True)
+    if result.outcome is Outcome.DONE:
+        text = (
+            f"restarted {', '.join(result.containers)} ({trigger}, {result.method}, "
+            f"{result.seconds:.1f}s): {command.action.reason}"
+        )
+        ev = event(EventKind.RESTART, policy.name, text, **fields)
+        return replace(state, intent=None), Step((ev,), persist=True)
+    text = (
+        f"restart of {policy.target.describe()} FAILED after {result.seconds:.1f}s: {result.error}"
+    )
+    if result.changed:
+        text += "; its stopped containers will be started at every interval until they run"
+    else:
+        state = replace(state, intent=None)  # nothing was changed: the target is as it was
+    return state, Step(
+        (event(EventKind.RESTART_FAILED, policy.name, text, **fields),), persist=True
+    )
+
+
+def _looked_up(
+    policy: Policy, state: TrackerState, command: DryRun, result: LookupResult
+) -> tuple[TrackerState, Step]:
+    what = ", ".join(result.containers) or policy.target.describe()
+    text = f"would restart {what} ({command.action.trigger.value}): {command.action.reason}"
+    ev = event(
+        EventKind.DRY_RUN_RESTART,
+        policy.name,
+        text,
+        outcome="dry_run",
+        containers=list(result.containers),
+        error=result.error,
+        **command.fields,
+    )
+    return replace(state, call=None, awaiting_recovery=True), Step((ev,))
+
+
+def _started(
+    policy: Policy, state: TrackerState, result: StartResult, now: float
+) -> tuple[TrackerState, Step]:
+    starting, change = outage.observe(state.starting, result.error, now)
+    state = replace(state, call=None, starting=starting)
+    target = policy.target.describe()
+    if not result.ok:
+        if change is None:
+            return state, Step()
+        text = f"cannot start {target} after a restart, retrying at every interval: {result.error}"
+        ev = event(
+            EventKind.START_ERROR_BEGIN, policy.name, text, target=target, reason=result.error
+        )
+        return state, Step((ev,))
+    started = ", ".join(result.started) or "none was stopped"
+    text = f"{target} runs again after an unfinished restart (started: {started})"
+    ev = event(
+        EventKind.RESTART_COMPLETED,
+        policy.name,
+        text,
+        target=target,
+        started=list(result.started),
+        running=list(result.running),
+        failed_for=round(change.seconds, 3) if change is not None else None,
+        reason=change.error if change is not None else None,
+    )
+    return replace(state, intent=None, awaiting_recovery=True), Step((ev,), persist=True)
+
+
+def reconfigure(old: Policy, new_policy: Policy, state: TrackerState) -> TrackerState:
+    """A reload changed the policy: a run judged on another broker or with other rules says
+    nothing about the new one, so it starts afresh; the restart history stays."""
+    if old.broker == new_policy.broker and old.detect == new_policy.detect:
+        return state
+    return replace(state, engine=replace(state.engine, run=RunState()), recent=())

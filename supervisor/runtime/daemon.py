@@ -1,0 +1,599 @@
+"""`supervisor run`: the loop. It wires the probes, the pure tracker, the executor and the sinks,
+and decides nothing itself: every rule that decides or guards a restart is in core/tracker.py.
+
+Each pass: handle signals, feed finished calls back to the tracker, sample the policies that are
+due and feed the samples to the tracker, check Docker now and then, write the heartbeat. A step's
+durable part is saved before its commands go to the executor, so a crash never loses a decided
+restart; its events go to every sink (audit, log, metrics, notifications).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from supervisor.core import outage, tracker
+from supervisor.core.engine import Decision
+from supervisor.core.events import Event, EventKind, event
+from supervisor.core.outage import Change, Outage
+from supervisor.core.results import LookupResult, RestartResult, StartResult
+from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
+from supervisor.errors import PolicyError, StateError, UsageError
+from supervisor.policy import Policy, Target, load_policies
+from supervisor.runtime import heartbeat, lock, trigger
+from supervisor.runtime.executor import Done, Executor
+from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+from supervisor.runtime.state_store import StateStore
+from supervisor.runtime.waker import Waker
+from supervisor.sample import Sample
+from supervisor.sinks import log as log_sink
+from supervisor.sinks.audit import AUDIT_FILE, AuditLog
+from supervisor.sinks.metrics import Metrics
+from supervisor.sinks.notify import Notifier
+
+log = logging.getLogger("supervisor.daemon")
+
+DOCKER_CHECK_EVERY = 30.0
+TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
+
+
+class Probe(Protocol):
+    def sample(self) -> Sample: ...
+    def close(self) -> None: ...
+
+
+class Progress(Protocol):
+    def processed(self, queues: list[str]) -> int | None: ...
+    def stop(self) -> None: ...
+
+
+class Actuator(Protocol):
+    def restart(self, target: Target, policy: Any) -> RestartResult: ...
+    def lookup(self, target: Target) -> LookupResult: ...
+    def ensure_running(self, target: Target) -> StartResult: ...
+    def ping(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Supervised:
+    policy: Policy
+    probe: Probe
+    state: TrackerState
+    next_due: float = 0.0
+    last_decision: Decision | None = None
+
+
+def _redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
+    from supervisor.adapters.redis_probe import RedisProbe
+
+    return RedisProbe(policy.broker, clock)
+
+
+def _progress_monitor(policy: Policy) -> Progress:
+    from supervisor.adapters.progress_probe import ProgressMonitor
+
+    monitor = ProgressMonitor(policy.broker)
+    monitor.start()
+    return monitor
+
+
+def _docker_actuator() -> Actuator:
+    from supervisor.adapters.docker_actuator import DockerActuator
+
+    return DockerActuator()
+
+
+class Daemon:
+    def __init__(
+        self,
+        policy_paths: list[Path],
+        state_dir: Path,
+        *,
+        dry_run: bool = False,
+        actuator: Actuator | None = None,
+        probe_factory: Callable[[Policy, Callable[[], float]], Probe] = _redis_probe,
+        progress_factory: Callable[[Policy], Progress] | None = _progress_monitor,
+        metrics_address: str | None = None,
+        metrics_port: int | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy_paths = policy_paths
+        self.state_dir = state_dir
+        self.dry_run = dry_run
+        self.actuator = actuator
+        self.probe_factory = probe_factory
+        self.progress_factory = progress_factory
+        self.metrics_address = metrics_address or "0.0.0.0"
+        self.metrics_port = metrics_port
+        self.clock = clock
+        self.monotonic = monotonic
+        self.supervised: dict[str, Supervised] = {}
+        self.monitors: dict[tuple[str, str], Progress] = {}
+        self.waker = Waker()
+        self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
+        self.pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ping")
+        self.docker_check: Future[str | None] | None = None
+        self.next_docker_check = 0.0
+        self.docker = Outage()
+        self.stopping = False
+        self.started = 0.0
+        self.metrics = Metrics()
+        self.notifier = Notifier()
+        self.store = StateStore(state_dir)
+        self.audit: AuditLog | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT. Raises PolicyError or UsageError (nothing started) or
+        AlreadyRunningError."""
+        policies = load_policies(self.policy_paths)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"state directory {self.state_dir}: {exc.strerror or exc}") from None
+        with lock.hold(self.state_dir):
+            # Handlers first: once `start` is audited, a signal must find them in place.
+            self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+            try:
+                self.serve_metrics()
+                try:
+                    self.open(policies)
+                    while not self.stopping:
+                        self.pass_once()
+                        if not self.stopping:
+                            self.waker.wait(self.next_wake() - self.monotonic())
+                finally:
+                    self.close()
+            finally:
+                self.waker.uninstall()
+        return 0
+
+    def serve_metrics(self) -> None:
+        if self.metrics_port is None:
+            return
+        try:
+            port = self.metrics.serve(self.metrics_address, self.metrics_port)
+        except OSError as exc:
+            raise UsageError(
+                f"metrics port (--metrics-port / SUPERVISOR_METRICS_PORT): cannot listen on "
+                f"{self.metrics_address}:{self.metrics_port}: {exc.strerror or exc}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", self.metrics_address, port)
+
+    def open(self, policies: list[Policy]) -> None:
+        """Start supervising: sinks, one tracker per policy, stale requests discarded."""
+        if self.actuator is None:
+            self.actuator = _docker_actuator()
+        self.audit = AuditLog(self.state_dir / AUDIT_FILE)
+        self.started = self.clock()
+        self.emit(
+            event(
+                EventKind.START,
+                None,
+                f"supervising {', '.join(sorted(p.name for p in policies))}"
+                + (" (dry-run: no Docker call that changes anything)" if self.dry_run else ""),
+                dry_run=self.dry_run,
+                pid=os.getpid(),
+                policies=sorted(p.name for p in policies),
+            )
+        )
+        for request in trigger.take(self.state_dir):
+            self._discard(request)
+        for policy in policies:
+            self._add(policy)
+        self.write_heartbeat()
+
+    def close(self) -> None:
+        if self.executor.in_flight:
+            log.info("waiting for %d call(s) in flight", self.executor.in_flight)
+        for done in self.executor.shutdown():
+            self._finish(done)
+        self.pinger.shutdown(wait=False, cancel_futures=True)
+        for item in self.supervised.values():
+            item.probe.close()
+        for monitor in self.monitors.values():
+            monitor.stop()
+        if self.actuator is not None:
+            self.actuator.close()
+        self.write_heartbeat(stopped=True)
+        self.notifier.close()
+        self.metrics.close()
+        self.emit(event(EventKind.STOP, None, "stopped", pid=os.getpid()))
+        if self.audit is not None:
+            self.audit.close()
+        self.waker.close()
+
+    def pass_once(self) -> None:
+        """One pass of the loop; never raises (an error is reported and the loop goes on)."""
+        self._guard("signals", self._handle_signals)
+        self._guard("results", self._drain)
+        now = self.monotonic()
+        for item in list(self.supervised.values()):
+            if self.stopping or self.waker.pending:
+                break
+            if item.next_due <= now:
+                self._guard(f"tick of {item.policy.name}", partial(self._tick, item))
+                # Keep the cadence; after a long stall, resume from now rather than burst.
+                item.next_due = max(item.next_due + item.policy.detect.interval, now)
+        self._guard("docker check", self._check_docker)
+        self._guard("results", self._drain)
+        self.metrics.loop.set(self.clock())
+        self.write_heartbeat()
+
+    def next_wake(self) -> float:
+        return min((s.next_due for s in self.supervised.values()), default=self.monotonic() + 1)
+
+    def _guard(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - nothing vanishes, and the loop goes on
+            log.error("internal error in %s:\n%s", what, traceback.format_exc().rstrip())
+            self.emit(
+                event(
+                    EventKind.INTERNAL_ERROR,
+                    None,
+                    f"internal error in {what}: {type(exc).__name__}: {exc}",
+                    reason=f"{type(exc).__name__}: {exc}",
+                    where=what,
+                )
+            )
+
+    # -- sinks --------------------------------------------------------------------------------
+
+    def emit(self, *events: Event) -> None:
+        for ev in events:
+            sinks: list[tuple[str, Callable[[Event], None]]] = [
+                ("log", log_sink.log_event),
+                ("metrics", self.metrics.on_event),
+                ("notifications", self._notify),
+            ]
+            if self.audit is not None:
+                sinks.insert(0, ("audit", self.audit))
+            for name, sink in sinks:
+                try:
+                    sink(ev)
+                except Exception:  # noqa: BLE001 - a broken sink must not lose the others
+                    log.error(
+                        "the %s sink failed on %s:\n%s",
+                        name,
+                        ev.kind.value,
+                        traceback.format_exc().rstrip(),
+                    )
+
+    def _notify(self, ev: Event) -> None:
+        item = self.supervised.get(ev.policy or "")
+        self.notifier.on_event(ev, item.policy if item else None, self.dry_run)
+
+    # -- one target ---------------------------------------------------------------------------
+
+    def _apply(self, item: Supervised, state: TrackerState, step: tracker.Step) -> None:
+        """Take a step of the tracker: save what must survive a crash, report, then act."""
+        item.state = state
+        if step.decision is not None:
+            item.last_decision = step.decision
+        if step.persist:
+            self._save(item)
+        self.emit(*step.events)
+        for command in step.commands:
+            self.executor.submit(item.policy.name, command, self._caller(item.policy))
+
+    def _caller(self, policy: Policy) -> Callable[[Command], Result]:
+        actuator = self.actuator
+        assert actuator is not None
+
+        def call(command: Command) -> Result:
+            if isinstance(command, Restart):
+                return actuator.restart(policy.target, policy.restart)
+            if isinstance(command, DryRun):
+                return actuator.lookup(policy.target)
+            return actuator.ensure_running(policy.target)
+
+        return call
+
+    def _tick(self, item: Supervised) -> None:
+        policy = item.policy
+        sample = item.probe.sample()
+        monitor = self._monitor_for(policy)
+        if sample.ok and monitor is not None:
+            sample = dataclasses.replace(sample, processed=monitor.processed(policy.broker.queues))
+        state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
+        self.metrics.observe(policy, sample, state, step.decision, self.clock())
+        if step.decision is not None:
+            log_sink.for_policy(log, policy.name).debug(
+                "depth=%s processed=%s %s", sample.depth, sample.processed, step.decision.describe()
+            )
+        self._apply(item, state, step)
+
+    def _drain(self) -> None:
+        for done in self.executor.completed():
+            self._finish(done)
+
+    def _finish(self, done: Done[str, Command, Result]) -> None:
+        item = self.supervised.get(done.key)
+        result = done.result
+        if done.error is not None or result is None:
+            error = done.error or "no result"
+            self.emit(
+                event(
+                    EventKind.INTERNAL_ERROR,
+                    done.key,
+                    f"internal error carrying out {type(done.command).__name__}: {error}",
+                    reason=error,
+                    where=type(done.command).__name__,
+                )
+            )
+            result = tracker.failure(done.command, f"internal error: {error}")
+        if item is None:
+            log.warning("%s finished for a policy no longer supervised", done.key)
+            return
+        state, step = tracker.on_result(item.policy, item.state, done.command, result, self.clock())
+        self._apply(item, state, step)
+
+    def _monitor_for(self, policy: Policy) -> Progress | None:
+        if self.progress_factory is None or not policy.detect.require_no_progress:
+            return None
+        key = (policy.broker.url, policy.broker.key_prefix)
+        if key not in self.monitors:
+            self.monitors[key] = self.progress_factory(policy)
+        return self.monitors[key]
+
+    def _add(self, policy: Policy) -> None:
+        events: list[Event] = []
+        try:
+            stored = self.store.load(policy.name)
+        except StateError as exc:
+            aside = self.store.discard(policy.name, f"unusable-{int(self.clock())}")
+            events.append(
+                event(
+                    EventKind.STATE_DISCARDED,
+                    policy.name,
+                    f"{exc}; moved to {aside}, starting with an empty restart history",
+                    reason=str(exc),
+                    kept_as=str(aside),
+                )
+            )
+            stored = None
+        state = TrackerState()
+        if stored is not None and stored.target not in (None, policy.target.key):
+            events.append(self._target_changed(policy, stored.target))
+        elif stored is not None:
+            state = tracker.new(stored.history, stored.intent)
+        item = Supervised(policy, self.probe_factory(policy, self.clock), state, self.monotonic())
+        self.supervised[policy.name] = item
+        self.emit(*events)
+        if events:
+            self._save(item)
+        self._monitor_for(policy)
+        self._apply(item, *tracker.resume(policy, item.state))
+
+    def _target_changed(self, policy: Policy, old: str) -> Event:
+        return event(
+            EventKind.TARGET_CHANGED,
+            policy.name,
+            f"the target changed from {old} to {policy.target.key}: starting with a fresh "
+            "restart history",
+            old_target=old,
+            target=policy.target.key,
+        )
+
+    def _save(self, item: Supervised) -> None:
+        try:
+            self.store.save(item.policy.name, item.policy.target.key, item.state)
+        except OSError as exc:
+            self.emit(
+                event(
+                    EventKind.INTERNAL_ERROR,
+                    item.policy.name,
+                    f"cannot write state to {self.store.path(item.policy.name)}: {exc}",
+                    reason=str(exc),
+                    where="state",
+                )
+            )
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        while self.waker.pending:
+            signum = self.waker.pending.popleft()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info(
+                    "%s: finishing what is in flight, then stopping", signal.Signals(signum).name
+                )
+                self.stopping = True
+            elif signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGUSR1:
+                self.manual_trigger()
+
+    def manual_trigger(self) -> None:
+        names: list[str] = []
+        everything = False
+        requests = trigger.take(self.state_dir)
+        for request in requests:
+            if request.t < self.started:
+                self._discard(request)
+            elif request.name is None:
+                everything = True
+            elif request.name not in names:
+                names.append(request.name)
+        if not requests:
+            everything = True  # a plain SIGUSR1: `docker compose kill -s SIGUSR1`
+        if everything:
+            names = sorted(self.supervised)
+        for name in names:
+            item = self.supervised.get(name)
+            if item is None:
+                reason = (
+                    f"no policy named {name!r}; supervised: {', '.join(sorted(self.supervised))}"
+                )
+                self.emit(
+                    event(
+                        EventKind.TRIGGER_REFUSED,
+                        None,
+                        f"manual trigger refused: {reason}",
+                        reason=reason,
+                    )
+                )
+                continue
+            self._apply(
+                item, *tracker.on_trigger(item.policy, item.state, self.clock(), self.dry_run)
+            )
+
+    def _discard(self, request: trigger.Request) -> None:
+        text = (
+            f"a trigger request for {request.name or 'every policy'} made before this supervisor "
+            "started was discarded, not carried out"
+        )
+        self.emit(
+            event(
+                EventKind.TRIGGER_DISCARDED,
+                request.name,
+                text,
+                requested_at=round(request.t, 3),
+                reason="older than the daemon",
+            )
+        )
+
+    def reload(self) -> None:
+        try:
+            policies = load_policies(self.policy_paths)
+            self._check_reload(policies)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, the running policies stay: %s", problem)
+            self.emit(
+                event(
+                    EventKind.RELOAD_REFUSED,
+                    None,
+                    "reload refused, the running policies stay",
+                    problems=exc.problems,
+                )
+            )
+            return
+        new = {p.name: p for p in policies}
+        for name in [n for n in self.supervised if n not in new]:
+            removed = self.supervised.pop(name)
+            self._save(removed)
+            removed.probe.close()
+            self.metrics.forget(name, removed.policy.broker.queues)
+        for policy in policies:
+            item = self.supervised.get(policy.name)
+            if item is None:
+                self._add(policy)
+                continue
+            old = item.policy
+            if old.broker != policy.broker:
+                item.probe.close()
+                item.probe = self.probe_factory(policy, self.clock)
+            item.policy = policy
+            if old.target.key != policy.target.key:
+                item.state = TrackerState()
+                self.emit(self._target_changed(policy, old.target.key))
+                self._save(item)
+            else:
+                item.state = tracker.reconfigure(old, policy, item.state)
+            self._monitor_for(policy)
+        in_use = {
+            (s.policy.broker.url, s.policy.broker.key_prefix) for s in self.supervised.values()
+        }
+        for key in [k for k in self.monitors if k not in in_use]:
+            self.monitors.pop(key).stop()
+        self.emit(
+            event(
+                EventKind.RELOAD,
+                None,
+                f"reloaded: {', '.join(sorted(self.supervised))}",
+                policies=sorted(self.supervised),
+            )
+        )
+
+    def _check_reload(self, policies: list[Policy]) -> None:
+        """A target cannot change under a restart that is not finished."""
+        problems = []
+        for policy in policies:
+            item = self.supervised.get(policy.name)
+            if item is None or item.policy.target.key == policy.target.key:
+                continue
+            if item.state.call is not None or item.state.intent is not None:
+                problems.append(
+                    f"{policy.name}: target: cannot change from {item.policy.target.key} while a "
+                    "restart of it is not finished; reload again when it is"
+                )
+        if problems:
+            raise PolicyError(problems)
+
+    # -- Docker reachability ------------------------------------------------------------------
+
+    def _check_docker(self) -> None:
+        check = self.docker_check
+        if check is not None and check.done():
+            self.docker_check = None
+            error = check.result()
+            self.docker, change = outage.observe(self.docker, error, self.clock())
+            self.metrics.docker_up.set(1 if error is None else 0)
+            if change is not None and change.change is Change.BEGAN:
+                self.emit(
+                    event(
+                        EventKind.DOCKER_ERROR_BEGIN,
+                        None,
+                        f"restarts would fail: {change.error}",
+                        reason=change.error,
+                    )
+                )
+            elif change is not None:
+                self.emit(
+                    event(
+                        EventKind.DOCKER_ERROR_END,
+                        None,
+                        f"Docker engine reachable again after {change.seconds:.1f}s",
+                        reason=change.error,
+                        seconds=round(change.seconds, 3),
+                    )
+                )
+        now = self.monotonic()
+        if self.docker_check is None and now >= self.next_docker_check and self.actuator:
+            self.next_docker_check = now + DOCKER_CHECK_EVERY
+            self.docker_check = self.pinger.submit(self.actuator.ping)
+            self.docker_check.add_done_callback(lambda _: self.waker.wake())
+
+    # -- heartbeat ----------------------------------------------------------------------------
+
+    def write_heartbeat(self, stopped: bool = False) -> None:
+        beat = Heartbeat(
+            t=self.clock(),
+            pid=os.getpid(),
+            stopped=stopped,
+            dry_run=self.dry_run,
+            started=self.started,
+            policies={
+                name: PolicyBeat(
+                    interval=s.policy.detect.interval,
+                    sampling=not s.state.sampling.active,
+                    depth=s.state.recent[-1][1] if s.state.recent else None,
+                    trend=tuple(d for _, d in s.state.recent[-TREND_SAMPLES:]),
+                    verdict=s.last_decision.diagnosis.verdict.value if s.last_decision else None,
+                    why=s.last_decision.describe() if s.last_decision else None,
+                    call=s.state.call.value if s.state.call else None,
+                )
+                for name, s in self.supervised.items()
+            },
+            docker_error=self.docker.error,
+            policy_paths=tuple(str(p.resolve()) for p in self.policy_paths),
+        )
+        try:
+            beat.write(self.state_dir)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.state_dir / heartbeat.HEARTBEAT_FILE, exc)

@@ -1,0 +1,99 @@
+"""Each target's restart history and unfinished restart, persisted so that a restarted
+supervisor keeps honouring cooldown, backoff and budget, and completes a restart it died in.
+
+One JSON file per policy (a target has one policy), naming its target, replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.core.engine import Trigger
+from supervisor.core.governor import GovernorState
+from supervisor.core.tracker import Intent, TrackerState
+from supervisor.errors import StateError
+from supervisor.runtime.files import write_atomic
+
+FORMAT = 2  # 1: no target, no intent (read as the policy's current target)
+
+
+@dataclass(frozen=True)
+class Stored:
+    target: str | None  # None: written by format 1, before targets were recorded
+    history: GovernorState
+    intent: Intent | None = None
+
+
+class StateStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory / "state"  # made on the first save: reading creates nothing
+
+    def path(self, policy: str) -> Path:
+        return self.directory / f"{policy}.json"
+
+    def load(self, policy: str) -> Stored | None:
+        """What was saved for `policy`, None when nothing was; StateError when unusable."""
+        path = self.path(policy)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{path}: unreadable state: {exc}") from None
+        try:
+            return decode(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{path}: invalid state: {exc}") from None
+
+    def discard(self, policy: str, suffix: str) -> Path:
+        """Move an unusable state file aside, keeping it for a person to read."""
+        path = self.path(policy)
+        aside = path.with_name(f"{path.name}.{suffix}")
+        os.replace(path, aside)
+        return aside
+
+    def save(self, policy: str, target: str, state: TrackerState) -> None:
+        write_atomic(self.path(policy), json.dumps(encode(policy, target, state)).encode())
+
+
+def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
+    history, intent = state.history, state.intent
+    return {
+        "format": FORMAT,
+        "policy": policy,
+        "target": target,
+        "last_restart": history.last_restart,
+        "streak": history.streak,
+        "recent": list(history.recent),
+        "escalated": history.escalated,
+        "intent": None
+        if intent is None
+        else {"t": intent.t, "trigger": intent.trigger.value, "reason": intent.reason},
+    }
+
+
+def decode(data: Any) -> Stored:
+    if not isinstance(data, dict) or data.get("format") not in (1, FORMAT):
+        raise ValueError(f"expected format {FORMAT}")
+    last = data["last_restart"]
+    recent = tuple(float(t) for t in data["recent"])
+    streak = int(data["streak"])
+    if last is not None:
+        last = float(last)
+    if streak < 0 or any(not math.isfinite(t) for t in recent):
+        raise ValueError("streak or restart times out of range")
+    history = GovernorState(last, streak, recent, bool(data["escalated"]))
+    if data["format"] == 1:
+        return Stored(None, history)
+    raw = data["intent"]
+    intent = (
+        None
+        if raw is None
+        else Intent(float(raw["t"]), Trigger(raw["trigger"]), str(raw["reason"]))
+    )
+    return Stored(str(data["target"]), history, intent)

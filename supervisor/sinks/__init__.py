@@ -1,0 +1,1 @@
+"""Where events go: audit log, log lines, Prometheus metrics, notifications."""

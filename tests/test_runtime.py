@@ -1,0 +1,346 @@
+"""The daemon in-process, with fakes only at its edges: a probe that returns the depths a test
+sets, an actuator that records calls (and can block, fail or raise), and a clock the test moves.
+Every guard of the tracker is exercised through the real loop, executor, state files and sinks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
+from supervisor.policy import Policy, Restart, Target
+from supervisor.runtime import trigger
+from supervisor.runtime.daemon import Daemon
+from supervisor.sample import Sample
+from supervisor.sinks.audit import read_audit
+from tests.helpers import policy_dict
+
+ToToml = Callable[[dict[str, Any]], str]
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    lines = [f"name = {json.dumps(data['name'])}"]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeProbe:
+    def __init__(self, depths: dict[str, int | None], name: str, clock: Clock) -> None:
+        self.depths, self.name, self.clock = depths, name, clock
+        self.closed = False
+
+    def sample(self) -> Sample:
+        depth = self.depths.get(self.name)
+        if depth is None:
+            return Sample.failed(self.clock(), "connection refused")
+        return Sample(self.clock(), depth, {"celery": depth})
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeActuator:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.restart_result: RestartResult | Exception = RestartResult(
+            Outcome.DONE, "cold", ("w",), 0.1, changed=True
+        )
+        self.start_results: list[StartResult] = []
+
+    def restart(self, target: Target, policy: Restart) -> RestartResult:
+        self.calls.append("restart")
+        self.gate.wait(10)
+        if isinstance(self.restart_result, Exception):
+            raise self.restart_result
+        return self.restart_result
+
+    def lookup(self, target: Target) -> LookupResult:
+        self.calls.append("lookup")
+        return LookupResult(("w",))
+
+    def ensure_running(self, target: Target) -> StartResult:
+        self.calls.append("ensure_running")
+        return self.start_results.pop(0) if self.start_results else StartResult(running=("w",))
+
+    def ping(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, tmp: Path, **policy: Any) -> None:
+        self.tmp = tmp
+        self.clock = Clock()
+        self.depths: dict[str, int | None] = {}
+        self.actuator = FakeActuator()
+        self.probes: list[FakeProbe] = []
+        self.policy_file = tmp / "policies" / "w.toml"
+        self.write_policy(**policy)
+        self.daemon: Daemon | None = None
+
+    def write_policy(self, **sections: Any) -> None:
+        data = policy_dict(**{"name": "w", "target": {"container": "w"}, **sections})
+        self.policy_file.parent.mkdir(exist_ok=True)
+        self.policy_file.write_text(to_toml(data))
+
+    def probe(self, policy: Policy, clock: Callable[[], float]) -> FakeProbe:
+        probe = FakeProbe(self.depths, policy.name, self.clock)
+        self.probes.append(probe)
+        return probe
+
+    def start(self, dry_run: bool = False) -> Daemon:
+        from supervisor.policy import load_policies
+
+        self.daemon = Daemon(
+            [self.policy_file.parent],
+            self.tmp / "state",
+            dry_run=dry_run,
+            actuator=self.actuator,
+            probe_factory=self.probe,
+            progress_factory=None,
+            clock=self.clock,
+            monotonic=self.clock,
+        )
+        (self.tmp / "state").mkdir(exist_ok=True)
+        self.daemon.open(load_policies([self.policy_file.parent]))
+        return self.daemon
+
+    def tick(self, depth: int | None, seconds: float = 1.0) -> None:
+        """Move the clock, set the depth, and run one pass of the loop."""
+        assert self.daemon is not None
+        self.clock.t += seconds
+        self.depths["w"] = depth
+        self.daemon.pass_once()
+
+    def settle(self) -> None:
+        """Wait for the executor's calls in flight, then one more pass to take their results."""
+        assert self.daemon is not None
+        deadline = time.monotonic() + 10
+        while self.daemon.executor.in_flight and time.monotonic() < deadline:
+            self.daemon.waker.wait(0.05)
+            self.daemon.pass_once()
+
+    def audit(self, kind: str | None = None) -> list[dict[str, Any]]:
+        records = read_audit(self.tmp / "state" / "audit.jsonl")
+        return [r for r in records if kind is None or r["event"] == kind]
+
+    def saved(self) -> dict[str, Any]:
+        return dict(json.loads((self.tmp / "state" / "state" / "w.json").read_text()))
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.actuator.gate.set()
+            self.daemon.close()
+            self.daemon = None
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.stop()
+
+
+def make_stuck(h: Harness, start: int = 200, samples: int = 15) -> None:
+    for i in range(samples):
+        h.tick(start + i)
+
+
+def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) -> None:
+    h.start()
+    h.actuator.gate.clear()  # the restart blocks until the test lets it go
+    make_stuck(h)
+    assert h.actuator.calls == ["restart"]
+    assert h.saved()["intent"]["trigger"] == "automatic"  # saved before the Docker call
+    for i in range(80):  # stuck, and long past the 60 s cooldown
+        h.tick(300 + i)
+    trigger.take(h.tmp / "state")
+    h.daemon.manual_trigger()  # type: ignore[union-attr]
+    assert h.actuator.calls == ["restart"]
+    [refused] = h.audit("trigger_refused")
+    assert "already in flight" in refused["reason"]
+    h.actuator.gate.set()
+    h.settle()
+    [done] = h.audit("restart")
+    assert done["outcome"] == "done" and done["trigger"] == "automatic"
+    assert h.saved()["intent"] is None
+
+
+def test_an_exception_in_a_restart_thread_is_logged_audited_and_the_loop_goes_on(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h.start()
+    h.actuator.restart_result = KeyError("State")
+    make_stuck(h)
+    h.settle()
+    [internal] = h.audit("internal_error")
+    assert "KeyError" in internal["reason"]
+    assert "Traceback" in caplog.text and "KeyError: 'State'" in caplog.text
+    [failed] = h.audit("restart_failed")
+    assert "internal error" in failed["error"]
+    h.tick(5)  # the loop still ticks, and completes the restart it cannot vouch for
+    h.settle()
+    assert h.actuator.calls == ["restart", "ensure_running"]
+    assert h.audit("restart_completed")
+
+
+def test_a_start_that_keeps_failing_is_retried_every_interval_outside_cooldown(h: Harness) -> None:
+    h.start()
+    h.actuator.restart_result = RestartResult(
+        Outcome.FAILED, "cold", ("w",), 30.0, "Docker engine unreachable", changed=True
+    )
+    down = StartResult(error="Docker engine unreachable")
+    h.actuator.start_results = [down, down, down]
+    make_stuck(h)
+    h.settle()
+    for depth in (400, 401, 402, 403):  # 4 s after the restart: the cooldown is 60 s
+        h.tick(depth)
+        h.settle()
+    assert h.actuator.calls == ["restart"] + ["ensure_running"] * 4
+    assert len(h.audit("start_error_begin")) == 1
+    [completed] = h.audit("restart_completed")
+    assert completed["started"] == [] and completed["running"] == ["w"]
+    assert len(h.saved()["recent"]) == 1 and h.saved()["intent"] is None
+
+
+def test_an_unfinished_restart_is_completed_at_start_and_counts_once(h: Harness) -> None:
+    h.start()
+    h.actuator.gate.clear()
+    make_stuck(h)
+    assert h.saved()["intent"] is not None
+    # The supervisor dies mid-restart: nothing of it but its state directory remains.
+    h.daemon = None
+    second = Harness(h.tmp)
+    second.clock.t = h.clock.t + 5
+    second.start()
+    second.settle()
+    assert second.actuator.calls == ["ensure_running"]
+    [resumed] = second.audit("restart_resumed")
+    assert resumed["trigger"] == "automatic"
+    assert second.audit("restart_completed")
+    saved = second.saved()
+    assert saved["intent"] is None and len(saved["recent"]) == 1
+    second.stop()
+    h.actuator.gate.set()
+
+
+def test_requests_older_than_the_daemon_are_discarded_and_audited(h: Harness) -> None:
+    state = h.tmp / "state"
+    folder = state / trigger.TRIGGER_DIR
+    folder.mkdir(parents=True)
+    (folder / "1-1.request").write_text(json.dumps({"name": "w", "t": 1.0, "pid": 1}))
+    h.start()
+    make_stuck(h, start=0, samples=3)
+    assert h.actuator.calls == []
+    [discarded] = h.audit("trigger_discarded")
+    assert discarded["policy"] == "w" and not list(folder.glob("*.request"))
+
+
+def test_a_named_request_restarts_that_policy_only_once(h: Harness) -> None:
+    d = h.start()
+    folder = h.tmp / "state" / trigger.TRIGGER_DIR
+    folder.mkdir(exist_ok=True)
+    (folder / "2-2.request").write_text(json.dumps({"name": "w", "t": h.clock.t, "pid": 2}))
+    d.manual_trigger()
+    h.settle()
+    [record] = h.audit("restart")
+    assert record["trigger"] == "manual" and h.actuator.calls == ["restart"]
+
+
+def test_a_changed_target_starts_a_fresh_history_and_says_so(h: Harness) -> None:
+    h.start()
+    make_stuck(h)
+    h.settle()
+    assert len(h.saved()["recent"]) == 1
+    h.stop()
+    h.write_policy(target={"container": "other"})
+    h.start()
+    [changed] = h.audit("target_changed")
+    assert changed["old_target"] == "container:w" and changed["target"] == "container:other"
+    assert h.saved()["recent"] == [] and h.saved()["target"] == "container:other"
+
+
+def test_reload_with_another_broker_restarts_the_run(h: Harness) -> None:
+    d = h.start()
+    for i in range(8):  # over the threshold and growing, under the 10 s window
+        h.tick(200 + i)
+    h.write_policy(broker={"url": "redis://127.0.0.1:6380/1"})
+    d.reload()
+    assert h.probes[0].closed and len(h.probes) == 2
+    for i in range(8):  # 8 more seconds: 16 in all, but only 8 on this broker
+        h.tick(300 + i)
+    assert h.actuator.calls == []
+    for i in range(4):
+        h.tick(310 + i)
+    assert h.actuator.calls == ["restart"]
+
+
+def test_recovery_is_audited_once_after_a_restart(h: Harness) -> None:
+    h.start()
+    make_stuck(h)
+    h.settle()
+    for depth in (300, 50, 3, 2):
+        h.tick(depth)
+    [recovery] = h.audit("recovery")
+    assert recovery["depth"] == 50
+
+
+def test_sampling_outage_begins_and_ends_once(h: Harness) -> None:
+    h.start()
+    for depth in (1, None, None, None, 2, 3):
+        h.tick(depth)
+    assert [r["event"] for r in h.audit() if "sample_error" in r["event"]] == [
+        "sample_error_begin",
+        "sample_error_end",
+    ]
+
+
+def test_every_event_has_one_name_in_audit_metrics_and_log(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = h.start()
+    make_stuck(h)
+    h.settle()
+    names = {r["event"] for r in h.audit()}
+    assert {"start", "restart"} <= names
+    counted = {
+        s.labels["event"]
+        for metric in d.metrics.registry.collect()
+        if metric.name == "iti_supervisor_events"
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+    assert names <= counted
+    logged = {r.getMessage().split(":")[0] for r in caplog.records if r.name == "supervisor.events"}
+    assert names <= logged
+
+
+def test_dry_run_looks_up_and_changes_nothing(h: Harness) -> None:
+    h.start(dry_run=True)
+    make_stuck(h)
+    h.settle()
+    assert h.actuator.calls == ["lookup"]
+    [record] = h.audit("dry_run_restart")
+    assert record["containers"] == ["w"] and h.saved()["intent"] is None
