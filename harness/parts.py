@@ -249,8 +249,14 @@ class SupervisorProcess:
             time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
 
-    def wait_started(self) -> None:
-        self.wait_for(lambda: self.events("start"), 30, "start record")
+    def wait_started(self) -> dict[str, Any]:
+        """This process's start record (a state directory may hold earlier ones)."""
+        mine = self.wait_for(
+            lambda: [r for r in self.events("start") if r.get("pid") == self.proc.pid],
+            30,
+            "start record",
+        )
+        return dict(mine[0])
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)

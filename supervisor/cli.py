@@ -21,7 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
-STATE_DIR_ENV = "SUPERVISOR_STATE_DIR"
+STATE_DIR_ENV = "SUPERVISOR_STATE_DIR"  # health.py reads it too, without importing this module
 DRY_RUN_ENV = "SUPERVISOR_DRY_RUN"
 DEFAULT_STATE_DIR = "state"
 METRICS_PORT_ENV = "SUPERVISOR_METRICS_PORT"
@@ -193,9 +193,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from supervisor import health
 
-    result = health.check(state_dir_setting(args), time.time(), args.max_age)
-    print(result.message)
-    return EXIT_OK if result.healthy else EXIT_FAILED
+    return health.run(str(state_dir_setting(args)), args.max_age)
 
 
 def build_parser() -> argparse.ArgumentParser:

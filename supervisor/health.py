@@ -1,5 +1,7 @@
 """`supervisor health`: is the daemon alive, and is its loop turning? For the container's
-HEALTHCHECK, so it runs every few seconds: standard library only, nothing else imported.
+HEALTHCHECK, so it runs every few seconds and must stay cheap (under 50 ms, bench/health_cost.py):
+it imports only `os`, `sys`, `json`, `fcntl` and `time`, and `entry.py` sends a plain
+`supervisor health` here without building the whole command line.
 
 Alive: a process holds the state directory's lock (the kernel drops it the moment the daemon
 dies, so a SIGKILLed daemon is "not running" at once). Turning: its heartbeat file is fresh.
@@ -7,18 +9,22 @@ dies, so a SIGKILLed daemon is "not running" at once). Turning: its heartbeat fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import os
+import time
 
 from supervisor.runtime import heartbeat, lock
 
 MIN_STALE_AFTER = 30.0
+STATE_DIR_ENV = "SUPERVISOR_STATE_DIR"
+DEFAULT_STATE_DIR = "state"
 
 
-@dataclass(frozen=True)
 class Health:
-    healthy: bool
-    message: str
+    __slots__ = ("healthy", "message")
+
+    def __init__(self, healthy: bool, message: str) -> None:
+        self.healthy = healthy
+        self.message = message
 
 
 def stale_after(beat: heartbeat.Heartbeat) -> float:
@@ -27,13 +33,11 @@ def stale_after(beat: heartbeat.Heartbeat) -> float:
     return max(MIN_STALE_AFTER, 3 * longest)
 
 
-def check(state_dir: Path, now: float, max_age: float | None = None) -> Health:
+def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None = None) -> Health:
     pid = lock.holder(state_dir)
     if pid is None:
-        return Health(
-            False,
-            f"unhealthy: not running: no supervisor holds {state_dir / lock.LOCK_FILE}",
-        )
+        where = os.path.join(state_dir, lock.LOCK_FILE)
+        return Health(False, f"unhealthy: not running: no supervisor holds {where}")
     try:
         beat = heartbeat.read(state_dir)
     except heartbeat.HeartbeatError as exc:
@@ -57,3 +61,34 @@ def check(state_dir: Path, now: float, max_age: float | None = None) -> Health:
         notes.append(f"Docker unreachable: {beat.docker_error}")
     mode = " (dry-run)" if beat.dry_run else ""
     return Health(True, f"healthy{mode}: loop ticked {age:.1f}s ago; " + "; ".join(notes))
+
+
+def plain_call(argv: list[str]) -> tuple[str, float | None] | None:
+    """(state dir, max age) when argv is `health [--state-dir DIR] [--max-age SECONDS]`; None
+    for anything else (help, a typo, a bad number), which the full command line then handles."""
+    if not argv or argv[0] != "health":
+        return None
+    state_dir: str | None = None
+    max_age: float | None = None
+    rest = argv[1:]
+    while rest:
+        if len(rest) < 2 or rest[0] not in ("--state-dir", "--max-age"):
+            return None
+        option, value, rest = rest[0], rest[1], rest[2:]
+        if option == "--state-dir":
+            state_dir = value
+        else:
+            try:
+                max_age = float(value)
+            except ValueError:
+                return None
+    state_dir = state_dir or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        return None  # the full command line names the setting
+    return state_dir, max_age
+
+
+def run(state_dir: str, max_age: float | None) -> int:
+    result = check(state_dir, time.time(), max_age)
+    print(result.message)
+    return 0 if result.healthy else 1

@@ -19,7 +19,7 @@ from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 @pytest.fixture
 def held(tmp_path: Path) -> Iterator[Path]:
     """A state directory whose lock this test process holds, as a live daemon would."""
-    with lock.hold(tmp_path):
+    with lock.Held(tmp_path):
         yield tmp_path
 
 

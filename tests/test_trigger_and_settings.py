@@ -53,7 +53,7 @@ def test_a_stale_pid_file_naming_another_process_is_never_signalled(
 
 def test_lock_holder_is_read_from_the_kernel(tmp_path: Path) -> None:
     assert lock.holder(tmp_path) is None
-    with lock.hold(tmp_path):
+    with lock.Held(tmp_path):
         assert lock.holder(tmp_path) == os.getpid()
     assert lock.holder(tmp_path) is None
 

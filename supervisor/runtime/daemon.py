@@ -144,7 +144,7 @@ class Daemon:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"state directory {self.state_dir}: {exc.strerror or exc}") from None
-        with lock.hold(self.state_dir):
+        with lock.Held(self.state_dir):
             # Handlers first: once `start` is audited, a signal must find them in place.
             self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
             try:
@@ -376,8 +376,8 @@ class Daemon:
         self.emit(*events)
         if events:
             self._save(item)
+        self._apply(item, *tracker.resume(policy, item.state))  # first: the worker may be down
         self._monitor_for(policy)
-        self._apply(item, *tracker.resume(policy, item.state))
 
     def _target_changed(self, policy: Policy, old: str) -> Event:
         return event(

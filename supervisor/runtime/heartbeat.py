@@ -1,18 +1,17 @@
 """The heartbeat file: what the running daemon tells other commands (`health`, `status`,
 `trigger`) about itself. One typed, versioned definition, read and written only here.
 
-Standard library only: `supervisor health` runs every few seconds and must stay cheap.
+`supervisor health` reads it every few seconds and must stay under 50 ms, so this module imports
+only `os` and `json`: its records are slotted classes, not dataclasses, because `dataclasses`
+imports `inspect`, which alone costs more than health's whole budget on a slow disk.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+import os
 
 from supervisor.errors import SupervisorError
-from supervisor.runtime.files import write_atomic
 
 HEARTBEAT_FILE = "heartbeat.json"
 VERSION = 2
@@ -22,41 +21,127 @@ class HeartbeatError(SupervisorError):
     """The heartbeat file is missing or unusable; the message names it and the key."""
 
 
-@dataclass(frozen=True)
-class PolicyBeat:
+class _Record:
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Record)
+            and type(other) is type(self)
+            and (self._values() == other._values())
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking fields: never a dict key
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _init(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+
+class PolicyBeat(_Record):
+    __slots__ = ("call", "depth", "interval", "sampling", "trend", "verdict", "why")
     interval: float
-    sampling: bool = True
-    depth: int | None = None
-    trend: tuple[int | None, ...] = ()
-    verdict: str | None = None
-    why: str | None = None
-    call: str | None = None  # what the executor is doing for the target (restart, start...)
+    sampling: bool
+    depth: int | None
+    trend: tuple[int | None, ...]
+    verdict: str | None
+    why: str | None
+    call: str | None  # what the executor is doing for the target (restart, start...)
 
+    def __init__(
+        self,
+        interval: float,
+        *,
+        sampling: bool = True,
+        depth: int | None = None,
+        trend: tuple[int | None, ...] = (),
+        verdict: str | None = None,
+        why: str | None = None,
+        call: str | None = None,
+    ) -> None:
+        self._init(
+            interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
+            verdict=verdict, why=why, call=call,
+        )  # fmt: skip
 
-@dataclass(frozen=True)
-class Heartbeat:
-    t: float
-    pid: int
-    stopped: bool = False
-    dry_run: bool = False
-    policies: dict[str, PolicyBeat] = field(default_factory=dict)
-    docker_error: str | None = None
-    policy_paths: tuple[str, ...] = ()
-    started: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["version"] = VERSION
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {n: getattr(self, n) for n in self.__slots__}
+        data["trend"] = list(self.trend)
         return data
 
-    def write(self, state_dir: Path) -> None:
-        write_atomic(state_dir / HEARTBEAT_FILE, json.dumps(self.to_json()).encode())
+
+class Heartbeat(_Record):
+    __slots__ = (
+        "docker_error",
+        "dry_run",
+        "pid",
+        "policies",
+        "policy_paths",
+        "started",
+        "stopped",
+        "t",
+    )  # fmt: skip
+    t: float
+    pid: int
+    stopped: bool
+    dry_run: bool
+    policies: dict[str, PolicyBeat]
+    docker_error: str | None
+    policy_paths: tuple[str, ...]
+    started: float
+
+    def __init__(
+        self,
+        *,
+        t: float,
+        pid: int,
+        stopped: bool = False,
+        dry_run: bool = False,
+        policies: dict[str, PolicyBeat] | None = None,
+        docker_error: str | None = None,
+        policy_paths: tuple[str, ...] = (),
+        started: float = 0.0,
+    ) -> None:
+        self._init(
+            t=t, pid=pid, stopped=stopped, dry_run=dry_run, policies=dict(policies or {}),
+            docker_error=docker_error, policy_paths=tuple(policy_paths), started=started,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": VERSION,
+            "t": self.t,
+            "pid": self.pid,
+            "stopped": self.stopped,
+            "dry_run": self.dry_run,
+            "policies": {name: p.to_json() for name, p in self.policies.items()},
+            "docker_error": self.docker_error,
+            "policy_paths": list(self.policy_paths),
+            "started": self.started,
+        }
+
+    def write(self, state_dir: str | os.PathLike[str]) -> None:
+        from supervisor.runtime.files import write_atomic  # the daemon's side only
+
+        path = os.path.join(state_dir, HEARTBEAT_FILE)
+        write_atomic(path, json.dumps(self.to_json()).encode())
 
 
-def read(state_dir: Path) -> Heartbeat:
-    path = state_dir / HEARTBEAT_FILE
+def read(state_dir: str | os.PathLike[str]) -> Heartbeat:
+    path = os.path.join(state_dir, HEARTBEAT_FILE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except FileNotFoundError:
         raise HeartbeatError(f"{path} does not exist (has the supervisor started?)") from None
     except (OSError, ValueError) as exc:
@@ -64,10 +149,10 @@ def read(state_dir: Path) -> Heartbeat:
     try:
         return _decode(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise HeartbeatError(f"{path}: {exc}") from None
+        raise HeartbeatError(f"{path}: {type(exc).__name__}: {exc}") from None
 
 
-def _decode(data: Any) -> Heartbeat:
+def _decode(data: object) -> Heartbeat:
     if not isinstance(data, dict):
         raise TypeError("not a JSON object")
     if data.get("version") != VERSION:
