@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -309,3 +310,31 @@ def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2 and "no policy named nope" in out.stderr
+
+
+def test_notices_submitted_from_many_threads_at_once_start_one_sender(webhook: Webhook) -> None:
+    settings = parse_policy(policy_dict(notify={"url": webhook.url}), "p.toml").notify
+    sender = notifier.Notifier()
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def submit(i: int) -> None:
+        try:
+            start.wait()
+            sender.submit(settings, notifier.Notice("restart", "w", "c", f"n{i}"))
+        except BaseException as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: make the race likely
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    sender.close()
+    assert errors == []
+    assert sorted(n["text"] for n in webhook.received) == sorted(f"n{i}" for i in range(8))

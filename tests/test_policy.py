@@ -176,3 +176,25 @@ def test_broker_url_takes_secrets_from_the_environment(
     policy = load_policy(path)
     assert policy.broker.url == "redis://supervisor:p%40ss%2Fword@localhost:6379/0"
     assert "p%40ss" not in redact_url(policy.broker.url)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        'container = "c"',
+        'compose_project = "iti"\ncompose_service = "worker"',
+    ],
+)
+def test_two_policies_on_one_target_are_refused_naming_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    body = VALID.replace('container = "c"', target)
+    first = write(tmp_path, body, "a.toml")
+    second = write(tmp_path, body.replace('name = "w"', 'name = "w2"'), "b.toml")
+    assert main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{second}: target:" in err and f"policy 'w' in {first}" in err
+    assert "merge them" in err and "several queues" in err
+    elsewhere = body.replace('name = "w"', 'name = "w2"').replace('"c"', '"d"')
+    second.write_text(elsewhere.replace('"worker"', '"beat"'))
+    assert main(["check", str(tmp_path)]) == 0  # another container or service: fine
