@@ -70,6 +70,9 @@ class Worker:
         queues: str = "celery",
         concurrency: int = 1,
         name: str | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.broker_url = broker_url
@@ -98,6 +101,7 @@ class Worker:
                 "--without-gossip",
                 "-l",
                 "info",
+                *extra_args,
             ],
             name=self.name,
             detach=True,
@@ -112,6 +116,7 @@ class Worker:
                 "HOME": "/tmp",
                 "C_FORCE_ROOT": "1",
                 "PYTHONUNBUFFERED": "1",
+                **(env or {}),
             },
         )
 
@@ -128,6 +133,9 @@ class Worker:
         while time.monotonic() < deadline:
             if not self.running():
                 raise RuntimeError(f"worker exited:\n{self.logs()}")
+            # A worker without remote control answers no ping: its log says when it is ready.
+            if f"{self.node} ready." in self.logs():
+                return
             if app.control.ping(destination=[self.node], timeout=0.5):
                 return
         raise RuntimeError(f"worker {self.node} not ready after {timeout}s:\n{self.logs()}")

@@ -18,6 +18,8 @@ class Sample:
     oldest_unacked_age: float | None = None
     processed: int | None = None
     error: str | None = None
+    progress_source: str | None = None  # where `processed` came from: heartbeats, remote control
+    progress_unknown: str | None = None  # why `processed` is not known, when it is not
 
     @property
     def ok(self) -> bool:
@@ -36,5 +38,16 @@ class Sample:
             "unacked": self.unacked,
             "oldest_unacked_age": self.oldest_unacked_age,
             "processed": self.processed,
+            "progress_source": self.progress_source,
+            "progress_unknown": self.progress_unknown,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Tasks started by the live workers of some queues, or why that is not known."""
+
+    processed: int | None
+    source: str | None = None  # heartbeats, remote control, or both
+    unknown: str | None = None  # why it is not known (None when it is)

@@ -148,6 +148,7 @@ def _policy_status(
         "verdict": live.verdict if live else None,
         "why": live.why if live else None,
         "unfinished_restart": unfinished,
+        "progress": live.progress if live else None,
         "restarts_in_budget_window": [_iso(t) for t in in_window],
         "max_restarts": r.max_restarts,
         "budget_window": format_duration(r.budget_window),
@@ -191,6 +192,8 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"  verdict      {p['why']}")
         else:
             lines.append("  verdict      unknown (the supervisor is not running)")
+        if p["progress"]:
+            lines.append(f"  progress     {p['progress']}")
         restarts = p["restarts_in_budget_window"]
         lines.append(
             f"  restarts     {len(restarts)} of {p['max_restarts']} allowed in "

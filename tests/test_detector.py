@@ -131,3 +131,19 @@ def test_a_restart_at_or_after_the_first_sample_excludes_it() -> None:
     assert diagnose(rows, last_restart=0.0)[-1].verdict is Verdict.NOT_STUCK
     assert diagnose(rows, last_restart=-0.001)[-1].verdict is Verdict.STUCK
     assert diagnose([*rows, (11.0, 112)], last_restart=0.5)[-1].verdict is Verdict.STUCK
+
+
+def test_the_reason_names_the_progress_source_and_never_a_stale_count() -> None:
+    policy = make_policy()
+    run = RunState()
+    for t in range(11):
+        sample = Sample(float(t), 101 + t, processed=7, progress_source="remote control")
+        run, diagnosis = observe(run, sample, policy.detect, None)
+    assert diagnosis.verdict is Verdict.STUCK
+    assert diagnosis.reason.endswith("stuck at 7 started tasks, from remote control")
+    # Progress was known for most of the run, then heartbeats stopped: unknown now.
+    gone = Sample(11.0, 113, progress_unknown="no heartbeat from w@h for 6s")
+    run, diagnosis = observe(run, gone, policy.detect, None)
+    assert diagnosis.verdict is Verdict.STUCK
+    assert "progress unknown: no heartbeat from w@h for 6s" in diagnosis.reason
+    assert "stuck at 7" not in diagnosis.reason

@@ -76,7 +76,10 @@ def test_sampling_works_and_queues_cannot_be_touched(acl_server: Any, user: str)
     assert client.llen("celery") == 12
 
 
-def test_progress_user_hears_a_real_worker(acl_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("heartbeats", [True, False], ids=["heartbeats", "remote-control"])
+def test_progress_user_hears_a_real_worker(
+    acl_server: Any, tmp_path: Path, heartbeats: bool
+) -> None:
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -95,21 +98,26 @@ def test_progress_user_hears_a_real_worker(acl_server: Any, tmp_path: Path) -> N
             "--without-gossip",
             "-l",
             "warning",
+            *(() if heartbeats else ("--without-heartbeat",)),
         ],
         cwd=WORKER_APP,
         env={"TEST_BROKER_URL": acl_server.url, "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "worker.log").open("wb"),
     )
-    monitor = ProgressMonitor(policy_as(acl_server, "supervisor-progress").broker)
+    monitor = ProgressMonitor(policy_as(acl_server, "supervisor-progress").broker, poll_every=1)
     monitor.start()
     try:
+        # Before its first heartbeat, a worker may be asked by remote control: wait for the
+        # source this worker settles on.
+        expected = "heartbeats" if heartbeats else "remote control"
         deadline = time.monotonic() + 30
-        processed = None
-        while processed is None and time.monotonic() < deadline:
-            processed = monitor.processed(["work"])
+        progress = monitor.progress(["work"])
+        while progress.source != expected and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert processed is not None, (tmp_path / "worker.log").read_text()
+            progress = monitor.progress(["work"])
+        assert progress.processed is not None, (tmp_path / "worker.log").read_text()
+        assert progress.source == expected
         assert monitor.processed(["celery"]) is None  # the worker does not consume it
         assert acl_server.client().execute_command("ACL", "LOG") == []  # nothing was denied
     finally:

@@ -237,3 +237,54 @@ def test_one_call_at_a_time_and_every_intent_change_is_saved(
         assert len([a for a in automatic[: i + 1] if at - a < 100]) <= 2
         if i:
             assert at - automatic[i - 1] >= 5
+
+
+# -- progress unknown ------------------------------------------------------------------------
+
+WATCHED = make_policy(
+    detect={"interval": 1, "window": 30, "threshold": 10, "max_gap": 3, "require_no_progress": True}
+)
+NO_SOURCE = "the worker sends no heartbeats and does not answer remote control"
+
+
+def feed(policy: Any, samples: list[Sample]) -> list[str]:
+    state, seen = TrackerState(), []
+    for sample in samples:
+        state, step = tracker.on_sample(policy, state, sample, dry_run=False)
+        seen += [f"{e.kind.value}@{sample.t:g}" for e in step.events]
+    return seen
+
+
+def unknown(t: float) -> Sample:
+    return Sample(t, 5, progress_unknown=NO_SOURCE)
+
+
+def known(t: float) -> Sample:
+    return Sample(t, 5, processed=7, progress_source="remote control")
+
+
+def test_progress_unknown_is_told_once_after_the_grace_and_known_again_once() -> None:
+    grace = tracker.progress_grace(WATCHED)
+    assert grace == 10.0
+    samples = [unknown(float(t)) for t in range(0, 25)] + [known(float(t)) for t in range(25, 30)]
+    assert feed(WATCHED, samples) == ["progress_unknown@10", "progress_known@25"]
+
+
+def test_a_start_that_hears_the_workers_within_the_grace_says_nothing() -> None:
+    samples = [unknown(float(t)) for t in range(0, 5)] + [known(float(t)) for t in range(5, 30)]
+    assert feed(WATCHED, samples) == []
+
+
+def test_progress_is_not_reported_on_when_the_policy_does_not_use_it() -> None:
+    ignores = make_policy(detect={"require_no_progress": False})
+    assert feed(ignores, [unknown(float(t)) for t in range(0, 60)]) == []
+
+
+def test_the_progress_unknown_event_says_why_and_what_it_means() -> None:
+    state = TrackerState()
+    texts = []
+    for t in range(0, 12):
+        state, step = tracker.on_sample(WATCHED, state, unknown(float(t)), dry_run=False)
+        texts += [e.text for e in step.events]
+    [text] = texts
+    assert NO_SOURCE in text and "busy worker may be restarted" in text

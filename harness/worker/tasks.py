@@ -20,6 +20,8 @@ app.conf.update(
     task_acks_late=False,
     broker_transport_options={"global_keyprefix": PREFIX} if PREFIX else {},
     worker_hijack_root_logger=False,
+    # A worker that answers no remote control at all (no ping, stats or inspect).
+    worker_enable_remote_control=os.environ.get("TEST_NO_REMOTE_CONTROL") != "1",
 )
 _results = redis.Redis.from_url(BROKER)
 

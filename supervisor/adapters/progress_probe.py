@@ -1,10 +1,18 @@
-"""The worker's progress: how many tasks it has started, from its own heartbeats.
+"""The workers' progress: how many tasks each has started, from two sources.
 
-A Celery worker sends `worker-heartbeat` every 2 s with `processed`, its count of started
-tasks. A listener thread keeps the latest count of each worker, and asks each new worker once a
-minute which queues it consumes (`active_queues`, addressed to that worker so the reply wait ends
-at its answer). The tick only reads this snapshot, so a probe never stalls a tick. No fresh
-heartbeat from a worker of the policy's queues means progress unknown: the depth rule decides.
+1. Heartbeats. A Celery worker sends `worker-heartbeat` every 2 s with `processed`, its count of
+   started tasks. A listener thread keeps the latest count of each worker.
+2. Remote control, for workers that send no heartbeats (`--without-heartbeat`, the common
+   workaround for celery/celery#8030). Once per interval a poller thread reads the broker's
+   remote-control bindings (`_kombu.binding.celery.pidbox`: one member per live worker), and asks
+   the workers it has no fresh heartbeat from for their `stats`, in one broadcast addressed to
+   them (`destination`) with `limit` set, so the wait ends at their replies. `stats()['total']`
+   counts started tasks per task name: its sum is the heartbeat's `processed`.
+
+Each worker's queues come from `active_queues`, asked once a minute, addressed to it. The tick
+only reads this snapshot (`progress`), so neither source ever stalls a tick. Everything talks to
+the policy's broker URL through an explicit connection: Celery's own settings would let
+`CELERY_BROKER_URL` in the environment redirect it to another broker.
 """
 
 from __future__ import annotations
@@ -17,21 +25,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from kombu.connection import Connection
 
+from supervisor.adapters.redis_probe import client_for
+from supervisor.durations import format_duration
 from supervisor.policy import Broker, redact_url
+from supervisor.sample import Progress
 
 log = logging.getLogger("supervisor.progress")
 
 QUEUES_REFRESH = 60.0
+FORGET_AFTER = 600.0  # a worker neither heard nor answering for this long is gone
+HEARTBEATS = "heartbeats"
+REMOTE_CONTROL = "remote control"
+PIDBOX_SUFFIX = ".celery.pidbox"
+BINDING_SEPARATOR = "\x06\x16"  # kombu's Redis transport: routing key, pattern, queue
+NO_SOURCE = "the worker sends no heartbeats and does not answer remote control"
 
 
 @dataclass
 class _Worker:
     processed: int
-    seen: float  # monotonic time of the last heartbeat
-    freq: float
+    seen: float  # monotonic time of the last heartbeat or answer
+    every: float  # how often it reports: what "fresh" is measured against
+    source: str
     queues: frozenset[str] | None = None
     queues_checked: float = float("-inf")
+
+    def fresh(self, now: float) -> bool:
+        return now - self.seen <= max(3 * self.every, 5.0)
 
 
 class ProgressMonitor:
@@ -40,59 +62,105 @@ class ProgressMonitor:
         broker: Broker,
         clock: Callable[[], float] = time.monotonic,
         inspect_timeout: float = 1.0,
+        poll_every: float = 10.0,
     ) -> None:
+        self._broker = broker
         self._where = redact_url(broker.url)
-        self._app = Celery("iti-worker-supervisor", broker=broker.url, set_as_current=False)
-        options: dict[str, Any] = {}
+        self._transport_options: dict[str, Any] = {}
         if broker.key_prefix:
-            options["global_keyprefix"] = broker.key_prefix
+            self._transport_options["global_keyprefix"] = broker.key_prefix
+        self._app = Celery("iti-worker-supervisor", broker=broker.url, set_as_current=False)
         self._app.conf.update(
-            broker_transport_options=options,
+            broker_transport_options=self._transport_options,
             broker_connection_timeout=broker.timeout,
             broker_connection_retry_on_startup=False,
         )
         self._clock = clock
         self._inspect_timeout = inspect_timeout
+        self.poll_every = poll_every
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._receiver: Any = None
-        self._thread = threading.Thread(
+        self._redis = client_for(broker)
+        self._control: Connection | None = None  # for remote-control requests
+        self._ask_lock = threading.Lock()  # the listener and the poller both ask
+        self._pidbox_key = f"{broker.key_prefix}_kombu.binding.celery.pidbox"
+        self._listener = threading.Thread(
             target=self._listen, name=f"heartbeats {self._where}", daemon=True
+        )
+        self._poller = threading.Thread(
+            target=self._poll_loop, name=f"remote control {self._where}", daemon=True
+        )
+
+    def connection(self) -> Connection:
+        """A connection to the policy's broker, whatever the environment says."""
+        return Connection(  # type: ignore[no-untyped-call]
+            self._broker.url,
+            transport_options=self._transport_options,
+            connect_timeout=self._broker.timeout,
         )
 
     def start(self) -> None:
-        self._thread.start()
+        self._listener.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 3.0) -> None:
         self._stop.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        for thread in (self._listener, self._poller):
+            if thread.is_alive():
+                thread.join(timeout)
+        self._redis.close()
+        with self._ask_lock:
+            if self._control is not None:
+                self._control.release()  # type: ignore[no-untyped-call]
+                self._control = None
+
+    def poll_at_least_every(self, seconds: float) -> None:
+        self.poll_every = min(self.poll_every, seconds)
+
+    # -- what the tick reads ------------------------------------------------------------------
+
+    def progress(self, queues: Iterable[str]) -> Progress:
+        wanted = set(queues)
+        now = self._clock()
+        with self._lock:
+            consuming = [
+                (host, w)
+                for host, w in self._workers.items()
+                if w.queues is not None and w.queues & wanted
+            ]
+            fresh = [(host, w) for host, w in consuming if w.fresh(now)]
+            pending = any(w.queues is None and w.fresh(now) for w in self._workers.values())
+        if fresh:
+            sources = sorted({w.source for _, w in fresh})
+            return Progress(sum(w.processed for _, w in fresh), " + ".join(sources))
+        if consuming:
+            host, last = max(consuming, key=lambda item: item[1].seen)
+            silent = format_duration(round(now - last.seen))
+            how = "no heartbeat" if last.source == HEARTBEATS else "no answer to remote control"
+            return Progress(None, unknown=f"{how} from {host} for {silent}")
+        if pending:
+            return Progress(None, unknown="the workers' queues are not known yet")
+        return Progress(None, unknown=NO_SOURCE)
 
     def processed(self, queues: Iterable[str]) -> int | None:
         """Tasks started so far by the live workers that consume any of `queues`, or None."""
-        wanted = set(queues)
-        now = self._clock()
-        total, known = 0, False
-        with self._lock:
-            for worker in self._workers.values():
-                fresh = now - worker.seen <= max(3 * worker.freq, 5.0)
-                if fresh and worker.queues is not None and worker.queues & wanted:
-                    total += worker.processed
-                    known = True
-        return total if known else None
+        return self.progress(queues).processed
 
-    def workers(self) -> dict[str, tuple[int, frozenset[str] | None]]:
+    def workers(self) -> dict[str, tuple[int, frozenset[str] | None, str]]:
         with self._lock:
-            return {h: (w.processed, w.queues) for h, w in self._workers.items()}
+            return {h: (w.processed, w.queues, w.source) for h, w in self._workers.items()}
+
+    # -- source 1: heartbeats -----------------------------------------------------------------
 
     def _listen(self) -> None:
         failing = False
         while not self._stop.is_set():
             try:
-                with self._app.connection_for_read() as conn:
+                with self.connection() as conn:
                     receiver = self._app.events.Receiver(
                         conn,
                         handlers={
@@ -114,25 +182,28 @@ class ProgressMonitor:
                     log.warning("heartbeat listener on %s failed, will retry: %s", self._where, exc)
                     failing = True
                 with self._lock:
-                    self._workers.clear()
+                    for host in [h for h, w in self._workers.items() if w.source == HEARTBEATS]:
+                        del self._workers[host]
                 self._stop.wait(2.0)
 
     def _on_heartbeat(self, event: dict[str, Any]) -> None:
         hostname = str(event.get("hostname", ""))
         if not hostname:
             return
+        freq = float(event.get("freq") or 2.0)
+        self._heard(hostname, int(event.get("processed") or 0), freq, HEARTBEATS)
+
+    def _heard(self, hostname: str, processed: int, every: float, source: str) -> None:
         now = self._clock()
         with self._lock:
             worker = self._workers.get(hostname)
             if worker is None:
-                worker = _Worker(0, now, float(event.get("freq") or 2.0))
-                self._workers[hostname] = worker
-            worker.processed = int(event.get("processed") or 0)
-            worker.seen = now
-            worker.freq = float(event.get("freq") or 2.0)
+                worker = self._workers[hostname] = _Worker(processed, now, every, source)
+            worker.processed, worker.seen, worker.every = processed, now, every
+            worker.source = source
             needs_queues = now - worker.queues_checked >= QUEUES_REFRESH
         if needs_queues:
-            self._lookup_queues(hostname)
+            self._lookup_queues([hostname])
 
     def _on_online(self, event: dict[str, Any]) -> None:
         hostname = str(event.get("hostname", ""))
@@ -145,19 +216,78 @@ class ProgressMonitor:
         with self._lock:
             self._workers.pop(str(event.get("hostname", "")), None)
 
-    def _lookup_queues(self, hostname: str) -> None:
-        try:
-            replies = self._app.control.inspect(
-                destination=[hostname], timeout=self._inspect_timeout
-            ).active_queues()
-        except Exception as exc:  # noqa: BLE001 - a failed lookup leaves progress unknown
-            log.debug("active_queues of %s failed: %s", hostname, exc)
-            replies = None
-        queues = (replies or {}).get(hostname)
+    # -- source 2: remote control -------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_every):
+            try:
+                self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - any broker fault: next interval retries
+                log.debug("remote-control poll on %s failed: %s", self._where, exc)
+
+    def live_workers(self) -> list[str]:
+        """The workers whose remote-control queue is bound on the broker now."""
+        members = self._redis.smembers(self._pidbox_key)
+        hosts = []
+        for member in members:
+            text = member.decode(errors="replace") if isinstance(member, bytes) else str(member)
+            queue = text.split(BINDING_SEPARATOR)[-1]
+            if queue.endswith(PIDBOX_SUFFIX):
+                hosts.append(queue.removesuffix(PIDBOX_SUFFIX))
+        return sorted(hosts)
+
+    def poll_once(self) -> None:
+        """Ask the live workers that send no heartbeats how many tasks they have started."""
+        now = self._clock()
         with self._lock:
-            worker = self._workers.get(hostname)
-            if worker is None:
-                return
-            worker.queues_checked = self._clock()
-            if queues is not None:
-                worker.queues = frozenset(str(q.get("name")) for q in queues)
+            heard = {h for h, w in self._workers.items() if w.source == HEARTBEATS and w.fresh(now)}
+            for host in [h for h, w in self._workers.items() if now - w.seen > FORGET_AFTER]:
+                del self._workers[host]
+        silent = [h for h in self.live_workers() if h not in heard]
+        if not silent:
+            return
+        replies = self._ask(silent, "stats")
+        for host, stats in (replies or {}).items():
+            totals = stats.get("total") if isinstance(stats, dict) else None
+            if isinstance(totals, dict):
+                self._heard(
+                    host, sum(int(n) for n in totals.values()), self.poll_every, REMOTE_CONTROL
+                )
+
+    def _ask(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+        """One remote-control request addressed to `hosts`; the wait ends at their replies.
+        One connection is kept for these requests (a new one per poll would cost a handshake
+        each time); it is dropped on any error and made again by the next request."""
+        with self._ask_lock:
+            if self._control is None:
+                self._control = self.connection()
+            try:
+                inspect = self._app.control.inspect(
+                    destination=hosts,
+                    timeout=self._inspect_timeout,
+                    limit=len(hosts),
+                    connection=self._control,
+                )
+                replies: dict[str, Any] | None = getattr(inspect, what)()
+            except Exception:
+                self._control.release()  # type: ignore[no-untyped-call]
+                self._control = None
+                raise
+        return replies
+
+    def _lookup_queues(self, hosts: list[str]) -> None:
+        try:
+            replies = self._ask(hosts, "active_queues")
+        except Exception as exc:  # noqa: BLE001 - a failed lookup leaves progress unknown
+            log.debug("active_queues of %s failed: %s", hosts, exc)
+            replies = None
+        now = self._clock()
+        with self._lock:
+            for host in hosts:
+                worker = self._workers.get(host)
+                if worker is None:
+                    continue
+                worker.queues_checked = now
+                queues = (replies or {}).get(host)
+                if queues is not None:
+                    worker.queues = frozenset(str(q.get("name")) for q in queues)

@@ -19,21 +19,26 @@ from supervisor.policy import Broker, redact_url
 from supervisor.sample import Sample
 
 
+def client_for(broker: Broker) -> redis.Redis:
+    """A client for the policy's broker URL and nothing else, bounded by its timeout."""
+    return redis.Redis.from_url(
+        broker.url,
+        socket_timeout=broker.timeout,
+        socket_connect_timeout=broker.timeout,
+        # One attempt per call: the next tick is the retry, and a tick must stay bounded.
+        retry=Retry(NoBackoff(), 0),
+        # No CLIENT SETINFO or MAINT_NOTIFICATIONS on connect: a least-privilege ACL user
+        # needs only the commands it uses.
+        driver_info=None,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+
+
 class RedisProbe:
     def __init__(self, broker: Broker, clock: Callable[[], float] = time.time) -> None:
         self._broker = broker
         self._clock = clock
-        self._client = redis.Redis.from_url(
-            broker.url,
-            socket_timeout=broker.timeout,
-            socket_connect_timeout=broker.timeout,
-            # One attempt per tick: the next tick is the retry, and a tick must stay bounded.
-            retry=Retry(NoBackoff(), 0),
-            # No CLIENT SETINFO or MAINT_NOTIFICATIONS on connect: a least-privilege ACL user
-            # needs only the commands of the sample itself.
-            driver_info=None,
-            maint_notifications_config=MaintNotificationsConfig(enabled=False),
-        )
+        self._client = client_for(broker)
         self._keys: list[tuple[str, str]] = [
             (queue, key) for queue in broker.queues for key in broker.redis_keys(queue)
         ]

@@ -84,8 +84,7 @@ def observe(
             f"depth {depth} > {detect.threshold} and growing for {format_duration(age)} "
             f"(was {start.depth})"
         )
-        if new_run.processed is not None:
-            reason += f"; worker progress stuck at {new_run.processed} started tasks"
+        reason += _progress_note(sample, detect)
         return new_run, Diagnosis(Verdict.STUCK, reason, depth, start, age)
     if age < detect.window:
         reason = (
@@ -124,3 +123,15 @@ def _extend(
     return RunState(start, point, progress, None), (
         f"worker progressed from {run.processed} to {progress} started tasks"
     )
+
+
+def _progress_note(sample: Sample, detect: Detect) -> str:
+    """What was seen of the worker's progress at the decision: never a stale count."""
+    if not detect.require_no_progress:
+        return ""
+    if sample.processed is not None:
+        source = f", from {sample.progress_source}" if sample.progress_source else ""
+        return f"; worker progress stuck at {sample.processed} started tasks{source}"
+    if sample.progress_unknown:
+        return f"; progress unknown: {sample.progress_unknown}"
+    return ""

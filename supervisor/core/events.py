@@ -36,6 +36,8 @@ class EventKind(enum.Enum):
     STATE_DISCARDED = "state_discarded"
     TARGET_CHANGED = "target_changed"
     INTERNAL_ERROR = "internal_error"
+    PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
+    PROGRESS_KNOWN = "progress_known"
 
 
 _WARNING = {
@@ -45,6 +47,7 @@ _WARNING = {
     EventKind.TRIGGER_REFUSED,
     EventKind.TRIGGER_DISCARDED,
     EventKind.TARGET_CHANGED,
+    EventKind.PROGRESS_UNKNOWN,
 }
 _ERROR = {
     EventKind.RESTART_FAILED,

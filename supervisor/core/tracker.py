@@ -18,6 +18,9 @@ The guards, all here and nowhere else:
   restart was counted when it was decided.
 - Recovery is told once, after a restart, when the queue is back under the threshold.
 - Sampling and starting outages are reported once when they begin and once when they end.
+- Progress unknown (no heartbeat and no answer to remote control from the workers of the
+  policy's queues) is reported once it has lasted a grace period, and again when it is known:
+  meanwhile the depth rule decides alone, so a merely busy worker may be restarted.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class TrackerState:
     sampling: Outage = field(default_factory=Outage)
     starting: Outage = field(default_factory=Outage)
     recent: tuple[tuple[float, int | None], ...] = ()  # (t, depth) within the window
+    progress: Outage = field(default_factory=Outage)  # since when progress is unknown
+    progress_told: bool = False
 
     @property
     def history(self) -> GovernorState:
@@ -159,6 +164,8 @@ def on_sample(
                 reason=change.error,
             )
         )
+    state, told = _progress(policy, state, sample)
+    events += told
     threshold = policy.detect.threshold
     settled = state.call is None and state.intent is None
     if (
@@ -188,6 +195,42 @@ def on_sample(
             state, command = _begin(state, action, fields, dry_run)
             commands.append(command)
     return state, Step(tuple(events), tuple(commands), decision, persist=bool(decision.actions))
+
+
+def progress_grace(policy: Policy) -> float:
+    """How long progress may be unknown before it is reported: long enough for a starting
+    supervisor to hear the first heartbeat or answer (the poll runs once per interval)."""
+    return max(3 * policy.detect.interval, 10.0)
+
+
+def _progress(
+    policy: Policy, state: TrackerState, sample: Sample
+) -> tuple[TrackerState, list[Event]]:
+    if not policy.detect.require_no_progress or not sample.ok:
+        return state, []
+    why = sample.progress_unknown if sample.processed is None else None
+    progress, change = outage.observe(state.progress, why, sample.t)
+    state = replace(state, progress=progress)
+    since = progress.since
+    if why is not None and since is not None and not state.progress_told:
+        if sample.t - since >= progress_grace(policy):
+            text = (
+                f"progress unknown: {why}; the depth rule decides alone, so a busy worker "
+                "may be restarted"
+            )
+            ev = event(EventKind.PROGRESS_UNKNOWN, policy.name, text, reason=why)
+            return replace(state, progress_told=True), [ev]
+    elif change is not None and change.change is Change.ENDED and state.progress_told:
+        text = f"progress known again, from {sample.progress_source or 'the workers'}"
+        ev = event(
+            EventKind.PROGRESS_KNOWN,
+            policy.name,
+            text,
+            source=sample.progress_source,
+            seconds=round(change.seconds, 3),
+        )
+        return replace(state, progress_told=False), [ev]
+    return state, []
 
 
 def on_trigger(

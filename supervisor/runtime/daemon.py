@@ -35,7 +35,7 @@ from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 from supervisor.runtime.state_store import StateStore
 from supervisor.runtime.waker import Waker
-from supervisor.sample import Sample
+from supervisor.sample import Progress, Sample
 from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.metrics import Metrics
@@ -52,8 +52,9 @@ class Probe(Protocol):
     def close(self) -> None: ...
 
 
-class Progress(Protocol):
-    def processed(self, queues: list[str]) -> int | None: ...
+class ProgressSource(Protocol):
+    def progress(self, queues: list[str]) -> Progress: ...
+    def poll_at_least_every(self, seconds: float) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -72,6 +73,7 @@ class Supervised:
     state: TrackerState
     next_due: float = 0.0
     last_decision: Decision | None = None
+    progress: str | None = None  # what the last sample knew of the workers' progress
 
 
 def _redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
@@ -80,10 +82,10 @@ def _redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
     return RedisProbe(policy.broker, clock)
 
 
-def _progress_monitor(policy: Policy) -> Progress:
+def _progress_monitor(policy: Policy) -> ProgressSource:
     from supervisor.adapters.progress_probe import ProgressMonitor
 
-    monitor = ProgressMonitor(policy.broker)
+    monitor = ProgressMonitor(policy.broker, poll_every=policy.detect.interval)
     monitor.start()
     return monitor
 
@@ -103,7 +105,7 @@ class Daemon:
         dry_run: bool = False,
         actuator: Actuator | None = None,
         probe_factory: Callable[[Policy, Callable[[], float]], Probe] = _redis_probe,
-        progress_factory: Callable[[Policy], Progress] | None = _progress_monitor,
+        progress_factory: Callable[[Policy], ProgressSource] | None = _progress_monitor,
         metrics_address: str | None = None,
         metrics_port: int | None = None,
         clock: Callable[[], float] = time.time,
@@ -120,7 +122,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.supervised: dict[str, Supervised] = {}
-        self.monitors: dict[tuple[str, str], Progress] = {}
+        self.monitors: dict[tuple[str, str], ProgressSource] = {}
         self.waker = Waker()
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
         self.pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ping")
@@ -308,7 +310,19 @@ class Daemon:
         sample = item.probe.sample()
         monitor = self._monitor_for(policy)
         if sample.ok and monitor is not None:
-            sample = dataclasses.replace(sample, processed=monitor.processed(policy.broker.queues))
+            progress = monitor.progress(policy.broker.queues)
+            sample = dataclasses.replace(
+                sample,
+                processed=progress.processed,
+                progress_source=progress.source,
+                progress_unknown=progress.unknown,
+            )
+        if policy.detect.require_no_progress and sample.ok:
+            item.progress = (
+                f"{sample.processed} started tasks, from {sample.progress_source}"
+                if sample.processed is not None
+                else f"unknown: {sample.progress_unknown or 'not watched'}"
+            )
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
         if step.decision is not None:
@@ -342,12 +356,13 @@ class Daemon:
         state, step = tracker.on_result(item.policy, item.state, done.command, result, self.clock())
         self._apply(item, state, step)
 
-    def _monitor_for(self, policy: Policy) -> Progress | None:
+    def _monitor_for(self, policy: Policy) -> ProgressSource | None:
         if self.progress_factory is None or not policy.detect.require_no_progress:
             return None
         key = (policy.broker.url, policy.broker.key_prefix)
         if key not in self.monitors:
             self.monitors[key] = self.progress_factory(policy)
+        self.monitors[key].poll_at_least_every(policy.detect.interval)
         return self.monitors[key]
 
     def _add(self, policy: Policy) -> None:
@@ -587,6 +602,7 @@ class Daemon:
                     verdict=s.last_decision.diagnosis.verdict.value if s.last_decision else None,
                     why=s.last_decision.describe() if s.last_decision else None,
                     call=s.state.call.value if s.state.call else None,
+                    progress=s.progress,
                 )
                 for name, s in self.supervised.items()
             },

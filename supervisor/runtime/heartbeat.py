@@ -49,7 +49,7 @@ class _Record:
 
 
 class PolicyBeat(_Record):
-    __slots__ = ("call", "depth", "interval", "sampling", "trend", "verdict", "why")
+    __slots__ = ("call", "depth", "interval", "progress", "sampling", "trend", "verdict", "why")
     interval: float
     sampling: bool
     depth: int | None
@@ -57,6 +57,7 @@ class PolicyBeat(_Record):
     verdict: str | None
     why: str | None
     call: str | None  # what the executor is doing for the target (restart, start...)
+    progress: str | None  # the workers' progress as the last sample knew it, or why unknown
 
     def __init__(
         self,
@@ -68,10 +69,11 @@ class PolicyBeat(_Record):
         verdict: str | None = None,
         why: str | None = None,
         call: str | None = None,
+        progress: str | None = None,
     ) -> None:
         self._init(
             interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
-            verdict=verdict, why=why, call=call,
+            verdict=verdict, why=why, call=call, progress=progress,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -166,6 +168,7 @@ def _decode(data: object) -> Heartbeat:
             verdict=p.get("verdict"),
             why=p.get("why"),
             call=p.get("call"),
+            progress=p.get("progress"),
         )
         for name, p in dict(data["policies"]).items()
     }
