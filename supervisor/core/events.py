@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.core.outage import Change, Transition
+
 
 class EventKind(enum.Enum):
     START = "start"
@@ -92,3 +94,83 @@ class Event:
 
 def event(kind: EventKind, policy: str | None, text: str, **fields: Any) -> Event:
     return Event(kind, policy, text, {k: v for k, v in fields.items() if v is not None})
+
+
+# -- the events of the supervisor itself (not of one target's restarts) ---------------------
+
+
+def started(policies: list[str], dry_run: bool, pid: int) -> Event:
+    mode = " (dry-run: no Docker call that changes anything)" if dry_run else ""
+    text = f"supervising {', '.join(sorted(policies))}{mode}"
+    return event(EventKind.START, None, text, dry_run=dry_run, pid=pid, policies=sorted(policies))
+
+
+def stopped(pid: int) -> Event:
+    return event(EventKind.STOP, None, "stopped", pid=pid)
+
+
+def internal_error(policy: str | None, where: str, error: str) -> Event:
+    return event(
+        EventKind.INTERNAL_ERROR,
+        policy,
+        f"internal error in {where}: {error}",
+        reason=error,
+        where=where,
+    )
+
+
+def reloaded(policies: list[str]) -> Event:
+    names = sorted(policies)
+    return event(EventKind.RELOAD, None, f"reloaded: {', '.join(names)}", policies=names)
+
+
+def reload_refused(problems: list[str]) -> Event:
+    text = "reload refused, the running policies stay: " + "; ".join(problems)
+    return event(EventKind.RELOAD_REFUSED, None, text, problems=problems)
+
+
+def trigger_discarded(name: str | None, requested_at: float) -> Event:
+    text = (
+        f"a trigger request for {name or 'every policy'} made before this supervisor started "
+        "was discarded, not carried out"
+    )
+    return event(
+        EventKind.TRIGGER_DISCARDED,
+        name,
+        text,
+        requested_at=round(requested_at, 3),
+        reason="older than the daemon",
+    )
+
+
+def unknown_policy(name: str, supervised: list[str]) -> Event:
+    reason = f"no policy named {name!r}; supervised: {', '.join(sorted(supervised))}"
+    return event(
+        EventKind.TRIGGER_REFUSED, None, f"manual trigger refused: {reason}", reason=reason
+    )
+
+
+def state_discarded(policy: str, error: str, kept_as: str) -> Event:
+    return event(
+        EventKind.STATE_DISCARDED,
+        policy,
+        f"{error}; moved to {kept_as}, starting with an empty restart history",
+        reason=error,
+        kept_as=kept_as,
+    )
+
+
+def outage(
+    change: Transition | None,
+    kinds: tuple[EventKind, EventKind],
+    policy: str | None,
+    failing: str,
+    back: str,
+) -> tuple[Event, ...]:
+    """The event of an outage's begin (`failing: error`) or end (`back after Ns`), if any."""
+    if change is None:
+        return ()
+    if change.change is Change.BEGAN:
+        return (event(kinds[0], policy, f"{failing}: {change.error}", reason=change.error),)
+    text = f"{back} after {change.seconds:.1f}s"
+    return (event(kinds[1], policy, text, reason=change.error, seconds=round(change.seconds, 3)),)

@@ -34,6 +34,7 @@ from supervisor.core import engine, outage
 from supervisor.core.detector import RunState
 from supervisor.core.engine import Action, ActionKind, Decision, EngineState, Trigger
 from supervisor.core.events import Event, EventKind, event
+from supervisor.core.events import outage as outage_events
 from supervisor.core.governor import GovernorState
 from supervisor.core.outage import Change, Outage
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
@@ -108,6 +109,40 @@ def new(history: GovernorState, intent: Intent | None = None) -> TrackerState:
     return TrackerState(engine=EngineState(governor=history), intent=intent)
 
 
+def restore(
+    policy: Policy, target: str | None, history: GovernorState, intent: Intent | None
+) -> tuple[TrackerState, tuple[Event, ...]]:
+    """The state of a policy from what was saved for `target` (None: saved before targets were
+    recorded, taken as this policy's). Another target's history is not this one's."""
+    if target is None or target == policy.target.key:
+        return new(history, intent), ()
+    return TrackerState(), (target_changed(policy, target),)
+
+
+def retarget(old: Policy, new_policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
+    """A reload gave the policy another target: it starts with a fresh history, and says so.
+    (`unfinished` refuses such a reload while a restart of the old target is not finished.)"""
+    if old.target.key == new_policy.target.key:
+        return reconfigure(old, new_policy, state), Step()
+    return TrackerState(), Step((target_changed(new_policy, old.target.key),), persist=True)
+
+
+def unfinished(state: TrackerState) -> bool:
+    """A restart of the target is in flight or left unfinished."""
+    return state.call is not None or state.intent is not None
+
+
+def target_changed(policy: Policy, old: str) -> Event:
+    return event(
+        EventKind.TARGET_CHANGED,
+        policy.name,
+        f"the target changed from {old} to {policy.target.key}: starting with a fresh "
+        "restart history",
+        old_target=old,
+        target=policy.target.key,
+    )
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -145,25 +180,13 @@ def on_sample(
         state.sampling, sample.error if not sample.ok else None, sample.t
     )
     state = replace(state, recent=recent, sampling=sampling)
-    if change is not None and change.change is Change.BEGAN:
-        events.append(
-            event(
-                EventKind.SAMPLE_ERROR_BEGIN,
-                policy.name,
-                f"cannot sample, deciding nothing until it can: {change.error}",
-                reason=change.error,
-            )
-        )
-    elif change is not None:
-        events.append(
-            event(
-                EventKind.SAMPLE_ERROR_END,
-                policy.name,
-                f"sampling again after {change.seconds:.1f}s",
-                seconds=round(change.seconds, 3),
-                reason=change.error,
-            )
-        )
+    events += outage_events(
+        change,
+        (EventKind.SAMPLE_ERROR_BEGIN, EventKind.SAMPLE_ERROR_END),
+        policy.name,
+        "cannot sample, deciding nothing until it can",
+        "sampling again",
+    )
     state, told = _progress(policy, state, sample)
     events += told
     threshold = policy.detect.threshold

@@ -1,5 +1,5 @@
 """`supervisor run`: the loop. It wires the probes, the pure tracker, the executor and the sinks,
-and decides nothing itself: every rule that decides or guards a restart is in core/tracker.py.
+and decides nothing itself: every rule that decides or guards a restart is in core/.
 
 Each pass: handle signals, feed finished calls back to the tracker, sample the policies that are
 due and feed the samples to the tracker, check Docker now and then, write the heartbeat. A step's
@@ -22,15 +22,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.core import outage, tracker
+from supervisor.core import events, outage, tracker
 from supervisor.core.engine import Decision
-from supervisor.core.events import Event, EventKind, event
-from supervisor.core.outage import Change, Outage
+from supervisor.core.events import Event, EventKind
+from supervisor.core.outage import Outage
 from supervisor.core.results import LookupResult, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import PolicyError, StateError, UsageError
 from supervisor.policy import Policy, Target, load_policies
-from supervisor.runtime import heartbeat, lock, trigger
+from supervisor.runtime import lock, trigger
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 from supervisor.runtime.state_store import StateStore
@@ -136,7 +136,7 @@ class Daemon:
         self.store = StateStore(state_dir)
         self.audit: AuditLog | None = None
 
-    # -- life cycle -------------------------------------------------------------------------
+    # -- life cycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT. Raises PolicyError or UsageError (nothing started) or
@@ -181,19 +181,9 @@ class Daemon:
             self.actuator = _docker_actuator()
         self.audit = AuditLog(self.state_dir / AUDIT_FILE)
         self.started = self.clock()
-        self.emit(
-            event(
-                EventKind.START,
-                None,
-                f"supervising {', '.join(sorted(p.name for p in policies))}"
-                + (" (dry-run: no Docker call that changes anything)" if self.dry_run else ""),
-                dry_run=self.dry_run,
-                pid=os.getpid(),
-                policies=sorted(p.name for p in policies),
-            )
-        )
+        self.emit(events.started([p.name for p in policies], self.dry_run, os.getpid()))
         for request in trigger.take(self.state_dir):
-            self._discard(request)
+            self.emit(events.trigger_discarded(request.name, request.t))
         for policy in policies:
             self._add(policy)
         self.write_heartbeat()
@@ -213,7 +203,7 @@ class Daemon:
         self.write_heartbeat(stopped=True)
         self.notifier.close()
         self.metrics.close()
-        self.emit(event(EventKind.STOP, None, "stopped", pid=os.getpid()))
+        self.emit(events.stopped(os.getpid()))
         if self.audit is not None:
             self.audit.close()
         self.waker.close()
@@ -243,27 +233,19 @@ class Daemon:
             fn()
         except Exception as exc:  # noqa: BLE001 - nothing vanishes, and the loop goes on
             log.error("internal error in %s:\n%s", what, traceback.format_exc().rstrip())
-            self.emit(
-                event(
-                    EventKind.INTERNAL_ERROR,
-                    None,
-                    f"internal error in {what}: {type(exc).__name__}: {exc}",
-                    reason=f"{type(exc).__name__}: {exc}",
-                    where=what,
-                )
-            )
+            self.emit(events.internal_error(None, what, f"{type(exc).__name__}: {exc}"))
 
     # -- sinks --------------------------------------------------------------------------------
 
-    def emit(self, *events: Event) -> None:
-        for ev in events:
-            sinks: list[tuple[str, Callable[[Event], None]]] = [
-                ("log", log_sink.log_event),
-                ("metrics", self.metrics.on_event),
-                ("notifications", self._notify),
-            ]
-            if self.audit is not None:
-                sinks.insert(0, ("audit", self.audit))
+    def emit(self, *evs: Event) -> None:
+        sinks: list[tuple[str, Callable[[Event], None]]] = [
+            ("log", log_sink.log_event),
+            ("metrics", self.metrics.on_event),
+            ("notifications", self._notify),
+        ]
+        if self.audit is not None:
+            sinks.insert(0, ("audit", self.audit))
+        for ev in evs:
             for name, sink in sinks:
                 try:
                     sink(ev)
@@ -317,11 +299,10 @@ class Daemon:
                 progress_source=progress.source,
                 progress_unknown=progress.unknown,
             )
-        if policy.detect.require_no_progress and sample.ok:
             item.progress = (
-                f"{sample.processed} started tasks, from {sample.progress_source}"
-                if sample.processed is not None
-                else f"unknown: {sample.progress_unknown or 'not watched'}"
+                f"{progress.processed} started tasks, from {progress.source}"
+                if progress.processed is not None
+                else f"unknown: {progress.unknown}"
             )
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
@@ -336,20 +317,12 @@ class Daemon:
             self._finish(done)
 
     def _finish(self, done: Done[str, Command, Result]) -> None:
-        item = self.supervised.get(done.key)
         result = done.result
         if done.error is not None or result is None:
             error = done.error or "no result"
-            self.emit(
-                event(
-                    EventKind.INTERNAL_ERROR,
-                    done.key,
-                    f"internal error carrying out {type(done.command).__name__}: {error}",
-                    reason=error,
-                    where=type(done.command).__name__,
-                )
-            )
+            self.emit(events.internal_error(done.key, type(done.command).__name__, error))
             result = tracker.failure(done.command, f"internal error: {error}")
+        item = self.supervised.get(done.key)
         if item is None:
             log.warning("%s finished for a policy no longer supervised", done.key)
             return
@@ -366,57 +339,27 @@ class Daemon:
         return self.monitors[key]
 
     def _add(self, policy: Policy) -> None:
-        events: list[Event] = []
+        found: tuple[Event, ...] = ()
+        state = TrackerState()
         try:
             stored = self.store.load(policy.name)
         except StateError as exc:
             aside = self.store.discard(policy.name, f"unusable-{int(self.clock())}")
-            events.append(
-                event(
-                    EventKind.STATE_DISCARDED,
-                    policy.name,
-                    f"{exc}; moved to {aside}, starting with an empty restart history",
-                    reason=str(exc),
-                    kept_as=str(aside),
-                )
-            )
-            stored = None
-        state = TrackerState()
-        if stored is not None and stored.target not in (None, policy.target.key):
-            events.append(self._target_changed(policy, stored.target))
-        elif stored is not None:
-            state = tracker.new(stored.history, stored.intent)
+            found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
+        if stored is not None:
+            state, found = tracker.restore(policy, stored.target, stored.history, stored.intent)
         item = Supervised(policy, self.probe_factory(policy, self.clock), state, self.monotonic())
         self.supervised[policy.name] = item
-        self.emit(*events)
-        if events:
-            self._save(item)
+        self._apply(item, state, tracker.Step(found, persist=bool(found)))
         self._apply(item, *tracker.resume(policy, item.state))  # first: the worker may be down
         self._monitor_for(policy)
-
-    def _target_changed(self, policy: Policy, old: str) -> Event:
-        return event(
-            EventKind.TARGET_CHANGED,
-            policy.name,
-            f"the target changed from {old} to {policy.target.key}: starting with a fresh "
-            "restart history",
-            old_target=old,
-            target=policy.target.key,
-        )
 
     def _save(self, item: Supervised) -> None:
         try:
             self.store.save(item.policy.name, item.policy.target.key, item.state)
         except OSError as exc:
-            self.emit(
-                event(
-                    EventKind.INTERNAL_ERROR,
-                    item.policy.name,
-                    f"cannot write state to {self.store.path(item.policy.name)}: {exc}",
-                    reason=str(exc),
-                    where="state",
-                )
-            )
+            path = self.store.path(item.policy.name)
+            self.emit(events.internal_error(item.policy.name, f"writing {path}", str(exc)))
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -434,72 +377,42 @@ class Daemon:
                 self.manual_trigger()
 
     def manual_trigger(self) -> None:
-        names: list[str] = []
-        everything = False
         requests = trigger.take(self.state_dir)
         for request in requests:
             if request.t < self.started:
-                self._discard(request)
-            elif request.name is None:
-                everything = True
-            elif request.name not in names:
-                names.append(request.name)
-        if not requests:
-            everything = True  # a plain SIGUSR1: `docker compose kill -s SIGUSR1`
-        if everything:
+                self.emit(events.trigger_discarded(request.name, request.t))
+        fresh = [r for r in requests if r.t >= self.started]
+        # A plain SIGUSR1 (`docker compose kill -s SIGUSR1`) asks for every policy.
+        if not requests or any(r.name is None for r in fresh):
             names = sorted(self.supervised)
+        else:
+            names = list(dict.fromkeys(r.name for r in fresh if r.name is not None))
         for name in names:
             item = self.supervised.get(name)
             if item is None:
-                reason = (
-                    f"no policy named {name!r}; supervised: {', '.join(sorted(self.supervised))}"
-                )
-                self.emit(
-                    event(
-                        EventKind.TRIGGER_REFUSED,
-                        None,
-                        f"manual trigger refused: {reason}",
-                        reason=reason,
-                    )
-                )
+                self.emit(events.unknown_policy(name, list(self.supervised)))
                 continue
-            self._apply(
-                item, *tracker.on_trigger(item.policy, item.state, self.clock(), self.dry_run)
-            )
-
-    def _discard(self, request: trigger.Request) -> None:
-        text = (
-            f"a trigger request for {request.name or 'every policy'} made before this supervisor "
-            "started was discarded, not carried out"
-        )
-        self.emit(
-            event(
-                EventKind.TRIGGER_DISCARDED,
-                request.name,
-                text,
-                requested_at=round(request.t, 3),
-                reason="older than the daemon",
-            )
-        )
+            now = self.clock()
+            self._apply(item, *tracker.on_trigger(item.policy, item.state, now, self.dry_run))
 
     def reload(self) -> None:
         try:
             policies = load_policies(self.policy_paths)
-            self._check_reload(policies)
+            problems = [
+                f"{p.name}: target: cannot change from {item.policy.target.key} while a restart "
+                "of it is not finished; reload again when it is"
+                for p in policies
+                if (item := self.supervised.get(p.name)) is not None
+                and item.policy.target.key != p.target.key
+                and tracker.unfinished(item.state)
+            ]
+            if problems:
+                raise PolicyError(problems)
         except PolicyError as exc:
-            for problem in exc.problems:
-                log.error("reload refused, the running policies stay: %s", problem)
-            self.emit(
-                event(
-                    EventKind.RELOAD_REFUSED,
-                    None,
-                    "reload refused, the running policies stay",
-                    problems=exc.problems,
-                )
-            )
+            self.emit(events.reload_refused(exc.problems))
             return
-        new = {p.name: p for p in policies}
-        for name in [n for n in self.supervised if n not in new]:
+        wanted = {p.name for p in policies}
+        for name in [n for n in self.supervised if n not in wanted]:
             removed = self.supervised.pop(name)
             self._save(removed)
             removed.probe.close()
@@ -509,46 +422,18 @@ class Daemon:
             if item is None:
                 self._add(policy)
                 continue
-            old = item.policy
+            old, item.policy = item.policy, policy
             if old.broker != policy.broker:
                 item.probe.close()
                 item.probe = self.probe_factory(policy, self.clock)
-            item.policy = policy
-            if old.target.key != policy.target.key:
-                item.state = TrackerState()
-                self.emit(self._target_changed(policy, old.target.key))
-                self._save(item)
-            else:
-                item.state = tracker.reconfigure(old, policy, item.state)
+            self._apply(item, *tracker.retarget(old, policy, item.state))
             self._monitor_for(policy)
         in_use = {
             (s.policy.broker.url, s.policy.broker.key_prefix) for s in self.supervised.values()
         }
         for key in [k for k in self.monitors if k not in in_use]:
             self.monitors.pop(key).stop()
-        self.emit(
-            event(
-                EventKind.RELOAD,
-                None,
-                f"reloaded: {', '.join(sorted(self.supervised))}",
-                policies=sorted(self.supervised),
-            )
-        )
-
-    def _check_reload(self, policies: list[Policy]) -> None:
-        """A target cannot change under a restart that is not finished."""
-        problems = []
-        for policy in policies:
-            item = self.supervised.get(policy.name)
-            if item is None or item.policy.target.key == policy.target.key:
-                continue
-            if item.state.call is not None or item.state.intent is not None:
-                problems.append(
-                    f"{policy.name}: target: cannot change from {item.policy.target.key} while a "
-                    "restart of it is not finished; reload again when it is"
-                )
-        if problems:
-            raise PolicyError(problems)
+        self.emit(events.reloaded(list(self.supervised)))
 
     # -- Docker reachability ------------------------------------------------------------------
 
@@ -559,25 +444,8 @@ class Daemon:
             error = check.result()
             self.docker, change = outage.observe(self.docker, error, self.clock())
             self.metrics.docker_up.set(1 if error is None else 0)
-            if change is not None and change.change is Change.BEGAN:
-                self.emit(
-                    event(
-                        EventKind.DOCKER_ERROR_BEGIN,
-                        None,
-                        f"restarts would fail: {change.error}",
-                        reason=change.error,
-                    )
-                )
-            elif change is not None:
-                self.emit(
-                    event(
-                        EventKind.DOCKER_ERROR_END,
-                        None,
-                        f"Docker engine reachable again after {change.seconds:.1f}s",
-                        reason=change.error,
-                        seconds=round(change.seconds, 3),
-                    )
-                )
+            kinds = (EventKind.DOCKER_ERROR_BEGIN, EventKind.DOCKER_ERROR_END)
+            self.emit(*events.outage(change, kinds, None, "restarts would fail", "Docker back"))
         now = self.monotonic()
         if self.docker_check is None and now >= self.next_docker_check and self.actuator:
             self.next_docker_check = now + DOCKER_CHECK_EVERY
@@ -593,23 +461,25 @@ class Daemon:
             stopped=stopped,
             dry_run=self.dry_run,
             started=self.started,
-            policies={
-                name: PolicyBeat(
-                    interval=s.policy.detect.interval,
-                    sampling=not s.state.sampling.active,
-                    depth=s.state.recent[-1][1] if s.state.recent else None,
-                    trend=tuple(d for _, d in s.state.recent[-TREND_SAMPLES:]),
-                    verdict=s.last_decision.diagnosis.verdict.value if s.last_decision else None,
-                    why=s.last_decision.describe() if s.last_decision else None,
-                    call=s.state.call.value if s.state.call else None,
-                    progress=s.progress,
-                )
-                for name, s in self.supervised.items()
-            },
+            policies={name: self._beat(s) for name, s in self.supervised.items()},
             docker_error=self.docker.error,
             policy_paths=tuple(str(p.resolve()) for p in self.policy_paths),
         )
         try:
             beat.write(self.state_dir)
         except OSError as exc:
-            log.error("cannot write %s: %s", self.state_dir / heartbeat.HEARTBEAT_FILE, exc)
+            log.error("cannot write the heartbeat in %s: %s", self.state_dir, exc)
+
+    @staticmethod
+    def _beat(s: Supervised) -> PolicyBeat:
+        decision = s.last_decision
+        return PolicyBeat(
+            s.policy.detect.interval,
+            sampling=not s.state.sampling.active,
+            depth=s.state.recent[-1][1] if s.state.recent else None,
+            trend=tuple(d for _, d in s.state.recent[-TREND_SAMPLES:]),
+            verdict=decision.diagnosis.verdict.value if decision else None,
+            why=decision.describe() if decision else None,
+            call=s.state.call.value if s.state.call else None,
+            progress=s.progress,
+        )
