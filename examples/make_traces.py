@@ -5,6 +5,8 @@ stuck-worker.csv: the chapter's incident. The queue idles near 5, the worker han
 the worker drains it.
 busy-worker.csv: a burst of producers outruns a healthy worker for 15 min; the queue is far over
 100 and growing, but the worker keeps starting tasks, so it must not be restarted.
+flat-backlog.csv: 418 messages wait behind a hung worker and nothing new arrives: the queue does
+not grow, the worker's started-task counter is frozen. Stuck only with require_growth = false.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def busy() -> list[tuple[float, int | None, int | None]]:
     return rows
 
 
+def flat() -> list[tuple[float, int | None, int | None]]:
+    rows: list[tuple[float, int | None, int | None]] = []
+    processed = 2000
+    for i in range(0, 121):
+        t = i * 10.0
+        if t < 300:
+            processed += 3
+            rows.append((t, 3, processed))
+        else:
+            rows.append((t, 418, processed))  # the burst landed; the worker starts nothing
+    return rows
+
+
 def write(name: str, rows: list[tuple[float, int | None, int | None]]) -> None:
     with (HERE / name).open("w", newline="") as f:
         out = csv.writer(f, lineterminator="\n")
@@ -67,3 +82,4 @@ def write(name: str, rows: list[tuple[float, int | None, int | None]]) -> None:
 if __name__ == "__main__":
     write("stuck-worker.csv", stuck())
     write("busy-worker.csv", busy())
+    write("flat-backlog.csv", flat())

@@ -136,6 +136,9 @@ class Detect(_Section):
     threshold: int = Field(default=100, ge=0)
     max_gap: Duration | None = None
     require_no_progress: bool = True
+    # False: a backlog that stays over the threshold without draining is stuck even if it does
+    # not grow, when the worker's progress is known throughout and did not move.
+    require_growth: bool = True
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -232,17 +235,26 @@ class Policy(_Section):
         return name
 
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def expand_env(text: str) -> str:
-    """Replace `${NAME}` by the environment variable NAME, so that secrets stay out of files."""
+    """Replace `${NAME}` by the environment variable NAME, so that secrets stay out of files;
+    `${NAME:-default}` takes `default` when NAME is unset or empty, as a shell does.
+
+    A reference inside a URL (a password) is URL-quoted; one that is the whole value (a whole
+    broker URL from the environment) is taken as it is. A default is the file's own text.
+    """
+    whole = _ENV_REF.fullmatch(text) is not None
 
     def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if default is not None and not found:
+            return default
+        if found is None:
             raise ValueError(f"environment variable {name} is not set")
-        return quote(os.environ[name], safe="")
+        return found if whole else quote(found, safe="")
 
     return _ENV_REF.sub(value, text)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from supervisor.core import engine
@@ -91,3 +92,23 @@ def test_shipped_examples_restart_the_stuck_worker_and_spare_the_busy_one() -> N
         busy = list(read_trace(f, "busy"))
     assert max(s.depth or 0 for s in busy) > 500
     assert list(actions(replay(policy, busy))) == []
+
+
+def test_a_flat_backlog_restarts_only_with_require_growth_false() -> None:
+    shipped = load_policy(REPO / "policies" / "dify-worker.toml")
+    with (REPO / "examples" / "flat-backlog.csv").open() as f:
+        samples = list(read_trace(f, "flat"))
+    assert shipped.detect.require_growth is True  # the chapter's rule
+    assert list(actions(replay(shipped, samples))) == []
+    flat = shipped.model_copy(
+        update={"detect": shipped.detect.model_copy(update={"require_growth": False})}
+    )
+    # Nothing in the trace recovers, so replay restarts again after each cooldown.
+    restart, *later = list(actions(replay(flat, samples)))
+    assert restart.kind is ActionKind.RESTART
+    assert restart.t == 300 + flat.detect.window  # the backlog landed at 300 s
+    assert all(a.t - restart.t >= flat.restart.cooldown for a in later)
+    assert "not draining" in restart.reason and "stuck at" in restart.reason
+    # Progress unknown throughout: growth is still required.
+    unknown = [replace(s, processed=None) for s in samples]
+    assert list(actions(replay(flat, unknown))) == []

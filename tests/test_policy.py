@@ -198,3 +198,23 @@ def test_two_policies_on_one_target_are_refused_naming_both_files(
     elsewhere = body.replace('name = "w"', 'name = "w2"').replace('"c"', '"d"')
     second.write_text(elsewhere.replace('"worker"', '"beat"'))
     assert main(["check", str(tmp_path)]) == 0  # another container or service: fine
+
+
+def test_env_defaults_and_whole_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from supervisor.policy import expand_env
+
+    monkeypatch.delenv("SUPERVISOR_BROKER_URL", raising=False)
+    shipped = load_policy(SHIPPED)
+    assert shipped.broker.url == "redis://iti-redis:6379/0"  # the chapter's, by default
+    monkeypatch.setenv("SUPERVISOR_BROKER_URL", "")
+    assert load_policy(SHIPPED).broker.url == "redis://iti-redis:6379/0"  # empty: the default
+    dify = "redis://:difyai123456@redis:6379/1"
+    monkeypatch.setenv("SUPERVISOR_BROKER_URL", dify)
+    assert load_policy(SHIPPED).broker.url == dify  # a whole URL is taken as it is
+    monkeypatch.setenv("PW", "p@ss/word")
+    assert expand_env("redis://:${PW}@h:6379/1") == "redis://:p%40ss%2Fword@h:6379/1"
+    assert expand_env("redis://:${NOPE:-x y}@h") == "redis://:x y@h"
+    monkeypatch.setenv("BAD", "ftp://x")
+    bad = write(tmp_path, VALID.replace('"redis://localhost:6379/0"', '"${BAD}"'))
+    [problem] = problems_of(bad)
+    assert "broker.url: must be a redis://" in problem

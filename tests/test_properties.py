@@ -70,11 +70,13 @@ def reference_run_start(
 
 
 @SETTINGS
-@given(rows, st.lists(st.integers(0, 149), max_size=4), st.booleans())
+@given(rows, st.lists(st.integers(0, 149), max_size=4), st.booleans(), st.booleans())
 def test_incremental_detector_matches_the_rule_as_written(
-    trace: list[Row], restart_at: list[int], require_no_progress: bool
+    trace: list[Row], restart_at: list[int], require_no_progress: bool, require_growth: bool
 ) -> None:
-    detect = make_policy(detect={"require_no_progress": require_no_progress}).detect
+    detect = make_policy(
+        detect={"require_no_progress": require_no_progress, "require_growth": require_growth}
+    ).detect
     run, history, t, last_restart = RunState(), [], 0.0, None
     for i, row in enumerate(trace):
         t += row.dt
@@ -91,15 +93,48 @@ def test_incremental_detector_matches_the_rule_as_written(
             start = reference_run_start(history, detect, last_restart)
             got = diagnosis.run_start
             assert (got.t if got else None) == (start.t if start else None)
+            # With require_growth = false, a run whose every sample knew the worker's
+            # progress (which then did not move, or the run would have been cut) is stuck
+            # without growing.
+            run_samples = [s for s in history if s.depth is not None and start and s.t >= start.t]
+            frozen = (
+                not require_growth
+                and require_no_progress
+                and all(s.processed is not None for s in run_samples)
+            )
             expected_stuck = (
                 start is not None
                 and t - start.t >= detect.window
-                and sample.depth > (start.depth or 0)
+                and (sample.depth > (start.depth or 0) or frozen)
             )
             assert (diagnosis.verdict is Verdict.STUCK) == expected_stuck
         if i in restart_at:
             last_restart = t + 0.25  # a manual restart between two samples
             run = RunState()
+
+
+flat_rows = st.lists(
+    st.builds(
+        Row,
+        dt=st.sampled_from([1.0, 1.0, 1.0, 2.0]),
+        depth=st.sampled_from([120, 120, 120, 120, 121, 119, None]),
+        processed=st.sampled_from([5, 5, 5, 5, 5, None, 6]),
+    ),
+    min_size=5,
+    max_size=60,
+)
+
+
+@SETTINGS
+@given(flat_rows, st.booleans())
+def test_a_flat_backlog_is_stuck_only_when_progress_was_known_throughout(
+    trace: list[Row], require_growth: bool
+) -> None:
+    """Flat backlogs behind a worker whose progress is fixed, sometimes unknown: where the rule
+    for `require_growth = false` matters, against the brute-force reference."""
+    test_incremental_detector_matches_the_rule_as_written.hypothesis.inner_test(  # type: ignore[attr-defined]
+        trace, [], True, require_growth
+    )
 
 
 def restart_policies() -> st.SearchStrategy[Policy]:

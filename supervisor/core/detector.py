@@ -4,7 +4,9 @@ A *run* is the longest chain of successful samples, ending at the latest one, in
 is above the threshold, no depth is lower than the one before, no two consecutive samples are more
 than `max_gap` apart, the worker's progress counter (where known on two samples) did not change,
 and no restart happened at or after its first sample. The worker is stuck when the run is at least
-`window` old and the depth is now higher than at its start.
+`window` old and the depth is now higher than at its start; or, with `require_growth = false`,
+when the worker's progress was known on every sample of the run (so it did not move), even if
+the depth did not grow: a flat backlog behind a worker that starts nothing.
 
 Only the run's first sample matters for the verdict, so the state is O(1), however long the run.
 """
@@ -40,6 +42,8 @@ class RunState:
     # First sample of the run's trailing stretch with unknown progress: where a run restarts
     # when a later known progress value differs from `processed`.
     unknown_tail: Point | None = None
+    # Some sample of the run had unknown progress: a flat backlog then proves nothing.
+    unknown_seen: bool = False
 
     @property
     def seconds(self) -> float:
@@ -79,9 +83,13 @@ def observe(
     assert new_run.start is not None
     start = new_run.start
     age = sample.t - start.t
-    if age >= detect.window and depth > start.depth:
+    frozen = (
+        not detect.require_growth and new_run.processed is not None and not new_run.unknown_seen
+    )
+    if age >= detect.window and (depth > start.depth or frozen):
+        how = "growing" if depth > start.depth else "not draining, the worker starting nothing,"
         reason = (
-            f"depth {depth} > {detect.threshold} and growing for {format_duration(age)} "
+            f"depth {depth} > {detect.threshold} and {how} for {format_duration(age)} "
             f"(was {start.depth})"
         )
         reason += _progress_note(sample, detect)
@@ -106,7 +114,8 @@ def _extend(
     last_restart: float | None,
 ) -> tuple[RunState, str]:
     """The run ending at `point`, and why the previous run was cut (empty when it was not)."""
-    fresh = RunState(point, point, progress, None if progress is not None else point)
+    unknown = progress is None
+    fresh = RunState(point, point, progress, point if unknown else None, unknown)
     if run.start is None or run.last is None:
         return fresh, ""
     if last_restart is not None and run.start.t <= last_restart:
@@ -116,11 +125,13 @@ def _extend(
     if point.depth < run.last.depth:
         return fresh, f"depth fell from {run.last.depth}"
     if progress is None:
-        return RunState(run.start, point, run.processed, run.unknown_tail or point), ""
+        return RunState(run.start, point, run.processed, run.unknown_tail or point, True), ""
     if run.processed is None or run.processed == progress:
-        return RunState(run.start, point, progress, None), ""
+        return RunState(run.start, point, progress, None, run.unknown_seen), ""
+    # The run starts again after the last sample with the old value: if unknown samples
+    # came in between, they belong to it.
     start = run.unknown_tail or point
-    return RunState(start, point, progress, None), (
+    return RunState(start, point, progress, None, run.unknown_tail is not None), (
         f"worker progressed from {run.processed} to {progress} started tasks"
     )
 
