@@ -12,6 +12,7 @@ result it can audit.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import re
@@ -46,6 +47,12 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 
 T = TypeVar("T")
+
+
+class _Stop(enum.Enum):
+    STOPPED = "stopped"
+    RESTARTED = "restarted"  # by Docker's restart policy, after our signal
+    TIMEOUT = "timeout"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -179,12 +186,14 @@ class DockerActuator:
             containers = self.find(target)
             names = tuple(c.name for c in containers)
             new_starts = []
+            by_docker: list[str] = []
             for container in containers:
                 before = container.attrs["State"].get("StartedAt")
                 # From here on the container may be left stopped if anything fails.
                 changed = True
                 if policy.method == "cold":
-                    self._cold_restart(container, policy.stop_timeout)
+                    if self._cold_restart(container, policy.stop_timeout):
+                        by_docker.append(container.name)
                 else:
                     self._call(
                         "restart",
@@ -198,6 +207,7 @@ class DockerActuator:
                 time.monotonic() - started,
                 started_at=tuple(new_starts),
                 changed=changed,
+                by_restart_policy=tuple(by_docker),
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return RestartResult(
@@ -234,19 +244,36 @@ class DockerActuator:
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return StartResult(error=_describe(exc))
 
-    def _cold_restart(self, container: Any, stop_timeout: float) -> None:
+    def _cold_restart(self, container: Any, stop_timeout: float) -> bool:
         """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
-        to stop_timeout, SIGKILL if still running, then start."""
-        if self._running(container):
-            self._signal(container, "SIGQUIT")
-            if not self._wait_stopped(container, stop_timeout):
-                log.warning(
-                    "%s ignored SIGQUIT for %gs; sending SIGKILL", container.name, stop_timeout
-                )
-                self._signal(container, "SIGKILL")
-                if not self._wait_stopped(container, 10.0):
-                    raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
+        to stop_timeout, SIGKILL if still running, then start. True when Docker's restart
+        policy started it again by itself meanwhile (a container with another stop signal than
+        SIGQUIT and `restart: always`): then it is neither killed nor started a second time."""
+        if not self._running(container):
+            self._call("start", container.start)
+            return False
+        signalled = self._identity(container)
+        self._signal(container, "SIGQUIT")
+        stop = self._wait_stopped(container, stop_timeout, signalled)
+        if stop is _Stop.TIMEOUT:
+            log.warning("%s ignored SIGQUIT for %gs; sending SIGKILL", container.name, stop_timeout)
+            # The last poll, just now, saw the very container we signalled: the Docker API has
+            # no conditional kill, so this is as close as a check can get.
+            self._signal(container, "SIGKILL")
+            stop = self._wait_stopped(container, 10.0, signalled)
+            if stop is _Stop.TIMEOUT:
+                raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
+        if stop is _Stop.RESTARTED:
+            log.info("%s was started again by its restart policy", container.name)
+            return True
         self._call("start", container.start)
+        return False
+
+    def _identity(self, container: Any) -> tuple[str | None, int]:
+        """Which run of the container this is: its StartedAt and Docker's RestartCount."""
+        self._call("inspect", container.reload)
+        attrs = container.attrs
+        return attrs["State"].get("StartedAt"), int(attrs.get("RestartCount") or 0)
 
     def _signal(self, container: Any, signal: str) -> None:
         try:
@@ -260,13 +287,21 @@ class DockerActuator:
         self._call("inspect", container.reload)
         return bool(container.attrs["State"].get("Running"))
 
-    def _wait_stopped(self, container: Any, timeout: float) -> bool:
+    def _wait_stopped(
+        self, container: Any, timeout: float, signalled: tuple[str | None, int]
+    ) -> _Stop:
+        """Poll until the container we signalled has stopped, or Docker has started it again
+        (another StartedAt or RestartCount, or restarting now), or `timeout` has passed."""
         deadline = time.monotonic() + timeout
         while True:
-            if not self._running(container):
-                return True
+            identity = self._identity(container)
+            state = container.attrs["State"]
+            if identity != signalled or state.get("Restarting"):
+                return _Stop.RESTARTED
+            if not state.get("Running"):
+                return _Stop.STOPPED
             if time.monotonic() >= deadline:
-                return False
+                return _Stop.TIMEOUT
             time.sleep(self._poll)
 
     def _confirm(self, container: Any, before: str | None) -> str:

@@ -22,6 +22,9 @@ class RestartResult:
     # A call that changes a container (kill, restart) was made: when the restart fails after
     # that, the target may be left stopped and must be started.
     changed: bool = False
+    # Containers that Docker's restart policy started again after the signal (not the
+    # supervisor: one restart is one new start).
+    by_restart_policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -339,13 +339,19 @@ def _restarted(
         "seconds": round(result.seconds, 3),
         "error": result.error,
         "started_at": list(result.started_at) or None,
+        "by_restart_policy": list(result.by_restart_policy) or None,
     }
     trigger = command.action.trigger.value
     state = replace(state, call=None, awaiting_recovery=True)
     if result.outcome is Outcome.DONE:
+        by_docker = (
+            f"; started again by Docker's restart policy: {', '.join(result.by_restart_policy)}"
+            if result.by_restart_policy
+            else ""
+        )
         text = (
             f"restarted {', '.join(result.containers)} ({trigger}, {result.method}, "
-            f"{result.seconds:.1f}s): {command.action.reason}"
+            f"{result.seconds:.1f}s): {command.action.reason}{by_docker}"
         )
         ev = event(EventKind.RESTART, policy.name, text, **fields)
         return replace(state, intent=None), Step((ev,), persist=True)

@@ -19,6 +19,7 @@ from supervisor.policy import Restart, Target
 pytestmark = pytest.mark.e2e
 
 SLEEP = "import time\nwhile True: time.sleep(1)"
+QUITS = "import signal, sys, time\nsignal.signal(signal.SIGQUIT, lambda *_: sys.exit(0))\n" + SLEEP
 IGNORE_QUIT = "import signal, time\nsignal.signal(signal.SIGQUIT, signal.SIG_IGN)\n" + SLEEP
 
 
@@ -26,7 +27,9 @@ IGNORE_QUIT = "import signal, time\nsignal.signal(signal.SIGQUIT, signal.SIG_IGN
 def sleeper(docker_engine: docker.DockerClient) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
-    def make(code: str = SLEEP, init: bool = True, labels: dict[str, str] | None = None) -> Any:
+    def make(
+        code: str = SLEEP, init: bool = True, labels: dict[str, str] | None = None, **extra: Any
+    ) -> Any:
         container = docker_engine.containers.run(
             BASE_IMAGE,
             [str(PYTHON_HOME / "bin" / "python3"), "-c", code],
@@ -36,6 +39,7 @@ def sleeper(docker_engine: docker.DockerClient) -> Iterator[Callable[..., Any]]:
             volumes=host_mounts(),
             init=init,
             labels=labels or {},
+            **extra,
         )
         made.append(container)
         return container
@@ -145,3 +149,37 @@ def test_unreachable_engine_fails_the_restart_after_bounded_retries(tmp_path: An
 
 def test_ping_answers_when_the_engine_does(docker_engine: docker.DockerClient) -> None:
     assert DockerActuator().ping() is None
+
+
+def test_one_restart_is_one_start_when_the_restart_policy_starts_it_itself(
+    sleeper: Callable[..., Any], docker_engine: docker.DockerClient
+) -> None:
+    """A worker with another stop signal than SIGQUIT and `restart: always`: Docker starts it
+    again by itself right after SIGQUIT. The supervisor must see that and neither SIGKILL the
+    fresh worker nor start it a second time: docker events show exactly one new start."""
+    container = sleeper(QUITS, init=False, stop_signal="SIGTERM", restart_policy={"Name": "always"})
+    time.sleep(1.5)  # events are filtered by whole seconds: leave the creation's start behind
+    since = int(time.time())
+    result = DockerActuator().restart(
+        Target(container=container.name), restart_policy(stop_timeout=10)
+    )
+    assert result.outcome is Outcome.DONE, result.error
+    assert result.by_restart_policy == (container.name,)
+    assert result.seconds < 10  # it did not wait out stop_timeout for a container already back
+    seen = docker_engine.events(
+        since=since,
+        until=int(time.time()) + 2,
+        filters={"container": container.id},
+        decode=True,
+    )
+    actions = [
+        (e["Action"], e["Actor"]["Attributes"].get("signal"))
+        for e in seen
+        if e.get("Type") == "container"
+    ]
+    starts = [a for a in actions if a[0] == "start"]
+    kills = [a[1] for a in actions if a[0] == "kill"]
+    assert len(starts) == 1, actions
+    assert kills == ["3"], actions  # SIGQUIT only: no SIGKILL of the fresh worker
+    container.reload()
+    assert container.attrs["State"]["Running"] and container.attrs["RestartCount"] == 1
