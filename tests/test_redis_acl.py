@@ -124,3 +124,41 @@ def test_progress_user_hears_a_real_worker(
         monitor.stop()
         worker.terminate()
         worker.wait(20)
+
+
+@pytest.mark.parametrize("heartbeats", [True, False], ids=["heartbeats", "remote-control"])
+def test_celery_settings_in_the_environment_change_nothing(
+    redis_server_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heartbeats: bool
+) -> None:
+    """Dify's .env sets CELERY_BROKER_URL; Celery gives it precedence over a configured broker.
+    With it (and the read URL) pointing at another database, progress is still heard from the
+    worker on the policy's own."""
+    server = redis_server_factory()
+    server.start()
+    other = server.url.rsplit("/", 1)[0] + "/5"
+    for name in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
+        monkeypatch.setenv(name, other)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-c", "1", "-Q", "work",
+         "-n", "env@test", "--without-mingle", "--without-gossip", "-l", "warning",
+         *(() if heartbeats else ("--without-heartbeat",))],
+        cwd=WORKER_APP,
+        env={"TEST_BROKER_URL": server.url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "worker.log").open("wb"),
+    )  # fmt: skip
+    policy = make_policy(broker={"url": server.url, "timeout": 2})
+    monitor = ProgressMonitor(policy.broker, poll_every=1)
+    monitor.start()
+    try:
+        expected = "heartbeats" if heartbeats else "remote control"
+        deadline = time.monotonic() + 30
+        while monitor.progress(["work"]).source != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert monitor.progress(["work"]).source == expected, (tmp_path / "worker.log").read_text()
+        # Nothing was ever written to the other database.
+        assert redis.Redis.from_url(other).dbsize() == 0
+    finally:
+        monitor.stop()
+        worker.terminate()
+        worker.wait(20)

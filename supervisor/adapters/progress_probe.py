@@ -11,7 +11,7 @@
 
 Each worker's queues come from `active_queues`, asked once a minute, addressed to it. The tick
 only reads this snapshot (`progress`), so neither source ever stalls a tick. Everything talks to
-the policy's broker URL through an explicit connection: Celery's own settings would let
+the policy's broker URL and nothing else (`PinnedCelery`): Celery's own settings would let
 `CELERY_BROKER_URL` in the environment redirect it to another broker.
 """
 
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from kombu.connection import Connection
@@ -56,6 +56,26 @@ class _Worker:
         return now - self.seen <= max(3 * self.every, 5.0)
 
 
+class PinnedCelery(Celery):  # type: ignore[misc]
+    """A Celery app whose every connection goes to the URL it was made with.
+
+    Celery's settings give `CELERY_BROKER_URL`, `CELERY_BROKER_READ_URL` and
+    `CELERY_BROKER_WRITE_URL` in the environment precedence over the configured broker, and its
+    remote control publishes through the app's own producer pool even when handed a connection.
+    Dify's .env sets CELERY_BROKER_URL: a supervisor started with it would listen to another
+    broker and see healthy workers there."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("iti-worker-supervisor", broker=url, set_as_current=False)
+        self._pinned_url = url
+
+    def connection_for_read(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_read(url or self._pinned_url, **kwargs)
+
+    def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_write(url or self._pinned_url, **kwargs)
+
+
 class ProgressMonitor:
     def __init__(
         self,
@@ -69,7 +89,7 @@ class ProgressMonitor:
         self._transport_options: dict[str, Any] = {}
         if broker.key_prefix:
             self._transport_options["global_keyprefix"] = broker.key_prefix
-        self._app = Celery("iti-worker-supervisor", broker=broker.url, set_as_current=False)
+        self._app = PinnedCelery(broker.url)
         self._app.conf.update(
             broker_transport_options=self._transport_options,
             broker_connection_timeout=broker.timeout,
@@ -95,11 +115,7 @@ class ProgressMonitor:
 
     def connection(self) -> Connection:
         """A connection to the policy's broker, whatever the environment says."""
-        return Connection(  # type: ignore[no-untyped-call]
-            self._broker.url,
-            transport_options=self._transport_options,
-            connect_timeout=self._broker.timeout,
-        )
+        return cast(Connection, self._app.connection_for_read())
 
     def start(self) -> None:
         self._listener.start()
