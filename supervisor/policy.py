@@ -89,6 +89,11 @@ class Broker(_Section):
             for step in self.priority_steps
         ]
 
+    def binding_key(self, queue: str) -> str:
+        """kombu's set of bindings of the exchange named like the queue (Celery's default):
+        it exists on the database where a worker or producer declared that queue."""
+        return f"{self.key_prefix}_kombu.binding.{queue}"
+
     @property
     def unacked_key(self) -> str:
         return self.key_prefix + "unacked"

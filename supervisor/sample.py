@@ -20,6 +20,8 @@ class Sample:
     error: str | None = None
     progress_source: str | None = None  # where `processed` came from: heartbeats, remote control
     progress_unknown: str | None = None  # why `processed` is not known, when it is not
+    unbound: tuple[str, ...] = ()  # queues with no kombu binding on this database
+    unconsumed: tuple[str, ...] | None = None  # queues no live worker consumes (None: unknown)
 
     @property
     def ok(self) -> bool:
@@ -40,6 +42,8 @@ class Sample:
             "processed": self.processed,
             "progress_source": self.progress_source,
             "progress_unknown": self.progress_unknown,
+            "unbound": list(self.unbound),
+            "unconsumed": None if self.unconsumed is None else list(self.unconsumed),
             "error": self.error,
         }
 
@@ -51,3 +55,6 @@ class Progress:
     processed: int | None
     source: str | None = None  # heartbeats, remote control, or both
     unknown: str | None = None  # why it is not known (None when it is)
+    # Queues that no live worker consumes: None when that cannot be told (a live worker whose
+    # queues are not known yet, or no worker seen at all on the broker).
+    unconsumed: tuple[str, ...] | None = None

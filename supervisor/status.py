@@ -149,6 +149,7 @@ def _policy_status(
         "why": live.why if live else None,
         "unfinished_restart": unfinished,
         "progress": live.progress if live else None,
+        "warnings": list(live.warnings) if live else [],
         "restarts_in_budget_window": [_iso(t) for t in in_window],
         "max_restarts": r.max_restarts,
         "budget_window": format_duration(r.budget_window),
@@ -194,6 +195,8 @@ def render(status: dict[str, Any]) -> str:
             lines.append("  verdict      unknown (the supervisor is not running)")
         if p["progress"]:
             lines.append(f"  progress     {p['progress']}")
+        for warning in p["warnings"]:
+            lines.append(f"  WARNING      {warning}")
         restarts = p["restarts_in_budget_window"]
         lines.append(
             f"  restarts     {len(restarts)} of {p['max_restarts']} allowed in "

@@ -288,3 +288,46 @@ def test_the_progress_unknown_event_says_why_and_what_it_means() -> None:
         texts += [e.text for e in step.events]
     [text] = texts
     assert NO_SOURCE in text and "busy worker may be restarted" in text
+
+
+# -- misconfiguration ------------------------------------------------------------------------
+
+
+def test_a_queue_without_consumer_is_told_once_it_held_and_again_when_it_changes() -> None:
+    policy = make_policy(broker={"queues": ["dataset", "mail"]}, detect={"interval": 1})
+    seen = []
+    state = TrackerState()
+    script = [None] * 3 + [("dataset",)] * 15 + [("dataset", "mail")] * 3 + [()] * 12
+    for t, unconsumed in enumerate(script):
+        sample = Sample(float(t), 5, unconsumed=unconsumed)
+        state, step = tracker.on_sample(policy, state, sample, dry_run=False)
+        seen += [(e.kind.value, e.fields["queues"], t) for e in step.events]
+    # told 10 s after it began; the 3 s blip with mail too is shorter than the grace
+    assert seen == [("no_consumer", ["dataset"], 13), ("no_consumer", [], 31)]
+    assert state.warnings == ()
+
+
+def test_a_database_without_any_binding_is_probably_the_wrong_one() -> None:
+    policy = make_policy(broker={"queues": ["dataset", "mail"]}, detect={"interval": 1})
+    state, texts = TrackerState(), []
+    for t in range(12):
+        sample = Sample(float(t), 0, unbound=("dataset", "mail"))
+        state, step = tracker.on_sample(policy, state, sample, dry_run=False)
+        texts += [e.text for e in step.events]
+    [text] = texts
+    assert text.startswith("wrong database?") and "dataset, mail" in text
+    assert state.warnings == ("wrong database? no kombu binding for dataset, mail",)
+    # One queue bound: it is the right database, the other queue is just idle.
+    state = TrackerState()
+    for t in range(12):
+        sample = Sample(float(t), 0, unbound=("mail",))
+        state, step = tracker.on_sample(policy, state, sample, dry_run=False)
+        assert step.events == ()
+
+
+def test_no_misconfiguration_is_told_while_the_target_is_being_restarted() -> None:
+    state, _, t = stuck_until_restart(TrackerState())
+    for i in range(30):
+        sample = Sample(t + 1 + i, 50, unconsumed=("celery",))
+        state, step = tracker.on_sample(POLICY, state, sample, dry_run=False)
+        assert step.events == ()

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from celery import Celery
@@ -99,6 +99,7 @@ class ProgressMonitor:
         self._inspect_timeout = inspect_timeout
         self.poll_every = poll_every
         self._workers: dict[str, _Worker] = {}
+        self._bound: frozenset[str] = frozenset()  # workers with a remote-control binding
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._receiver: Any = None
@@ -140,7 +141,28 @@ class ProgressMonitor:
     # -- what the tick reads ------------------------------------------------------------------
 
     def progress(self, queues: Iterable[str]) -> Progress:
-        wanted = set(queues)
+        wanted = list(queues)
+        found = self._progress(set(wanted))
+        return replace(found, unconsumed=self._unconsumed(wanted))
+
+    def _unconsumed(self, wanted: list[str]) -> tuple[str, ...] | None:
+        """The queues no live worker consumes; None when that cannot be told: no worker seen at
+        all (one may run with neither heartbeats nor remote control), or a live worker whose
+        queues are not known (a worker hung since before we started answers nothing)."""
+        now = self._clock()
+        with self._lock:
+            live = set(self._bound) | {h for h, w in self._workers.items() if w.fresh(now)}
+            if not live:
+                return None
+            consumed: set[str] = set()
+            for host in live:
+                worker = self._workers.get(host)
+                if worker is None or worker.queues is None:
+                    return None
+                consumed |= worker.queues
+        return tuple(q for q in wanted if q not in consumed)
+
+    def _progress(self, wanted: set[str]) -> Progress:
         now = self._clock()
         with self._lock:
             consuming = [
@@ -259,7 +281,10 @@ class ProgressMonitor:
             heard = {h for h, w in self._workers.items() if w.source == HEARTBEATS and w.fresh(now)}
             for host in [h for h, w in self._workers.items() if now - w.seen > FORGET_AFTER]:
                 del self._workers[host]
-        silent = [h for h in self.live_workers() if h not in heard]
+        bound = self.live_workers()
+        with self._lock:
+            self._bound = frozenset(bound)
+        silent = [h for h in bound if h not in heard]
         if not silent:
             return
         replies = self._ask(silent, "stats")

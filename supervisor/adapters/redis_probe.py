@@ -55,6 +55,8 @@ class RedisProbe:
                 pipe.llen(key)
             pipe.hlen(self._broker.unacked_key)
             pipe.zrange(self._broker.unacked_index_key, 0, 0, withscores=True)
+            for queue in self._broker.queues:
+                pipe.exists(self._broker.binding_key(queue))
             results: list[Any] = pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             return Sample.failed(now, f"redis at {self.where}: {_describe(exc)}")
@@ -62,6 +64,7 @@ class RedisProbe:
         named = [key for _, key in self._keys] + [
             self._broker.unacked_key,
             self._broker.unacked_index_key,
+            *(self._broker.binding_key(q) for q in self._broker.queues),
         ]
         for key, result in zip(named, results, strict=True):
             if isinstance(result, Exception):
@@ -72,8 +75,10 @@ class RedisProbe:
         queues: dict[str, int] = dict.fromkeys(self._broker.queues, 0)
         for (queue, _), length in zip(self._keys, results, strict=False):
             queues[queue] += int(length)
-        unacked = int(results[-2])
-        oldest = results[-1]
+        bound = results[len(self._keys) + 2 :]
+        unbound = tuple(q for q, n in zip(self._broker.queues, bound, strict=True) if not n)
+        unacked = int(results[len(self._keys)])
+        oldest = results[len(self._keys) + 1]
         oldest_age = max(0.0, now - float(oldest[0][1])) if oldest else None
         return Sample(
             t=now,
@@ -81,6 +86,7 @@ class RedisProbe:
             queues=queues,
             unacked=unacked,
             oldest_unacked_age=oldest_age,
+            unbound=unbound,
         )
 
     def close(self) -> None:

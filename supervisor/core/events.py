@@ -40,6 +40,8 @@ class EventKind(enum.Enum):
     INTERNAL_ERROR = "internal_error"
     PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
     PROGRESS_KNOWN = "progress_known"
+    NO_CONSUMER = "no_consumer"  # `queues`: those no live worker consumes ([]: all consumed)
+    NO_BINDINGS = "no_bindings"  # `queues`: none bound on this database ([]: bound again)
 
 
 _WARNING = {
@@ -50,6 +52,8 @@ _WARNING = {
     EventKind.TRIGGER_DISCARDED,
     EventKind.TARGET_CHANGED,
     EventKind.PROGRESS_UNKNOWN,
+    EventKind.NO_CONSUMER,
+    EventKind.NO_BINDINGS,
 }
 _ERROR = {
     EventKind.RESTART_FAILED,

@@ -21,6 +21,9 @@ The guards, all here and nowhere else:
 - Progress unknown (no heartbeat and no answer to remote control from the workers of the
   policy's queues) is reported once it has lasted a grace period, and again when it is known:
   meanwhile the depth rule decides alone, so a merely busy worker may be restarted.
+- Misconfiguration is reported once per change, after the same grace: queues no live worker
+  consumes (`no_consumer`), and a database with no kombu binding for any of the policy's
+  queues (`no_bindings`: the wrong database?).
 """
 
 from __future__ import annotations
@@ -60,6 +63,26 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class Watch:
+    """A set of queues that is reported once it has held for a grace period, and on change."""
+
+    seen: tuple[str, ...] = ()
+    since: float = 0.0
+    told: tuple[str, ...] = ()
+
+
+def watch(w: Watch, current: tuple[str, ...] | None, t: float, grace: float) -> tuple[Watch, bool]:
+    """The watch after seeing `current` at `t` (None: cannot be told now); True: report it."""
+    if current is None:
+        return w, False
+    if current != w.seen:
+        w = Watch(current, t, w.told)
+    if w.seen != w.told and t - w.since >= grace:
+        return replace(w, told=w.seen), True
+    return w, False
+
+
+@dataclass(frozen=True)
 class TrackerState:
     engine: EngineState = field(default_factory=EngineState)
     intent: Intent | None = None
@@ -70,6 +93,20 @@ class TrackerState:
     recent: tuple[tuple[float, int | None], ...] = ()  # (t, depth) within the window
     progress: Outage = field(default_factory=Outage)  # since when progress is unknown
     progress_told: bool = False
+    unconsumed: Watch = field(default_factory=Watch)
+    unbound: Watch = field(default_factory=Watch)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What is wrong with the configuration now, as reported."""
+        out = []
+        if self.unconsumed.told:
+            out.append(f"no live worker consumes {', '.join(self.unconsumed.told)}")
+        if self.unbound.told:
+            out.append(f"wrong database? no kombu binding for {', '.join(self.unbound.told)}")
+        if self.progress_told:
+            out.append("progress unknown: a busy worker may be restarted")
+        return tuple(out)
 
     @property
     def history(self) -> GovernorState:
@@ -189,6 +226,8 @@ def on_sample(
     )
     state, told = _progress(policy, state, sample)
     events += told
+    state, told = _misconfiguration(policy, state, sample)
+    events += told
     threshold = policy.detect.threshold
     settled = state.call is None and state.intent is None
     if (
@@ -254,6 +293,37 @@ def _progress(
         )
         return replace(state, progress_told=False), [ev]
     return state, []
+
+
+def _misconfiguration(
+    policy: Policy, state: TrackerState, sample: Sample
+) -> tuple[TrackerState, list[Event]]:
+    if not sample.ok or state.call is not None or state.intent is not None:
+        return state, []  # a worker being restarted has no consumer for a moment
+    grace = progress_grace(policy)
+    out: list[Event] = []
+    unconsumed, changed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
+    if changed:
+        queues = list(unconsumed.told)
+        text = (
+            f"no live worker consumes {', '.join(queues)} on {redact_url(policy.broker.url)}: "
+            "restarting the target cannot drain them; check the worker's -Q list"
+            if queues
+            else "every watched queue has a live consumer again"
+        )
+        out.append(event(EventKind.NO_CONSUMER, policy.name, text, queues=queues))
+    all_unbound = sample.unbound if len(sample.unbound) == len(policy.broker.queues) else ()
+    unbound, changed = watch(state.unbound, all_unbound, sample.t, grace)
+    if changed:
+        queues = list(unbound.told)
+        text = (
+            f"wrong database? {redact_url(policy.broker.url)} holds no kombu binding for "
+            f"{', '.join(queues)}: no worker or producer declared them there"
+            if queues
+            else "kombu bindings found for the watched queues"
+        )
+        out.append(event(EventKind.NO_BINDINGS, policy.name, text, queues=queues))
+    return replace(state, unconsumed=unconsumed, unbound=unbound), out
 
 
 def on_trigger(

@@ -298,6 +298,7 @@ class Daemon:
                 processed=progress.processed,
                 progress_source=progress.source,
                 progress_unknown=progress.unknown,
+                unconsumed=progress.unconsumed,
             )
             item.progress = (
                 f"{progress.processed} started tasks, from {progress.source}"
@@ -482,4 +483,5 @@ class Daemon:
             why=decision.describe() if decision else None,
             call=s.state.call.value if s.state.call else None,
             progress=s.progress,
+            warnings=s.state.warnings,
         )

@@ -49,7 +49,9 @@ class _Record:
 
 
 class PolicyBeat(_Record):
-    __slots__ = ("call", "depth", "interval", "progress", "sampling", "trend", "verdict", "why")
+    __slots__ = (
+        "call", "depth", "interval", "progress", "sampling", "trend", "verdict", "warnings", "why",
+    )  # fmt: skip
     interval: float
     sampling: bool
     depth: int | None
@@ -58,6 +60,7 @@ class PolicyBeat(_Record):
     why: str | None
     call: str | None  # what the executor is doing for the target (restart, start...)
     progress: str | None  # the workers' progress as the last sample knew it, or why unknown
+    warnings: tuple[str, ...]  # what is wrong with the policy's configuration now
 
     def __init__(
         self,
@@ -70,15 +73,17 @@ class PolicyBeat(_Record):
         why: str | None = None,
         call: str | None = None,
         progress: str | None = None,
+        warnings: tuple[str, ...] = (),
     ) -> None:
         self._init(
             interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
-            verdict=verdict, why=why, call=call, progress=progress,
+            verdict=verdict, why=why, call=call, progress=progress, warnings=tuple(warnings),
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {n: getattr(self, n) for n in self.__slots__}
         data["trend"] = list(self.trend)
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -169,6 +174,7 @@ def _decode(data: object) -> Heartbeat:
             why=p.get("why"),
             call=p.get("call"),
             progress=p.get("progress"),
+            warnings=tuple(str(w) for w in p.get("warnings") or ()),
         )
         for name, p in dict(data["policies"]).items()
     }
