@@ -73,11 +73,13 @@ class Worker:
         *,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.broker_url = broker_url
         self.name = name or f"iti-test-worker-{uuid.uuid4().hex[:8]}"
-        self.node = f"{self.name}@test"
+        # The host part names the container, so the supervisor can map the worker to it.
+        self.node = f"celery@{self.name}"
         mounts = host_mounts()
         mounts[str(WORKER_APP)] = {"bind": "/app", "mode": "ro"}
         self.container = client.containers.run(
@@ -104,6 +106,7 @@ class Worker:
                 *extra_args,
             ],
             name=self.name,
+            labels=labels or {},
             detach=True,
             network_mode="host",
             volumes=mounts,

@@ -8,6 +8,16 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Replica:
+    """One container of the target and the Celery worker it runs, with that worker's progress."""
+
+    container: str
+    worker: str
+    processed: int | None  # None: it sends no heartbeat and does not answer now
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class Sample:
     """A sample at time `t` (epoch seconds); `depth is None` means it failed, `error` says why."""
 
@@ -22,6 +32,7 @@ class Sample:
     progress_unknown: str | None = None  # why `processed` is not known, when it is not
     unbound: tuple[str, ...] = ()  # queues with no kombu binding on this database
     unconsumed: tuple[str, ...] | None = None  # queues no live worker consumes (None: unknown)
+    replicas: tuple[Replica, ...] = ()  # the target's containers mapped to their workers
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
@@ -66,13 +67,17 @@ class FakeActuator:
             Outcome.DONE, "cold", ("w",), 0.1, changed=True
         )
         self.start_results: list[StartResult] = []
+        self.containers: tuple[Container, ...] = (Container("w", "abc123"),)
 
-    def restart(self, target: Target, policy: Restart) -> RestartResult:
-        self.calls.append("restart")
+    def restart(self, target: Target, policy: Restart, only: tuple[str, ...] = ()) -> RestartResult:
+        self.calls.append("restart" if not only else f"restart {','.join(only)}")
         self.gate.wait(10)
         if isinstance(self.restart_result, Exception):
             raise self.restart_result
         return self.restart_result
+
+    def identify(self, target: Target) -> tuple[Container, ...]:
+        return self.containers
 
     def lookup(self, target: Target) -> LookupResult:
         self.calls.append("lookup")

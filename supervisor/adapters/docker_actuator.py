@@ -34,6 +34,7 @@ from tenacity import (
     wait_random,
 )
 
+from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.errors import ActuatorError, TargetError
 from supervisor.policy import Restart, Target
@@ -177,13 +178,19 @@ class DockerActuator:
                 )
         return containers
 
-    def restart(self, target: Target, policy: Restart) -> RestartResult:
-        """Restart the target's container(s) by the policy's method; never raises."""
+    def restart(self, target: Target, policy: Restart, only: tuple[str, ...] = ()) -> RestartResult:
+        """Restart the target's container(s) by the policy's method, or only the replicas
+        named in `only`; never raises."""
         started = time.monotonic()
         names: tuple[str, ...] = ()
         changed = False
         try:
             containers = self.find(target)
+            if only:
+                containers = [c for c in containers if c.name in only]
+                missing = sorted(set(only) - {c.name for c in containers})
+                if missing:
+                    raise TargetError(f"replica(s) {', '.join(missing)} no longer found")
             names = tuple(c.name for c in containers)
             new_starts = []
             by_docker: list[str] = []
@@ -218,6 +225,14 @@ class DockerActuator:
                 error=_describe(exc),
                 changed=changed,
             )
+
+    def identify(self, target: Target) -> tuple[Container, ...]:
+        """Read-only: the target's containers with their hostnames, to map workers to them.
+        Raises like `find`."""
+        return tuple(
+            Container(c.name, str(c.attrs.get("Config", {}).get("Hostname") or ""))
+            for c in self.find(target)
+        )
 
     def lookup(self, target: Target) -> LookupResult:
         """Read-only, for a dry-run restart: the containers a restart would act on."""

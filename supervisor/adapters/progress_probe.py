@@ -145,6 +145,23 @@ class ProgressMonitor:
         found = self._progress(set(wanted))
         return replace(found, unconsumed=self._unconsumed(wanted))
 
+    def by_worker(self, queues: Iterable[str]) -> dict[str, Progress]:
+        """Each worker known to consume any of `queues`, with its own progress: None when it
+        has sent no heartbeat and given no answer for a while (it may be hung)."""
+        wanted = set(queues)
+        now = self._clock()
+        out = {}
+        with self._lock:
+            for host, w in self._workers.items():
+                if w.queues is None or not w.queues & wanted:
+                    continue
+                if w.fresh(now):
+                    out[host] = Progress(w.processed, w.source)
+                else:
+                    silent = format_duration(round(now - w.seen))
+                    out[host] = Progress(None, unknown=f"nothing from {host} for {silent}")
+        return out
+
     def _unconsumed(self, wanted: list[str]) -> tuple[str, ...] | None:
         """The queues no live worker consumes; None when that cannot be told: no worker seen at
         all (one may run with neither heartbeats nor remote control), or a live worker whose

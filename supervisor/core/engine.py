@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supervisor.core import detector, governor
+from supervisor.core import detector, governor, replicas
 from supervisor.core.detector import Diagnosis, RunState, Verdict
 from supervisor.core.governor import Gate, GovernorState, Ruling
 from supervisor.policy import Policy
@@ -37,6 +37,7 @@ class Action:
     trigger: Trigger = Trigger.AUTOMATIC
     depth: int | None = None
     streak: int | None = None  # for a restart: its rank in the current streak
+    containers: tuple[str, ...] = ()  # the replicas to restart; empty: the whole target
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class Action:
             "trigger": self.trigger.value,
             "depth": self.depth,
             "streak": self.streak,
+            "containers": list(self.containers) or None,
         }
 
 
@@ -54,6 +56,7 @@ class Action:
 class EngineState:
     run: RunState = field(default_factory=RunState)
     governor: GovernorState = field(default_factory=GovernorState)
+    replicas: tuple[tuple[str, RunState], ...] = ()  # each replica's own run (replicas.py)
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,29 @@ class Decision:
 def step(
     policy: Policy, state: EngineState, sample: Sample, now: float
 ) -> tuple[EngineState, Decision]:
-    """Observe one sample at `now`; return the new state and the decision with its actions."""
-    run, diagnosis = detector.observe(state.run, sample, policy.detect, state.governor.last_restart)
+    """Observe one sample at `now`; return the new state and the decision with its actions.
+    Replicas that can be told apart are judged one by one (replicas.py); a target that is one
+    worker, or whose replicas cannot be told apart, is judged as a whole."""
+    last_restart = state.governor.last_restart
+    run, diagnosis = detector.observe(state.run, sample, policy.detect, last_restart)
     state = replace(state, run=run)
+    containers: tuple[str, ...] = ()
+    if sample.ok and replicas.separable(sample.replicas):
+        judged = replicas.judge(dict(state.replicas), sample, policy.detect, last_restart)
+        state = replace(state, replicas=judged.runs)
+        if judged.stuck:
+            containers = tuple(c for c, _ in judged.stuck)
+            first = judged.stuck[0][1]
+            diagnosis = replace(
+                first, reason=replicas.reason(sample, judged.stuck), depth=sample.depth
+            )
+        elif diagnosis.verdict is Verdict.STUCK:
+            # The whole looks stuck, but no replica on its own: one of them is progressing.
+            diagnosis = replace(
+                diagnosis,
+                verdict=Verdict.NOT_STUCK,
+                reason=f"{diagnosis.reason}, but a replica is progressing",
+            )
     if diagnosis.verdict is not Verdict.STUCK:
         return state, Decision(diagnosis)
 
@@ -88,8 +111,10 @@ def step(
             diagnosis.reason,
             depth=diagnosis.depth,
             streak=gov.streak,
+            containers=containers,
         )
-        return replace(state, governor=gov, run=RunState()), Decision(diagnosis, ruling, (action,))
+        fresh = replace(state, governor=gov, run=RunState(), replicas=())
+        return fresh, Decision(diagnosis, ruling, (action,))
     if ruling.gate is Gate.BUDGET and not state.governor.escalated:
         action = Action(
             ActionKind.ESCALATE,

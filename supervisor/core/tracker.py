@@ -248,8 +248,13 @@ def on_sample(
     state = replace(state, engine=engine_state)
     commands: list[Command] = []
     run_start = decision.diagnosis.run_start
+    workers = {r.container: r.worker for r in sample.replicas}
     for action in decision.actions:
         fields = _decision_fields(policy, state, action, run_start.t if run_start else None)
+        if action.containers:
+            fields["replicas"] = [
+                {"container": c, "worker": workers.get(c)} for c in action.containers
+            ]
         if action.kind is ActionKind.ESCALATE:
             text = f"ESCALATION, a person is needed: {action.reason}"
             events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
@@ -440,14 +445,15 @@ def _restarted(
 def _looked_up(
     policy: Policy, state: TrackerState, command: DryRun, result: LookupResult
 ) -> tuple[TrackerState, Step]:
-    what = ", ".join(result.containers) or policy.target.describe()
+    containers = command.action.containers or result.containers
+    what = ", ".join(containers) or policy.target.describe()
     text = f"would restart {what} ({command.action.trigger.value}): {command.action.reason}"
     ev = event(
         EventKind.DRY_RUN_RESTART,
         policy.name,
         text,
         outcome="dry_run",
-        containers=list(result.containers),
+        containers=list(containers),
         error=result.error,
         **command.fields,
     )

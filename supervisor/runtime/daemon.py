@@ -22,10 +22,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.core import events, outage, tracker
+from supervisor.core import events, outage, replicas, tracker
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
 from supervisor.core.outage import Outage
+from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import PolicyError, StateError, UsageError
@@ -35,7 +36,7 @@ from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 from supervisor.runtime.state_store import StateStore
 from supervisor.runtime.waker import Waker
-from supervisor.sample import Progress, Sample
+from supervisor.sample import Progress, Replica, Sample
 from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.metrics import Metrics
@@ -44,6 +45,7 @@ from supervisor.sinks.notify import Notifier
 log = logging.getLogger("supervisor.daemon")
 
 DOCKER_CHECK_EVERY = 30.0
+IDENTIFY_EVERY = 60.0  # how often the target's containers are read, to map workers to them
 TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
 
 
@@ -54,12 +56,14 @@ class Probe(Protocol):
 
 class ProgressSource(Protocol):
     def progress(self, queues: list[str]) -> Progress: ...
+    def by_worker(self, queues: list[str]) -> dict[str, Progress]: ...
     def poll_at_least_every(self, seconds: float) -> None: ...
     def stop(self) -> None: ...
 
 
 class Actuator(Protocol):
-    def restart(self, target: Target, policy: Any) -> RestartResult: ...
+    def restart(self, target: Target, policy: Any, only: tuple[str, ...] = ()) -> RestartResult: ...
+    def identify(self, target: Target) -> tuple[Container, ...]: ...
     def lookup(self, target: Target) -> LookupResult: ...
     def ensure_running(self, target: Target) -> StartResult: ...
     def ping(self) -> str | None: ...
@@ -74,6 +78,9 @@ class Supervised:
     next_due: float = 0.0
     last_decision: Decision | None = None
     progress: str | None = None  # what the last sample knew of the workers' progress
+    containers: tuple[Container, ...] = ()  # the target's, to map workers to (every minute)
+    identifying: Future[tuple[Container, ...]] | None = None
+    next_identify: float = 0.0
 
 
 def _redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
@@ -280,7 +287,7 @@ class Daemon:
 
         def call(command: Command) -> Result:
             if isinstance(command, Restart):
-                return actuator.restart(policy.target, policy.restart)
+                return actuator.restart(policy.target, policy.restart, command.action.containers)
             if isinstance(command, DryRun):
                 return actuator.lookup(policy.target)
             return actuator.ensure_running(policy.target)
@@ -305,6 +312,7 @@ class Daemon:
                 if progress.processed is not None
                 else f"unknown: {progress.unknown}"
             )
+            sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor))
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
         if step.decision is not None:
@@ -312,6 +320,26 @@ class Daemon:
                 "depth=%s processed=%s %s", sample.depth, sample.processed, step.decision.describe()
             )
         self._apply(item, state, step)
+
+    def _replicas(self, item: Supervised, monitor: ProgressSource) -> tuple[Replica, ...]:
+        """The target's containers mapped to their workers' progress. The mapping is read
+        from Docker every minute off the loop; a tick uses the last one it has."""
+        if item.identifying is not None and item.identifying.done():
+            try:
+                item.containers = item.identifying.result()
+            except Exception as exc:  # noqa: BLE001 - Docker or the target is reported elsewhere
+                log_sink.for_policy(log, item.policy.name).debug("identify failed: %s", exc)
+            item.identifying = None
+        now = self.monotonic()
+        if item.identifying is None and now >= item.next_identify and self.actuator is not None:
+            item.next_identify = now + IDENTIFY_EVERY
+            item.identifying = self.pinger.submit(self.actuator.identify, item.policy.target)
+        workers = monitor.by_worker(item.policy.broker.queues)
+        mapped = replicas.match_workers(workers, item.containers)
+        return tuple(
+            Replica(container, worker, workers[worker].processed, workers[worker].source)
+            for worker, container in sorted(mapped.items())
+        )
 
     def _drain(self) -> None:
         for done in self.executor.completed():
