@@ -26,6 +26,19 @@ app.conf.update(
 _results = redis.Redis.from_url(BROKER)
 
 
+if os.environ.get("TEST_IGNORE_SIGQUIT") == "1":
+    # Stands in for a worker that a cold shutdown cannot stop (Celery's gevent pool with a
+    # Redis result backend and hung tasks logs BlockingSwitchOutError and stays up): once
+    # ready, its main process ignores SIGQUIT, so the supervisor has to SIGKILL it.
+    import signal
+
+    from celery.signals import worker_ready
+
+    @worker_ready.connect
+    def _ignore_sigquit(**_: object) -> None:
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
 @app.task(name="tasks.work")
 def work(i: int, seconds: float = 0.05) -> int:
     time.sleep(seconds)

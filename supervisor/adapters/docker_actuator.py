@@ -18,6 +18,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,12 @@ class _Stop(enum.Enum):
     STOPPED = "stopped"
     RESTARTED = "restarted"  # by Docker's restart policy, after our signal
     TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class _Cold:
+    by_docker: bool = False  # started again by its restart policy, not by us
+    killed: bool = False  # it ignored SIGQUIT for stop_timeout
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -194,13 +201,17 @@ class DockerActuator:
             names = tuple(c.name for c in containers)
             new_starts = []
             by_docker: list[str] = []
+            killed: list[str] = []
             for container in containers:
                 before = container.attrs["State"].get("StartedAt")
                 # From here on the container may be left stopped if anything fails.
                 changed = True
                 if policy.method == "cold":
-                    if self._cold_restart(container, policy.stop_timeout):
+                    stop = self._cold_restart(container, policy.stop_timeout)
+                    if stop.by_docker:
                         by_docker.append(container.name)
+                    if stop.killed:
+                        killed.append(container.name)
                 else:
                     self._call(
                         "restart",
@@ -215,6 +226,7 @@ class DockerActuator:
                 started_at=tuple(new_starts),
                 changed=changed,
                 by_restart_policy=tuple(by_docker),
+                killed=tuple(killed),
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return RestartResult(
@@ -259,15 +271,16 @@ class DockerActuator:
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return StartResult(error=_describe(exc))
 
-    def _cold_restart(self, container: Any, stop_timeout: float) -> bool:
+    def _cold_restart(self, container: Any, stop_timeout: float) -> _Cold:
         """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
-        to stop_timeout, SIGKILL if still running, then start. True when Docker's restart
-        policy started it again by itself meanwhile (a container with another stop signal than
-        SIGQUIT and `restart: always`): then it is neither killed nor started a second time."""
+        to stop_timeout, SIGKILL if still running, then start. When Docker's restart policy
+        starts it again by itself meanwhile (a container with another stop signal than SIGQUIT
+        and `restart: always`), it is neither killed nor started a second time."""
         if not self._running(container):
             self._call("start", container.start)
-            return False
+            return _Cold()
         signalled = self._identity(container)
+        killed = False
         self._signal(container, "SIGQUIT")
         stop = self._wait_stopped(container, stop_timeout, signalled)
         if stop is _Stop.TIMEOUT:
@@ -275,14 +288,15 @@ class DockerActuator:
             # The last poll, just now, saw the very container we signalled: the Docker API has
             # no conditional kill, so this is as close as a check can get.
             self._signal(container, "SIGKILL")
+            killed = True
             stop = self._wait_stopped(container, 10.0, signalled)
             if stop is _Stop.TIMEOUT:
                 raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
         if stop is _Stop.RESTARTED:
             log.info("%s was started again by its restart policy", container.name)
-            return True
+            return _Cold(by_docker=True, killed=killed)
         self._call("start", container.start)
-        return False
+        return _Cold(killed=killed)
 
     def _identity(self, container: Any) -> tuple[str | None, int]:
         """Which run of the container this is: its StartedAt and Docker's RestartCount."""

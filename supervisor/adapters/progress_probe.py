@@ -162,6 +162,24 @@ class ProgressMonitor:
                     out[host] = Progress(None, unknown=f"nothing from {host} for {silent}")
         return out
 
+    def held_by(self, workers: list[str]) -> frozenset[str] | None:
+        """The ids of the tasks these workers hold (reserved or active), asked now, with the
+        wait ending at their replies; None when any of them does not answer."""
+        if not workers:
+            return None
+        held: set[str] = set()
+        try:
+            for what in ("reserved", "active"):
+                replies = self._ask(workers, what) or {}
+                if set(replies) != set(workers):
+                    return None
+                for tasks in replies.values():
+                    held |= {str(t.get("id")) for t in tasks or () if isinstance(t, dict)}
+        except Exception as exc:  # noqa: BLE001 - not answering is what this tells
+            log.debug("%s of %s failed: %s", "reserved/active", workers, exc)
+            return None
+        return frozenset(held)
+
     def _unconsumed(self, wanted: list[str]) -> tuple[str, ...] | None:
         """The queues no live worker consumes; None when that cannot be told: no worker seen at
         all (one may run with neither heartbeats nor remote control), or a live worker whose

@@ -25,6 +25,11 @@ class RestartResult:
     # Containers that Docker's restart policy started again after the signal (not the
     # supervisor: one restart is one new start).
     by_restart_policy: tuple[str, ...] = ()
+    killed: tuple[str, ...] = ()  # containers that ignored SIGQUIT for stop_timeout: SIGKILLed
+    # After a SIGKILL: messages given back from kombu's unacked hash, and what is left there.
+    restored: int | None = None
+    unacked_left: int | None = None
+    restore_error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -415,6 +415,10 @@ def _restarted(
         "error": result.error,
         "started_at": list(result.started_at) or None,
         "by_restart_policy": list(result.by_restart_policy) or None,
+        "killed": list(result.killed) or None,
+        "restored": result.restored,
+        "unacked_left": result.unacked_left,
+        "restore_error": result.restore_error,
     }
     trigger = command.action.trigger.value
     state = replace(state, call=None, awaiting_recovery=True)
@@ -424,9 +428,17 @@ def _restarted(
             if result.by_restart_policy
             else ""
         )
+        gave_back = ""
+        if result.killed:
+            gave_back = (
+                f"; SIGKILLed {', '.join(result.killed)}, {result.restored or 0} reserved "
+                f"message(s) given back, {result.unacked_left} left in unacked"
+            )
+            if result.restore_error:
+                gave_back += f" (could not give back: {result.restore_error})"
         text = (
             f"restarted {', '.join(result.containers)} ({trigger}, {result.method}, "
-            f"{result.seconds:.1f}s): {command.action.reason}{by_docker}"
+            f"{result.seconds:.1f}s): {command.action.reason}{by_docker}{gave_back}"
         )
         ev = event(EventKind.RESTART, policy.name, text, **fields)
         return replace(state, intent=None), Step((ev,), persist=True)

@@ -31,7 +31,7 @@ from supervisor.core.results import LookupResult, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import PolicyError, StateError, UsageError
 from supervisor.policy import Policy, Target, load_policies
-from supervisor.runtime import lock, trigger
+from supervisor.runtime import lock, restarting, trigger
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 from supervisor.runtime.state_store import StateStore
@@ -56,6 +56,7 @@ class Probe(Protocol):
 
 class ProgressSource(Protocol):
     def progress(self, queues: list[str]) -> Progress: ...
+    def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
     def by_worker(self, queues: list[str]) -> dict[str, Progress]: ...
     def poll_at_least_every(self, seconds: float) -> None: ...
     def stop(self) -> None: ...
@@ -95,6 +96,12 @@ def _progress_monitor(policy: Policy) -> ProgressSource:
     monitor = ProgressMonitor(policy.broker, poll_every=policy.detect.interval)
     monitor.start()
     return monitor
+
+
+def _unacked_store(policy: Policy) -> Any:
+    from supervisor.adapters.unacked_store import UnackedStore
+
+    return UnackedStore(policy.broker)
 
 
 def _docker_actuator() -> Actuator:
@@ -279,15 +286,18 @@ class Daemon:
             self._save(item)
         self.emit(*step.events)
         for command in step.commands:
-            self.executor.submit(item.policy.name, command, self._caller(item.policy))
+            self.executor.submit(item.policy.name, command, self._caller(item))
 
-    def _caller(self, policy: Policy) -> Callable[[Command], Result]:
-        actuator = self.actuator
+    def _caller(self, item: Supervised) -> Callable[[Command], Result]:
+        actuator, policy = self.actuator, item.policy
         assert actuator is not None
+        monitor = self._monitor_for(policy)
+        plan = self._plan(item, monitor)
 
         def call(command: Command) -> Result:
             if isinstance(command, Restart):
-                return actuator.restart(policy.target, policy.restart, command.action.containers)
+                chosen = dataclasses.replace(plan, containers=command.action.containers)
+                return restarting.restart(policy, chosen, actuator, monitor, _unacked_store)
             if isinstance(command, DryRun):
                 return actuator.lookup(policy.target)
             return actuator.ensure_running(policy.target)
@@ -320,6 +330,16 @@ class Daemon:
                 "depth=%s processed=%s %s", sample.depth, sample.processed, step.decision.describe()
             )
         self._apply(item, state, step)
+
+    def _plan(self, item: Supervised, monitor: ProgressSource | None) -> restarting.Plan:
+        """Which workers a restart of the target stops, and whether others consume its queues:
+        what deciding which reserved messages to give back after a SIGKILL needs."""
+        if monitor is None:
+            return restarting.Plan((), (), True)
+        workers = monitor.by_worker(item.policy.broker.queues)
+        mapped = replicas.match_workers(workers, item.containers)
+        others = any(p.processed is not None for w, p in workers.items() if w not in mapped)
+        return restarting.Plan((), tuple(sorted(mapped)), others)
 
     def _replicas(self, item: Supervised, monitor: ProgressSource) -> tuple[Replica, ...]:
         """The target's containers mapped to their workers' progress. The mapping is read

@@ -1,0 +1,58 @@
+"""One live restart as the executor carries it out: ask the workers being restarted which tasks
+they hold, restart their containers, and when one had to be SIGKILLed, give its reserved
+messages back to their queues at once (core/unacked.py decides which) instead of leaving them in
+kombu's unacked hash for the visibility timeout. Every restart reports what is left there."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from supervisor.core import unacked
+from supervisor.core.results import RestartResult
+from supervisor.policy import Policy, Target
+
+
+class Restarter(Protocol):
+    def restart(self, target: Target, policy: Any, only: tuple[str, ...] = ()) -> RestartResult: ...
+
+
+class HeldBy(Protocol):
+    def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the loop knew when it handed the restart over (the executor reads no loop state)."""
+
+    containers: tuple[str, ...]  # the replicas to restart; empty: the whole target
+    workers: tuple[str, ...]  # the Celery workers of those containers, where mapped
+    others_consume: bool  # a live worker outside them consumes the policy's queues
+
+
+def restart(
+    policy: Policy,
+    plan: Plan,
+    actuator: Restarter,
+    monitor: HeldBy | None,
+    store_for: Callable[[Policy], Any],
+) -> RestartResult:
+    held_ids = monitor.held_by(list(plan.workers)) if monitor and plan.workers else None
+    result = actuator.restart(policy.target, policy.restart, plan.containers)
+    store = store_for(policy)
+    try:
+        if not result.killed:
+            return dataclasses.replace(result, unacked_left=store.left())
+        if monitor is None:  # no worker information: whose messages are whose cannot be told
+            return dataclasses.replace(result, restored=0, unacked_left=store.left())
+        tags = unacked.to_restore(store.held(), policy.broker.queues, held_ids, plan.others_consume)
+        done = store.restore(tags)
+        return dataclasses.replace(
+            result, restored=done.count, unacked_left=done.left, restore_error=done.error
+        )
+    except Exception as exc:  # noqa: BLE001 - the restart itself is done: report, never lose it
+        return dataclasses.replace(result, restore_error=f"{type(exc).__name__}: {exc}")
+    finally:
+        store.close()

@@ -1,0 +1,117 @@
+"""Giving a SIGKILLed worker's reserved messages back, against a real worker and redis-server,
+under the shipped least-privilege user; and what happens when the ACL refuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from harness.parts import WORKER_APP
+from supervisor.adapters.progress_probe import ProgressMonitor
+from supervisor.adapters.unacked_store import UnackedStore
+from supervisor.core.unacked import Held, to_restore
+from tests.helpers import make_policy
+from tests.test_redis_acl import acl_commands
+
+H = [Held("t1", "a", "celery"), Held("t2", "b", "celery"), Held("t3", "c", "mail")]
+
+
+def test_only_what_the_killed_worker_held_is_given_back() -> None:
+    assert to_restore(H, ["celery"], frozenset({"a"}), others_consume=True) == ("t1",)
+    assert to_restore(H, ["celery"], frozenset({"a", "c"}), others_consume=False) == ("t1",)
+    # It did not answer: everything of the watched queues, unless another worker consumes them.
+    assert to_restore(H, ["celery"], None, others_consume=False) == ("t1", "t2")
+    assert to_restore(H, ["celery"], None, others_consume=True) == ()
+
+
+def worker(url: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-c", "1", "-Q", "celery",
+         "--prefetch-multiplier", "4", "-n", "held@test", "--without-mingle",
+         "--without-gossip", "-l", "warning"],
+        cwd=WORKER_APP,
+        env={"TEST_BROKER_URL": url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        start_new_session=True,  # its pool processes die with it
+    )  # fmt: skip
+
+
+def wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.integration
+def test_a_killed_workers_reserved_messages_go_back_at_once(
+    redis_server_factory: Any, tmp_path: Path
+) -> None:
+    server = redis_server_factory()
+    server.start()
+    admin = server.client()
+    for args in acl_commands().values():
+        admin.execute_command("ACL", *args)
+    app = Celery("producer", broker=server.url, set_as_current=False)
+    first = worker(server.url, tmp_path / "worker.log")
+    progress_user = make_policy(
+        broker={"url": server.url.replace("redis://", "redis://supervisor-progress:acl-test-pw@")}
+    )
+    monitor = ProgressMonitor(progress_user.broker)
+    try:
+        app.send_task("tasks.poison", queue="celery")  # hangs the only pool process
+        ids = [app.send_task("tasks.work", args=[i], queue="celery").id for i in range(6)]
+        wait(lambda: admin.hlen("unacked") >= 3, 30, "reserved messages")
+        held = monitor.held_by([["celery", "held@test"][1]])
+        assert held is not None and set(ids[:3]) <= held
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        stranded = admin.hlen("unacked")
+        waiting = admin.llen("celery")
+
+        store = UnackedStore(progress_user.broker)
+        tags = to_restore(store.held(), ["celery"], held, others_consume=False)
+        assert len(tags) == stranded
+
+        sampling_only = make_policy(
+            broker={"url": server.url.replace("redis://", "redis://supervisor:acl-test-pw@")}
+        )
+        refused = UnackedStore(sampling_only.broker)
+        denied = refused.restore(tags)
+        assert denied.count == 0 and denied.error is not None and "NoPermission" in denied.error
+        refused.close()
+        assert admin.hlen("unacked") == stranded  # nothing was lost on the way
+
+        done = store.restore(tags)
+        store.close()
+        assert done.error is None and done.count == stranded and done.left == 0
+        assert admin.llen("celery") == waiting + stranded
+        second = worker(server.url, tmp_path / "worker.log")
+        try:
+            wait(
+                lambda: {int(x) for x in admin.smembers("test:done")} == set(range(6)),
+                60,
+                "every task done",
+            )
+        finally:
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait(10)
+    finally:
+        monitor.stop()
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        app.close()
+        redis.Redis.close(admin)
