@@ -124,4 +124,3 @@ class UnackedStore:
         steps = sorted(self._broker.priority_steps)
         step = steps[max(0, bisect(steps, priority) - 1)]
         return self._broker.redis_keys(queue)[self._broker.priority_steps.index(step)]
-
