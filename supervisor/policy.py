@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -47,6 +48,10 @@ class _Section(BaseModel):
 
 class Broker(_Section):
     url: str
+    # Also watch the queues the target's own workers consume (their active_queues), kept in
+    # the state file when they stop answering: Dify's list changes between releases.
+    # (Declared before `queues`, whose check reads it.)
+    discover_queues: bool = False
     queues: list[str] = Field(default_factory=lambda: ["celery"])
     key_prefix: str = ""
     priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])
@@ -66,9 +71,9 @@ class Broker(_Section):
 
     @field_validator("queues")
     @classmethod
-    def _queues(cls, queues: list[str]) -> list[str]:
-        if not queues:
-            raise ValueError("must name at least one queue")
+    def _queues(cls, queues: list[str], info: ValidationInfo) -> list[str]:
+        if not queues and not info.data.get("discover_queues"):
+            raise ValueError("must name at least one queue, or set discover_queues = true")
         if any(not q for q in queues):
             raise ValueError("queue names must not be empty")
         if len(set(queues)) != len(queues):

@@ -36,7 +36,8 @@ def test_shipped_policy_matches_the_chapter() -> None:
     policy = load_policy(SHIPPED)
     assert policy.name == "dify-worker"
     assert policy.broker.url == "redis://iti-redis:6379/0"
-    assert policy.broker.queues == ["celery"]
+    # The queues the worker consumes (the chapter's: celery; a stock Dify's: its -Q list).
+    assert policy.broker.queues == [] and policy.broker.discover_queues
     assert policy.target.container == "iti-dify-worker"
     assert policy.detect.threshold == 100
     assert (policy.detect.interval, policy.detect.window, policy.detect.max_gap) == (10, 300, 30)
@@ -218,3 +219,13 @@ def test_env_defaults_and_whole_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     bad = write(tmp_path, VALID.replace('"redis://localhost:6379/0"', '"${BAD}"'))
     [problem] = problems_of(bad)
     assert "broker.url: must be a redis://" in problem
+
+
+def test_no_queue_at_all_is_refused_unless_discovered(tmp_path: Path) -> None:
+    empty = VALID.replace(
+        'url = "redis://localhost:6379/0"', 'url = "redis://h:6379/0"\nqueues = []'
+    )
+    [problem] = problems_of(write(tmp_path, empty))
+    assert "broker.queues: must name at least one queue, or set discover_queues = true" in problem
+    found = empty.replace("queues = []", "queues = []\ndiscover_queues = true")
+    assert load_policy(write(tmp_path, found, "ok.toml")).broker.discover_queues

@@ -6,9 +6,10 @@ Every guard of the tracker is exercised through the real loop, executor, state f
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from supervisor.core.results import LookupResult, Outcome, RestartResult, StartR
 from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
 from supervisor.runtime.daemon import Daemon
-from supervisor.sample import Sample
+from supervisor.sample import Progress, Sample
 from supervisor.sinks.audit import read_audit
 from tests.helpers import policy_dict
 
@@ -47,8 +48,10 @@ class FakeProbe:
     def __init__(self, depths: dict[str, int | None], name: str, clock: Clock) -> None:
         self.depths, self.name, self.clock = depths, name, clock
         self.closed = False
+        self.asked: list[tuple[str, ...]] = []
 
-    def sample(self) -> Sample:
+    def sample(self, queues: Sequence[str] | None = None) -> Sample:
+        self.asked.append(tuple(queues or ()))
         depth = self.depths.get(self.name)
         if depth is None:
             return Sample.failed(self.clock(), "connection refused")
@@ -94,6 +97,31 @@ class FakeActuator:
         pass
 
 
+class FakeMonitor:
+    """The progress monitor's answers, set by the test: which workers consume what."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, frozenset[str] | None] = {}
+
+    def progress(self, queues: list[str]) -> Progress:
+        return Progress(None, unknown="not watched in this test", unconsumed=None)
+
+    def consumers(self) -> dict[str, frozenset[str] | None]:
+        return dict(self.queues)
+
+    def by_worker(self, queues: list[str]) -> dict[str, Progress]:
+        return {}
+
+    def held_by(self, workers: list[str]) -> frozenset[str] | None:
+        return None
+
+    def poll_at_least_every(self, seconds: float) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 class Harness:
     def __init__(self, tmp: Path, **policy: Any) -> None:
         self.tmp = tmp
@@ -115,7 +143,7 @@ class Harness:
         self.probes.append(probe)
         return probe
 
-    def start(self, dry_run: bool = False) -> Daemon:
+    def start(self, dry_run: bool = False, monitor: FakeMonitor | None = None) -> Daemon:
         from supervisor.policy import load_policies
 
         self.daemon = Daemon(
@@ -124,7 +152,7 @@ class Harness:
             dry_run=dry_run,
             actuator=self.actuator,
             probe_factory=self.probe,
-            progress_factory=None,
+            progress_factory=None if monitor is None else (lambda policy: monitor),
             clock=self.clock,
             monotonic=self.clock,
         )
@@ -325,6 +353,7 @@ def test_sampling_outage_begins_and_ends_once(h: Harness) -> None:
 def test_every_event_has_one_name_in_audit_metrics_and_log(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # start and stop are INFO lines
     d = h.start()
     make_stuck(h)
     h.settle()
@@ -349,3 +378,28 @@ def test_dry_run_looks_up_and_changes_nothing(h: Harness) -> None:
     assert h.actuator.calls == ["lookup"]
     [record] = h.audit("dry_run_restart")
     assert record["containers"] == ["w"] and h.saved()["intent"] is None
+
+
+def test_discovered_queues_are_sampled_audited_and_kept_across_a_restart(h: Harness) -> None:
+    h.write_policy(broker={"queues": [], "discover_queues": True})
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": None}  # the target's worker, queues not known yet
+    h.start(monitor=monitor)
+    h.tick(0)
+    assert h.probes[-1].asked[-1] == ()
+    beat = json.loads((h.tmp / "state" / "heartbeat.json").read_text())
+    assert beat["policies"]["w"]["warnings"][0].startswith("no queue to watch yet")
+    monitor.queues = {"celery@abc123": frozenset({"dataset", "mail"}), "other@x": frozenset({"q"})}
+    h.tick(0)
+    assert h.probes[-1].asked[-1] == ("dataset", "mail")  # the target's worker's, not other's
+    [changed] = h.audit("queues_changed")
+    assert changed["queues"] == ["dataset", "mail"] and changed["previous"] == []
+    assert h.saved()["discovered"] == ["dataset", "mail"]
+    monitor.queues = {}  # its heartbeats stop: the queues stay
+    h.tick(0)
+    assert h.probes[-1].asked[-1] == ("dataset", "mail")
+    h.stop()
+    h.start(monitor=FakeMonitor())  # a restarted supervisor, before any worker tells
+    h.tick(0)
+    assert h.probes[-1].asked[-1] == ("dataset", "mail")
+    assert len(h.audit("queues_changed")) == 1

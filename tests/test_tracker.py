@@ -304,7 +304,7 @@ def test_a_queue_without_consumer_is_told_once_it_held_and_again_when_it_changes
         seen += [(e.kind.value, e.fields["queues"], t) for e in step.events]
     # told 10 s after it began; the 3 s blip with mail too is shorter than the grace
     assert seen == [("no_consumer", ["dataset"], 13), ("no_consumer", [], 31)]
-    assert state.warnings == ()
+    assert state.warnings(policy) == ()
 
 
 def test_a_database_without_any_binding_is_probably_the_wrong_one() -> None:
@@ -316,7 +316,7 @@ def test_a_database_without_any_binding_is_probably_the_wrong_one() -> None:
         texts += [e.text for e in step.events]
     [text] = texts
     assert text.startswith("wrong database?") and "dataset, mail" in text
-    assert state.warnings == ("wrong database? no kombu binding for dataset, mail",)
+    assert state.warnings(policy) == ("wrong database? no kombu binding for dataset, mail",)
     # One queue bound: it is the right database, the other queue is just idle.
     state = TrackerState()
     for t in range(12):
@@ -331,3 +331,40 @@ def test_no_misconfiguration_is_told_while_the_target_is_being_restarted() -> No
         sample = Sample(t + 1 + i, 50, unconsumed=("celery",))
         state, step = tracker.on_sample(POLICY, state, sample, dry_run=False)
         assert step.events == ()
+
+
+# -- queues discovered from the target's workers ---------------------------------------------
+
+DISCOVERS = make_policy(broker={"queues": ["celery"], "discover_queues": True})
+
+
+def test_discovered_queues_join_the_listed_ones_and_a_change_is_audited_once() -> None:
+    state, step = tracker.on_discovered(DISCOVERS, TrackerState(), ("mail", "dataset"))
+    assert tracker.watched(DISCOVERS, state) == ("celery", "dataset", "mail")
+    assert kinds(step) == ["queues_changed"] and step.persist
+    assert step.events[0].fields["queues"] == ["celery", "dataset", "mail"]
+    assert step.events[0].fields["previous"] == ["celery"]
+    again, step = tracker.on_discovered(DISCOVERS, state, ("dataset", "mail"))
+    assert again == state and step == tracker.Step()
+
+
+def test_when_no_worker_tells_the_last_known_queues_stay() -> None:
+    state, _ = tracker.on_discovered(DISCOVERS, TrackerState(), ("dataset",))
+    kept, step = tracker.on_discovered(DISCOVERS, state, None)  # heartbeats stopped
+    assert kept == state and step.events == ()
+    assert tracker.watched(DISCOVERS, kept) == ("celery", "dataset")
+
+
+def test_another_set_of_queues_starts_the_run_afresh() -> None:
+    state = TrackerState()
+    for t in range(5):
+        state, _ = tracker.on_sample(DISCOVERS, state, Sample(float(t), 500 + t), dry_run=False)
+    assert state.engine.run.start is not None
+    state, _ = tracker.on_discovered(DISCOVERS, state, ("dataset",))
+    assert state.engine.run.start is None and state.recent == ()
+
+
+def test_without_discover_queues_nothing_is_learnt() -> None:
+    state, step = tracker.on_discovered(POLICY, TrackerState(), ("dataset",))
+    assert state == TrackerState() and step.events == ()
+    assert tracker.watched(POLICY, state) == ("celery",)

@@ -145,6 +145,11 @@ class ProgressMonitor:
         found = self._progress(set(wanted))
         return replace(found, unconsumed=self._unconsumed(wanted))
 
+    def consumers(self) -> dict[str, frozenset[str] | None]:
+        """Every worker known on the broker, with the queues it consumes (None: not known)."""
+        with self._lock:
+            return {h: w.queues for h, w in self._workers.items()}
+
     def by_worker(self, queues: Iterable[str]) -> dict[str, Progress]:
         """Each worker known to consume any of `queues`, with its own progress: None when it
         has sent no heartbeat and given no answer for a while (it may be hung)."""

@@ -7,7 +7,7 @@ wrong type all give a failed `Sample` with the reason, which the engine treats a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -39,32 +39,40 @@ class RedisProbe:
         self._broker = broker
         self._clock = clock
         self._client = client_for(broker)
-        self._keys: list[tuple[str, str]] = [
-            (queue, key) for queue in broker.queues for key in broker.redis_keys(queue)
-        ]
+        self._keys: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+
+    def keys_of(self, queues: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(queue, list key) for every priority list of `queues` (cached: the set rarely
+        changes)."""
+        if queues not in self._keys:
+            self._keys = {queues: [(q, key) for q in queues for key in self._broker.redis_keys(q)]}
+        return self._keys[queues]
 
     @property
     def where(self) -> str:
         return redact_url(self._broker.url)
 
-    def sample(self) -> Sample:
+    def sample(self, queues: Sequence[str] | None = None) -> Sample:
+        """One sample of `queues` (default: the policy's listed ones)."""
         now = self._clock()
+        watched = tuple(queues if queues is not None else self._broker.queues)
+        keys = self.keys_of(watched)
         try:
             pipe = self._client.pipeline(transaction=False)
-            for _, key in self._keys:
+            for _, key in keys:
                 pipe.llen(key)
             pipe.hlen(self._broker.unacked_key)
             pipe.zrange(self._broker.unacked_index_key, 0, 0, withscores=True)
-            for queue in self._broker.queues:
+            for queue in watched:
                 pipe.exists(self._broker.binding_key(queue))
             results: list[Any] = pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             return Sample.failed(now, f"redis at {self.where}: {_describe(exc)}")
 
-        named = [key for _, key in self._keys] + [
+        named = [key for _, key in keys] + [
             self._broker.unacked_key,
             self._broker.unacked_index_key,
-            *(self._broker.binding_key(q) for q in self._broker.queues),
+            *(self._broker.binding_key(q) for q in watched),
         ]
         for key, result in zip(named, results, strict=True):
             if isinstance(result, Exception):
@@ -72,18 +80,18 @@ class RedisProbe:
                     now, f"redis at {self.where}: key {key!r}: {_describe(result)}"
                 )
 
-        queues: dict[str, int] = dict.fromkeys(self._broker.queues, 0)
-        for (queue, _), length in zip(self._keys, results, strict=False):
-            queues[queue] += int(length)
-        bound = results[len(self._keys) + 2 :]
-        unbound = tuple(q for q, n in zip(self._broker.queues, bound, strict=True) if not n)
-        unacked = int(results[len(self._keys)])
-        oldest = results[len(self._keys) + 1]
+        depths: dict[str, int] = dict.fromkeys(watched, 0)
+        for (queue, _), length in zip(keys, results, strict=False):
+            depths[queue] += int(length)
+        bound = results[len(keys) + 2 :]
+        unbound = tuple(q for q, n in zip(watched, bound, strict=True) if not n)
+        unacked = int(results[len(keys)])
+        oldest = results[len(keys) + 1]
         oldest_age = max(0.0, now - float(oldest[0][1])) if oldest else None
         return Sample(
             t=now,
-            depth=sum(queues.values()),
-            queues=queues,
+            depth=sum(depths.values()),
+            queues=depths,
             unacked=unacked,
             oldest_unacked_age=oldest_age,
             unbound=unbound,

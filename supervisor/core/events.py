@@ -41,6 +41,7 @@ class EventKind(enum.Enum):
     PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
     PROGRESS_KNOWN = "progress_known"
     NO_CONSUMER = "no_consumer"  # `queues`: those no live worker consumes ([]: all consumed)
+    QUEUES_CHANGED = "queues_changed"  # discover_queues: the target's workers' queues changed
     NO_BINDINGS = "no_bindings"  # `queues`: none bound on this database ([]: bound again)
 
 

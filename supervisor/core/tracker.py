@@ -95,11 +95,16 @@ class TrackerState:
     progress_told: bool = False
     unconsumed: Watch = field(default_factory=Watch)
     unbound: Watch = field(default_factory=Watch)
+    discovered: tuple[str, ...] = ()  # the target's workers' queues, as last learnt (persisted)
 
-    @property
-    def warnings(self) -> tuple[str, ...]:
+    def warnings(self, policy: Policy) -> tuple[str, ...]:
         """What is wrong with the configuration now, as reported."""
         out = []
+        if not watched(policy, self):
+            out.append(
+                "no queue to watch yet: none listed, and the target's workers have not said "
+                "which they consume (they send no heartbeats and answer no remote control?)"
+            )
         if self.unconsumed.told:
             out.append(f"no live worker consumes {', '.join(self.unconsumed.told)}")
         if self.unbound.told:
@@ -142,17 +147,57 @@ class Step:
     persist: bool = False
 
 
-def new(history: GovernorState, intent: Intent | None = None) -> TrackerState:
-    return TrackerState(engine=EngineState(governor=history), intent=intent)
+def new(
+    history: GovernorState, intent: Intent | None = None, discovered: tuple[str, ...] = ()
+) -> TrackerState:
+    return TrackerState(engine=EngineState(governor=history), intent=intent, discovered=discovered)
+
+
+def watched(policy: Policy, state: TrackerState) -> tuple[str, ...]:
+    """The queues to sample: those listed, and those discovered (with discover_queues)."""
+    listed = tuple(policy.broker.queues)
+    if not policy.broker.discover_queues:
+        return listed
+    return listed + tuple(q for q in state.discovered if q not in listed)
+
+
+def on_discovered(
+    policy: Policy, state: TrackerState, found: tuple[str, ...] | None
+) -> tuple[TrackerState, Step]:
+    """The queues the target's workers consume, as learnt now (None: no worker of the target
+    tells, e.g. its heartbeats stopped or the supervisor just started): kept until a worker
+    tells again, so a hung worker is still judged on the right queues."""
+    if not policy.broker.discover_queues or found is None:
+        return state, Step()
+    found = tuple(sorted(set(found)))
+    if found == state.discovered:
+        return state, Step()
+    before = watched(policy, state)
+    state = replace(state, discovered=found)
+    after = watched(policy, state)
+    text = (
+        f"watched queues changed, as the target's workers consume them: "
+        f"{', '.join(after) or 'none'} (were {', '.join(before) or 'none'})"
+    )
+    ev = event(
+        EventKind.QUEUES_CHANGED, policy.name, text, queues=list(after), previous=list(before)
+    )
+    # Another set of queues is another run: what was judged on the old set says nothing.
+    state = replace(state, engine=replace(state.engine, run=RunState(), replicas=()), recent=())
+    return state, Step((ev,), persist=True)
 
 
 def restore(
-    policy: Policy, target: str | None, history: GovernorState, intent: Intent | None
+    policy: Policy,
+    target: str | None,
+    history: GovernorState,
+    intent: Intent | None,
+    discovered: tuple[str, ...] = (),
 ) -> tuple[TrackerState, tuple[Event, ...]]:
     """The state of a policy from what was saved for `target` (None: saved before targets were
     recorded, taken as this policy's). Another target's history is not this one's."""
     if target is None or target == policy.target.key:
-        return new(history, intent), ()
+        return new(history, intent, discovered), ()
     return TrackerState(), (target_changed(policy, target),)
 
 

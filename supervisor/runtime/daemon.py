@@ -15,7 +15,7 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -50,12 +50,13 @@ TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
 
 
 class Probe(Protocol):
-    def sample(self) -> Sample: ...
+    def sample(self, queues: Sequence[str] | None = None) -> Sample: ...
     def close(self) -> None: ...
 
 
 class ProgressSource(Protocol):
     def progress(self, queues: list[str]) -> Progress: ...
+    def consumers(self) -> dict[str, frozenset[str] | None]: ...
     def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
     def by_worker(self, queues: list[str]) -> dict[str, Progress]: ...
     def poll_at_least_every(self, seconds: float) -> None: ...
@@ -306,10 +307,15 @@ class Daemon:
 
     def _tick(self, item: Supervised) -> None:
         policy = item.policy
-        sample = item.probe.sample()
         monitor = self._monitor_for(policy)
+        if monitor is not None and policy.broker.discover_queues:
+            self._apply(
+                item, *tracker.on_discovered(policy, item.state, self._found(item, monitor))
+            )
+        queues = tracker.watched(policy, item.state)
+        sample = item.probe.sample(queues)
         if sample.ok and monitor is not None:
-            progress = monitor.progress(policy.broker.queues)
+            progress = monitor.progress(list(queues))
             sample = dataclasses.replace(
                 sample,
                 processed=progress.processed,
@@ -322,7 +328,7 @@ class Daemon:
                 if progress.processed is not None
                 else f"unknown: {progress.unknown}"
             )
-            sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor))
+            sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor, queues))
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
         if step.decision is not None:
@@ -336,14 +342,24 @@ class Daemon:
         what deciding which reserved messages to give back after a SIGKILL needs."""
         if monitor is None:
             return restarting.Plan((), (), True)
-        workers = monitor.by_worker(item.policy.broker.queues)
+        workers = monitor.by_worker(list(tracker.watched(item.policy, item.state)))
         mapped = replicas.match_workers(workers, item.containers)
         others = any(p.processed is not None for w, p in workers.items() if w not in mapped)
         return restarting.Plan((), tuple(sorted(mapped)), others)
 
-    def _replicas(self, item: Supervised, monitor: ProgressSource) -> tuple[Replica, ...]:
-        """The target's containers mapped to their workers' progress. The mapping is read
-        from Docker every minute off the loop; a tick uses the last one it has."""
+    def _found(self, item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
+        """The queues the target's own workers consume, or None when none of them tells."""
+        self._identify(item)
+        consumers = monitor.consumers()
+        mapped = replicas.match_workers(consumers, item.containers)
+        known = [queues for w in mapped if (queues := consumers[w]) is not None]
+        if not known:
+            return None
+        return tuple(sorted(frozenset[str]().union(*known)))
+
+    def _identify(self, item: Supervised) -> None:
+        """The target's containers, read from Docker every minute off the loop; a tick uses
+        the last ones it has."""
         if item.identifying is not None and item.identifying.done():
             try:
                 item.containers = item.identifying.result()
@@ -354,7 +370,13 @@ class Daemon:
         if item.identifying is None and now >= item.next_identify and self.actuator is not None:
             item.next_identify = now + IDENTIFY_EVERY
             item.identifying = self.pinger.submit(self.actuator.identify, item.policy.target)
-        workers = monitor.by_worker(item.policy.broker.queues)
+
+    def _replicas(
+        self, item: Supervised, monitor: ProgressSource, queues: tuple[str, ...]
+    ) -> tuple[Replica, ...]:
+        """The target's containers mapped to their workers' progress."""
+        self._identify(item)
+        workers = monitor.by_worker(list(queues))
         mapped = replicas.match_workers(workers, item.containers)
         return tuple(
             Replica(container, worker, workers[worker].processed, workers[worker].source)
@@ -396,7 +418,9 @@ class Daemon:
             aside = self.store.discard(policy.name, f"unusable-{int(self.clock())}")
             found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
         if stored is not None:
-            state, found = tracker.restore(policy, stored.target, stored.history, stored.intent)
+            state, found = tracker.restore(
+                policy, stored.target, stored.history, stored.intent, stored.discovered
+            )
         item = Supervised(policy, self.probe_factory(policy, self.clock), state, self.monotonic())
         self.supervised[policy.name] = item
         self._apply(item, state, tracker.Step(found, persist=bool(found)))
@@ -531,5 +555,5 @@ class Daemon:
             why=decision.describe() if decision else None,
             call=s.state.call.value if s.state.call else None,
             progress=s.progress,
-            warnings=s.state.warnings,
+            warnings=s.state.warnings(s.policy),
         )

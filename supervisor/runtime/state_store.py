@@ -27,6 +27,7 @@ class Stored:
     target: str | None  # None: written by format 1, before targets were recorded
     history: GovernorState
     intent: Intent | None = None
+    discovered: tuple[str, ...] = ()  # discover_queues: the queues last learnt
 
 
 class StateStore:
@@ -74,6 +75,7 @@ def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
         "intent": None
         if intent is None
         else {"t": intent.t, "trigger": intent.trigger.value, "reason": intent.reason},
+        "discovered": list(state.discovered),
     }
 
 
@@ -96,4 +98,5 @@ def decode(data: Any) -> Stored:
         if raw is None
         else Intent(float(raw["t"]), Trigger(raw["trigger"]), str(raw["reason"]))
     )
-    return Stored(str(data["target"]), history, intent)
+    discovered = tuple(str(q) for q in data.get("discovered") or ())
+    return Stored(str(data["target"]), history, intent, discovered)
