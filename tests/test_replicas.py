@@ -97,3 +97,36 @@ def test_a_replica_whose_progress_moved_within_the_window_is_never_restarted(
                 if name in action.containers:
                     seen = {h[index] for h in window if h[index] is not None}
                     assert len(seen) <= 1, (name, window)
+
+
+def no_consumer(t: float, depth: int, worker_progress: int | None) -> Sample:
+    """`nobody` holds the backlog; the target's one worker consumes `celery` only."""
+    return Sample(
+        t,
+        depth,
+        queues={"celery": 2, "nobody": depth - 2},
+        processed=worker_progress,
+        unconsumed=("nobody",),
+        replicas=(Replica("w", "celery@w", worker_progress, "heartbeats"),),
+    )
+
+
+def test_a_growing_queue_nobody_consumes_is_escalated_once_not_restarted() -> None:
+    state, actions = EngineState(), []
+    for t in range(40):
+        state, decision = engine.step(POLICY, state, no_consumer(float(t), 150 + t, t), float(t))
+        actions += decision.actions
+    [escalate] = actions
+    assert escalate.kind is ActionKind.ESCALATE
+    assert escalate.reason.startswith("no consumer for queue nobody")
+    assert "restarting them cannot help" in escalate.reason
+
+
+def test_a_target_whose_worker_is_silent_is_restarted_it_may_be_what_the_queue_needs() -> None:
+    state, actions = EngineState(), []
+    for t in range(15):
+        sample = no_consumer(float(t), 150 + t, None)
+        state, decision = engine.step(POLICY, state, sample, float(t))
+        actions += decision.actions
+    [restart] = actions
+    assert restart.kind is ActionKind.RESTART

@@ -57,6 +57,7 @@ class EngineState:
     run: RunState = field(default_factory=RunState)
     governor: GovernorState = field(default_factory=GovernorState)
     replicas: tuple[tuple[str, RunState], ...] = ()  # each replica's own run (replicas.py)
+    orphan: RunState = field(default_factory=RunState)  # a backlog no live worker consumes
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,27 @@ def step(
                 verdict=Verdict.NOT_STUCK,
                 reason=f"{diagnosis.reason}, but a replica is progressing",
             )
+    unconsumed = _cannot_help(policy, sample)
+    if unconsumed:
+        # Judged on depth alone: the target's workers progress on other queues.
+        depth_only = policy.detect.model_copy(update={"require_no_progress": False})
+        orphan, seen = detector.observe(state.orphan, sample, depth_only, last_restart)
+        state = replace(state, orphan=orphan)
+        if seen.verdict is Verdict.STUCK:
+            reason = (
+                f"no consumer for queue {', '.join(unconsumed)}: {seen.reason}; the target's "
+                "workers are alive and do not consume it, so restarting them cannot help: "
+                "check the worker's -Q list (or the policy's queues)"
+            )
+            ruling = Ruling(Gate.BUDGET, "no restart can help")
+            seen = replace(seen, reason=reason)
+            if state.governor.escalated:
+                return state, Decision(seen, ruling)
+            action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=seen.depth)
+            gov = governor.record_escalation(state.governor)
+            return replace(state, governor=gov), Decision(seen, ruling, (action,))
+    elif state.orphan.start is not None:
+        state = replace(state, orphan=RunState())
     if diagnosis.verdict is not Verdict.STUCK:
         return state, Decision(diagnosis)
 
@@ -138,3 +160,16 @@ def trigger(
         ActionKind.RESTART, now, policy.name, reason, trigger=Trigger.MANUAL, streak=gov.streak
     )
     return EngineState(run=RunState(), governor=gov), action
+
+
+def _cannot_help(policy: Policy, sample: Sample) -> tuple[str, ...]:
+    """The queues holding the backlog that no live worker consumes, when a restart of the
+    target cannot change that: its own workers are alive (one reports progress) and the queues
+    they do consume are not over the threshold. Empty when a restart may help (the target's
+    workers are down, hung or unknown: starting them may be what the queue needs)."""
+    if not sample.unconsumed or not any(r.processed is not None for r in sample.replicas):
+        return ()
+    consumed = sum(d for q, d in sample.queues.items() if q not in sample.unconsumed)
+    if consumed > policy.detect.threshold:
+        return ()
+    return tuple(q for q in sample.unconsumed if sample.queues.get(q, 0) > 0)
