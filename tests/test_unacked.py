@@ -26,11 +26,20 @@ H = [Held("t1", "a", "celery"), Held("t2", "b", "celery"), Held("t3", "c", "mail
 
 
 def test_only_what_the_killed_worker_held_is_given_back() -> None:
+    # Another worker consumes the queue: only what the killed one reported.
     assert to_restore(H, ["celery"], frozenset({"a"}), others_consume=True) == ("t1",)
-    assert to_restore(H, ["celery"], frozenset({"a", "c"}), others_consume=False) == ("t1",)
-    # It did not answer: everything of the watched queues, unless another worker consumes them.
-    assert to_restore(H, ["celery"], None, others_consume=False) == ("t1", "t2")
     assert to_restore(H, ["celery"], None, others_consume=True) == ()
+    # Nobody else consumes it: everything of the watched queues (what it reported, what kombu
+    # had moved to unacked without Celery reserving it yet, and all of it when it did not
+    # answer), never another queue's.
+    assert to_restore(H, ["celery"], frozenset({"a", "c"}), others_consume=False) == ("t1", "t2")
+    assert to_restore(H, ["celery"], None, others_consume=False) == ("t1", "t2")
+
+
+def test_what_was_delivered_after_the_stop_belongs_to_the_restarted_worker() -> None:
+    held = [Held("old", "a", "celery", at=10.0), Held("new", "b", "celery", at=12.0)]
+    assert to_restore(held, ["celery"], None, others_consume=False, stopped_at=11.0) == ("old",)
+    assert to_restore(held, ["celery"], frozenset({"b"}), False, stopped_at=11.0) == ("old",)
 
 
 def worker(url: str, log: Path) -> subprocess.Popen[bytes]:

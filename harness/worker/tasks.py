@@ -14,7 +14,8 @@ from celery import Celery
 BROKER = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("TEST_KEY_PREFIX", "")
 
-app = Celery("tasks", broker=BROKER)
+# A Redis result backend, as Dify's worker has (it changes how a gevent worker shuts down).
+app = Celery("tasks", broker=BROKER, backend=os.environ.get("TEST_RESULT_BACKEND") or None)
 app.conf.update(
     worker_prefetch_multiplier=1,
     task_acks_late=False,
@@ -59,3 +60,17 @@ def poison_late(seconds: float = 3600.0) -> None:
     """Hangs too, and is acknowledged only at the end: it comes back after every restart."""
     _results.incr("test:poison_started")
     time.sleep(seconds)
+
+
+@app.task(name="tasks.block_hub")
+def block_hub(seconds: float = 3600.0) -> None:
+    """Blocks a gevent worker's whole event loop (a C call that never yields): its heartbeats
+    and remote control stop with it, as a hub-blocked Dify worker's do."""
+    _results.incr("test:poison_started")
+    try:
+        from gevent import monkey
+
+        sleep = monkey.get_original("time", "sleep")
+    except ImportError:
+        sleep = time.sleep
+    sleep(seconds)

@@ -61,6 +61,7 @@ class _Stop(enum.Enum):
 class _Cold:
     by_docker: bool = False  # started again by its restart policy, not by us
     killed: bool = False  # it ignored SIGQUIT for stop_timeout
+    stopped_at: float | None = None  # when it was seen stopped (epoch seconds)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -202,6 +203,7 @@ class DockerActuator:
             new_starts = []
             by_docker: list[str] = []
             killed: list[str] = []
+            stopped_at: float | None = None
             for container in containers:
                 before = container.attrs["State"].get("StartedAt")
                 # From here on the container may be left stopped if anything fails.
@@ -212,6 +214,7 @@ class DockerActuator:
                         by_docker.append(container.name)
                     if stop.killed:
                         killed.append(container.name)
+                        stopped_at = stop.stopped_at
                 else:
                     self._call(
                         "restart",
@@ -227,6 +230,7 @@ class DockerActuator:
                 changed=changed,
                 by_restart_policy=tuple(by_docker),
                 killed=tuple(killed),
+                stopped_at=stopped_at,
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return RestartResult(
@@ -295,8 +299,9 @@ class DockerActuator:
         if stop is _Stop.RESTARTED:
             log.info("%s was started again by its restart policy", container.name)
             return _Cold(by_docker=True, killed=killed)
+        stopped_at = time.time()
         self._call("start", container.start)
-        return _Cold(killed=killed)
+        return _Cold(killed=killed, stopped_at=stopped_at)
 
     def _identity(self, container: Any) -> tuple[str | None, int]:
         """Which run of the container this is: its StartedAt and Docker's RestartCount."""

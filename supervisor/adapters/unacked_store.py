@@ -38,6 +38,10 @@ class UnackedStore:
 
     def held(self) -> list[Held]:
         raw = self._client.hgetall(self._broker.unacked_key)
+        index: list[tuple[bytes, float]] = self._client.zrange(  # type: ignore[assignment]
+            self._broker.unacked_index_key, 0, -1, withscores=True
+        )
+        delivered = {t.decode(): float(score) for t, score in index}
         out = []
         for field, value in raw.items():
             tag = field.decode() if isinstance(field, bytes) else str(field)
@@ -46,7 +50,8 @@ class UnackedStore:
                 task_id = (payload.get("headers") or {}).get("id")
             except (ValueError, TypeError, AttributeError):
                 continue
-            out.append(Held(tag, task_id, self._queue_of(exchange, routing_key)))
+            queue = self._queue_of(exchange, routing_key)
+            out.append(Held(tag, task_id, queue, delivered.get(tag)))
         return out
 
     def left(self) -> int | None:

@@ -26,6 +26,7 @@ class RestartResult:
     # supervisor: one restart is one new start).
     by_restart_policy: tuple[str, ...] = ()
     killed: tuple[str, ...] = ()  # containers that ignored SIGQUIT for stop_timeout: SIGKILLed
+    stopped_at: float | None = None  # epoch seconds when the last killed one was seen stopped
     # After a SIGKILL: messages given back from kombu's unacked hash, and what is left there.
     restored: int | None = None
     unacked_left: int | None = None

@@ -4,9 +4,11 @@ A Celery worker on Redis reserves messages into kombu's `unacked` hash; a cold s
 them back, a SIGKILL does not, and kombu itself restores them only after the visibility timeout
 (1 hour by default). After a restart that had to SIGKILL, the supervisor gives back at once the
 messages the killed worker held, and no one else's: those whose task ids the worker reported as
-reserved or active just before the kill; or, when it could not answer (a blocked event loop),
-every message of the policy's queues, but only when no other live worker consumes those queues
-(then nobody else can be holding them).
+reserved or active just before the kill; and, when no other live worker consumes the policy's
+queues, every message of those queues delivered before the worker stopped (then nobody alive
+can be holding them: this also covers a worker that could not answer, and messages kombu had
+already moved to `unacked` that Celery had not yet reserved, which `reserved()` does not list).
+Messages delivered after the stop belong to the restarted worker and are never touched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Held:
     tag: str  # the delivery tag: the hash field
     task_id: str | None
     queue: str | None  # the queue it was delivered from, where known
+    at: float | None = None  # when it was delivered (kombu's unacked_index score)
 
 
 def to_restore(
@@ -29,13 +32,19 @@ def to_restore(
     queues: Iterable[str],
     held_ids: frozenset[str] | None,
     others_consume: bool,
+    stopped_at: float | None = None,
 ) -> tuple[str, ...]:
     """The delivery tags to give back. `held_ids`: the task ids the killed worker reported
-    (None: it did not answer); `others_consume`: another live worker consumes the queues."""
+    (None: it did not answer); `others_consume`: another live worker consumes the queues;
+    `stopped_at`: when the killed worker was seen stopped (later deliveries are not its)."""
     watched = set(queues)
-    mine = [h for h in held if h.queue in watched]
-    if held_ids is not None:
-        return tuple(h.tag for h in mine if h.task_id in held_ids)
-    if others_consume:
-        return ()
-    return tuple(h.tag for h in mine)
+    mine = [
+        h
+        for h in held
+        if h.queue in watched and (stopped_at is None or h.at is None or h.at < stopped_at)
+    ]
+    return tuple(
+        h.tag
+        for h in mine
+        if (held_ids is not None and h.task_id in held_ids) or not others_consume
+    )

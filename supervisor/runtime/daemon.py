@@ -340,12 +340,13 @@ class Daemon:
     def _plan(self, item: Supervised, monitor: ProgressSource | None) -> restarting.Plan:
         """Which workers a restart of the target stops, and whether others consume its queues:
         what deciding which reserved messages to give back after a SIGKILL needs."""
+        queues = tracker.watched(item.policy, item.state)
         if monitor is None:
-            return restarting.Plan((), (), True)
-        workers = monitor.by_worker(list(tracker.watched(item.policy, item.state)))
+            return restarting.Plan((), (), True, queues)
+        workers = monitor.by_worker(list(queues))
         mapped = replicas.match_workers(workers, item.containers)
         others = any(p.processed is not None for w, p in workers.items() if w not in mapped)
-        return restarting.Plan((), tuple(sorted(mapped)), others)
+        return restarting.Plan((), tuple(sorted(mapped)), others, queues)
 
     def _found(self, item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
         """The queues the target's own workers consume, or None when none of them tells."""

@@ -30,6 +30,7 @@ class Plan:
     containers: tuple[str, ...]  # the replicas to restart; empty: the whole target
     workers: tuple[str, ...]  # the Celery workers of those containers, where mapped
     others_consume: bool  # a live worker outside them consumes the policy's queues
+    queues: tuple[str, ...] = ()  # the queues watched now (listed and discovered)
 
 
 def restart(
@@ -47,7 +48,9 @@ def restart(
             return dataclasses.replace(result, unacked_left=store.left())
         if monitor is None:  # no worker information: whose messages are whose cannot be told
             return dataclasses.replace(result, restored=0, unacked_left=store.left())
-        tags = unacked.to_restore(store.held(), policy.broker.queues, held_ids, plan.others_consume)
+        tags = unacked.to_restore(
+            store.held(), plan.queues, held_ids, plan.others_consume, result.stopped_at
+        )
         done = store.restore(tags)
         return dataclasses.replace(
             result, restored=done.count, unacked_left=done.left, restore_error=done.error
