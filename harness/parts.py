@@ -176,7 +176,7 @@ def dify_worker(
     return Worker(
         client,
         broker_url,
-        queues=DIFY_QUEUES,
+        queues=extra.pop("queues", DIFY_QUEUES),
         concurrency=4,
         name=name,
         extra_args=("-P", "gevent", "--max-tasks-per-child", "50", *extra.pop("extra_args", ())),

@@ -72,7 +72,9 @@ class FakeActuator:
         self.start_results: list[StartResult] = []
         self.containers: tuple[Container, ...] = (Container("w", "abc123"),)
 
-    def restart(self, target: Target, policy: Restart, only: tuple[str, ...] = ()) -> RestartResult:
+    def restart(
+        self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True
+    ) -> RestartResult:
         self.calls.append("restart" if not only else f"restart {','.join(only)}")
         self.gate.wait(10)
         if isinstance(self.restart_result, Exception):
@@ -114,6 +116,9 @@ class FakeMonitor:
 
     def held_by(self, workers: list[str]) -> frozenset[str] | None:
         return None
+
+    def cold_shutdown_breaks(self, workers: list[str]) -> bool:
+        return False
 
     def poll_at_least_every(self, seconds: float) -> None:
         pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 from celery import Celery
@@ -40,8 +41,9 @@ if os.environ.get("TEST_IGNORE_SIGQUIT") == "1":
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 
 
-@app.task(name="tasks.work")
-def work(i: int, seconds: float = 0.05) -> int:
+@app.task(name="tasks.work", bind=True)
+def work(self: Any, i: int, seconds: float = 0.05) -> int:
+    _results.sadd(f"test:started:{self.request.hostname}", i)  # which worker ran it
     time.sleep(seconds)
     _results.sadd("test:done", i)
     _results.zadd("test:done_at", {str(i): time.time()})

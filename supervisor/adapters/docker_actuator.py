@@ -186,9 +186,12 @@ class DockerActuator:
                 )
         return containers
 
-    def restart(self, target: Target, policy: Restart, only: tuple[str, ...] = ()) -> RestartResult:
+    def restart(
+        self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True
+    ) -> RestartResult:
         """Restart the target's container(s) by the policy's method, or only the replicas
-        named in `only`; never raises."""
+        named in `only`; never raises. `sigquit=False`: their cold shutdown is known to break,
+        so a cold restart SIGKILLs at once."""
         started = time.monotonic()
         names: tuple[str, ...] = ()
         changed = False
@@ -209,7 +212,7 @@ class DockerActuator:
                 # From here on the container may be left stopped if anything fails.
                 changed = True
                 if policy.method == "cold":
-                    stop = self._cold_restart(container, policy.stop_timeout)
+                    stop = self._cold_restart(container, policy.stop_timeout, sigquit)
                     if stop.by_docker:
                         by_docker.append(container.name)
                     if stop.killed:
@@ -231,6 +234,7 @@ class DockerActuator:
                 by_restart_policy=tuple(by_docker),
                 killed=tuple(killed),
                 stopped_at=stopped_at,
+                sigquit=sigquit,
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return RestartResult(
@@ -275,7 +279,7 @@ class DockerActuator:
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return StartResult(error=_describe(exc))
 
-    def _cold_restart(self, container: Any, stop_timeout: float) -> _Cold:
+    def _cold_restart(self, container: Any, stop_timeout: float, sigquit: bool = True) -> _Cold:
         """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
         to stop_timeout, SIGKILL if still running, then start. When Docker's restart policy
         starts it again by itself meanwhile (a container with another stop signal than SIGQUIT
@@ -285,10 +289,13 @@ class DockerActuator:
             return _Cold()
         signalled = self._identity(container)
         killed = False
-        self._signal(container, "SIGQUIT")
-        stop = self._wait_stopped(container, stop_timeout, signalled)
+        stop = _Stop.TIMEOUT
+        if sigquit:
+            self._signal(container, "SIGQUIT")
+            stop = self._wait_stopped(container, stop_timeout, signalled)
         if stop is _Stop.TIMEOUT:
-            log.warning("%s ignored SIGQUIT for %gs; sending SIGKILL", container.name, stop_timeout)
+            why = f"ignored SIGQUIT for {stop_timeout:g}s" if sigquit else "no cold shutdown"
+            log.warning("%s: %s; sending SIGKILL", container.name, why)
             # The last poll, just now, saw the very container we signalled: the Docker API has
             # no conditional kill, so this is as close as a check can get.
             self._signal(container, "SIGKILL")

@@ -185,6 +185,26 @@ class ProgressMonitor:
             return None
         return frozenset(held)
 
+    def cold_shutdown_breaks(self, workers: list[str]) -> bool:
+        """Whether SIGQUIT would go wrong on one of these workers: an event-loop pool (gevent,
+        eventlet) with a result backend. Celery's cold shutdown there calls the backend from
+        the event loop's callback, logs BlockingSwitchOutError, stays up, and drops reserved
+        messages (measured with Celery 5.5 and 5.7). False when they do not answer."""
+        if not workers:
+            return False
+        try:
+            stats = self._ask(workers, "stats") or {}
+            conf = self._ask(workers, "conf") or {}
+        except Exception as exc:  # noqa: BLE001 - not answering: the usual cold restart
+            log.debug("stats/conf of %s failed: %s", workers, exc)
+            return False
+        for worker in workers:
+            pool = str(((stats.get(worker) or {}).get("pool") or {}).get("implementation", ""))
+            backend = (conf.get(worker) or {}).get("result_backend")
+            if ("gevent" in pool or "eventlet" in pool) and backend:
+                return True
+        return False
+
     def _unconsumed(self, wanted: list[str]) -> tuple[str, ...] | None:
         """The queues no live worker consumes; None when that cannot be told: no worker seen at
         all (one may run with neither heartbeats nor remote control), or a live worker whose

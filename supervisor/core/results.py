@@ -25,7 +25,8 @@ class RestartResult:
     # Containers that Docker's restart policy started again after the signal (not the
     # supervisor: one restart is one new start).
     by_restart_policy: tuple[str, ...] = ()
-    killed: tuple[str, ...] = ()  # containers that ignored SIGQUIT for stop_timeout: SIGKILLed
+    killed: tuple[str, ...] = ()  # containers SIGKILLed (SIGQUIT ignored, or not sent)
+    sigquit: bool = True  # False: the workers' cold shutdown is known to break, not tried
     stopped_at: float | None = None  # epoch seconds when the last killed one was seen stopped
     # After a SIGKILL: messages given back from kombu's unacked hash, and what is left there.
     restored: int | None = None

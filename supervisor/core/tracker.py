@@ -461,6 +461,7 @@ def _restarted(
         "started_at": list(result.started_at) or None,
         "by_restart_policy": list(result.by_restart_policy) or None,
         "killed": list(result.killed) or None,
+        "sigquit": result.sigquit,
         "restored": result.restored,
         "unacked_left": result.unacked_left,
         "restore_error": result.restore_error,
@@ -475,8 +476,9 @@ def _restarted(
         )
         gave_back = ""
         if result.killed:
+            how = "" if result.sigquit else " (no SIGQUIT: its cold shutdown breaks)"
             gave_back = (
-                f"; SIGKILLed {', '.join(result.killed)}, {result.restored or 0} reserved "
+                f"; SIGKILLed {', '.join(result.killed)}{how}, {result.restored or 0} reserved "
                 f"message(s) given back, {result.unacked_left} left in unacked"
             )
             if result.restore_error:

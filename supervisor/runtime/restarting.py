@@ -16,11 +16,14 @@ from supervisor.policy import Policy, Target
 
 
 class Restarter(Protocol):
-    def restart(self, target: Target, policy: Any, only: tuple[str, ...] = ()) -> RestartResult: ...
+    def restart(
+        self, target: Target, policy: Any, only: tuple[str, ...] = (), sigquit: bool = True
+    ) -> RestartResult: ...
 
 
 class HeldBy(Protocol):
     def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
+    def cold_shutdown_breaks(self, workers: list[str]) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,12 @@ def restart(
     monitor: HeldBy | None,
     store_for: Callable[[Policy], Any],
 ) -> RestartResult:
-    held_ids = monitor.held_by(list(plan.workers)) if monitor and plan.workers else None
-    result = actuator.restart(policy.target, policy.restart, plan.containers)
+    workers = list(plan.workers)
+    held_ids = monitor.held_by(workers) if monitor and workers else None
+    # A worker whose cold shutdown is known to break is not asked for one: SIGKILL at once,
+    # then its reserved messages are given back here, all of them.
+    sigquit = not (monitor and workers and monitor.cold_shutdown_breaks(workers))
+    result = actuator.restart(policy.target, policy.restart, plan.containers, sigquit=sigquit)
     store = store_for(policy)
     try:
         if not result.killed:
