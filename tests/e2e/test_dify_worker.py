@@ -6,7 +6,6 @@ are discovered from the worker."""
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -18,39 +17,15 @@ import redis
 
 from harness.parts import (
     DIFY_QUEUES,
-    REPO,
     Producer,
     SupervisorProcess,
     Worker,
     celery_app,
     dify_worker,
+    shipped_policy,
 )
 
 pytestmark = pytest.mark.e2e
-
-SHORTER = {
-    "interval": "0.5s",
-    "window": "5s",
-    "max_gap": "2s",
-    "cooldown": "60s",
-    "backoff_initial": "60s",
-    "backoff_max": "120s",
-    "reset_after": "240s",
-    "budget_window": "600s",
-    "stop_timeout": "3s",
-}
-
-
-def shipped_policy(folder: Path, **changes: Any) -> Path:
-    text = (REPO / "policies" / "dify-worker.toml").read_text()
-    for key, value in {**SHORTER, **changes}.items():
-        toml = f'"{value}"' if isinstance(value, str) else str(value)
-        text, n = re.subn(rf"^{key} = [^#\n]*", f"{key} = {toml}  ", text, flags=re.M)
-        assert n == 1, key
-    folder.mkdir(exist_ok=True)
-    path = folder / "dify-worker.toml"
-    path.write_text(text)
-    return path
 
 
 class Dify:
