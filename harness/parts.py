@@ -36,6 +36,20 @@ BASE_IMAGE = "iti-supervisor-test-base:local"
 PYTHON_HOME = Path(sys.base_prefix)
 
 
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, context: Callable[[], str] = str
+) -> Any:
+    """The first true value of `predicate`, polled until `timeout`; AssertionError naming
+    `what` (and `context()`, to show why) when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
+
+
 def docker_client() -> docker.DockerClient:
     return docker.from_env(version="1.41", timeout=60)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from typing import Any
 
 from supervisor.policy import Policy, parse_policy
@@ -47,3 +50,15 @@ def policy_dict(**sections: Any) -> dict[str, Any]:
 
 def make_policy(**sections: Any) -> Policy:
     return parse_policy(policy_dict(**sections), "test.toml")
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m supervisor ARGS` as a separate process, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )

@@ -4,10 +4,7 @@ pointed at a socket with no engine behind it: the daemon must keep running and s
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.parts import SupervisorProcess, write_policy
+from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +41,6 @@ def start(
     started.append(sup)
     sup.wait_started()
     return sup
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 def test_bad_policy_starts_nothing(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import redis
 from celery import Celery
 
-from harness.parts import WORKER_APP
+from harness.parts import WORKER_APP, wait_until
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.unacked_store import UnackedStore
 from supervisor.core.unacked import Held, to_restore
@@ -55,16 +54,6 @@ def worker(url: str, log: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.integration
 def test_a_killed_workers_reserved_messages_go_back_at_once(
     redis_server_factory: Any, tmp_path: Path
@@ -83,7 +72,7 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
     try:
         app.send_task("tasks.poison", queue="celery")  # hangs the only pool process
         ids = [app.send_task("tasks.work", args=[i], queue="celery").id for i in range(6)]
-        wait(lambda: admin.hlen("unacked") >= 3, 30, "reserved messages")
+        wait_until(lambda: admin.hlen("unacked") >= 3, 30, "reserved messages")
         held = monitor.held_by([["celery", "held@test"][1]])
         assert held is not None and set(ids[:3]) <= held
         os.killpg(first.pid, signal.SIGKILL)
@@ -110,7 +99,7 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
         assert admin.llen("celery") == waiting + stranded
         second = worker(server.url, tmp_path / "worker.log")
         try:
-            wait(
+            wait_until(
                 lambda: {int(x) for x in admin.smembers("test:done")} == set(range(6)),
                 60,
                 "every task done",

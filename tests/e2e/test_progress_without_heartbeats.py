@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.parts import Producer, SupervisorProcess, Worker, celery_app, write_policy
+from harness.parts import Producer, SupervisorProcess, Worker, celery_app, wait_until, write_policy
 
 pytestmark = pytest.mark.e2e
 
@@ -85,22 +85,12 @@ def depth(s: Silent) -> int:
     return int(s.redis.client().llen("celery"))
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_1_a_busy_worker_without_heartbeats_is_never_restarted(silent: Silent) -> None:
     worker = silent.worker()
     before = worker.started_at()
     sup = silent.supervise(worker)
     silent.produce()
-    wait(lambda: depth(silent) > 60, 40, "a backlog well over the threshold")
+    wait_until(lambda: depth(silent) > 60, 40, "a backlog well over the threshold")
     time.sleep(12)  # over the threshold and growing for longer than the 8 s window
     assert depth(silent) > 80
     assert sup.events("restart") == [] and sup.events("restart_failed") == []

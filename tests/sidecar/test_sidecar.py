@@ -27,6 +27,7 @@ from harness.parts import (
     WORKER_APP,
     Producer,
     celery_app,
+    wait_until,
 )
 from tests.stand_in import build_supervisor_image, ensure_stand_in_image
 
@@ -126,7 +127,7 @@ class Sidecar:
 
     def up(self) -> None:
         compose(self.policies, "up", "-d", "--no-build", "redis", "worker")
-        admin = wait(self._redis_up, 30, "iti-redis")
+        admin = wait_until(self._redis_up, 30, "iti-redis")
         for line in (REPO / "deploy" / "redis" / "acl.txt").read_text().splitlines():
             if line.startswith("ACL SETUSER"):
                 admin.execute_command(*shlex.split(line.replace("PASSWORD", REDIS_PASSWORD)))
@@ -171,16 +172,6 @@ class Sidecar:
         return str(self.container(name).logs(tail=200).decode(errors="replace"))
 
 
-def wait(predicate: Any, timeout: float, what: str, context: Any = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
-
-
 @pytest.fixture
 def sidecar(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterator[Sidecar]:
     ensure_stand_in_image(docker_engine)
@@ -208,8 +199,10 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
     # The image runs non-root, and its own health check turns healthy.
     sup = sidecar.container("iti-worker-supervisor")
     assert sup.attrs["Config"]["User"] == "10001"
-    wait(lambda: app.control.ping(destination=["dify@worker"], timeout=0.5), 60, "worker ready")
-    wait(
+    wait_until(
+        lambda: app.control.ping(destination=["dify@worker"], timeout=0.5), 60, "worker ready"
+    )
+    wait_until(
         lambda: (
             sidecar.container("iti-worker-supervisor").attrs["State"]["Health"]["Status"]
             == "healthy"
@@ -224,7 +217,7 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
     app.send_task("tasks.poison", queue="celery")
     producer = Producer(app, 4).start()
     try:
-        [restart] = wait(
+        [restart] = wait_until(
             lambda: [r for r in sidecar.audit(state) if r["event"] == "restart"],
             90,
             "a restart",
@@ -234,7 +227,7 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
     finally:
         producer.stop()
     client = sidecar.redis()
-    wait(lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0, 60, "drained")
+    wait_until(lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0, 60, "drained")
     time.sleep(1.5)
     calls = re.findall(r'msg="Calling (\w+ \S+)"', dockerd_log.read_bytes()[offset:].decode())
 
@@ -276,7 +269,7 @@ for method, path in [("POST", "/v1.41/containers/create"), ("GET", "/v1.41/image
 
     # The documented manual trigger: compose kill -s SIGUSR1 reaches the supervisor through init.
     compose(sidecar.policies, "kill", "-s", "SIGUSR1", "worker-supervisor")
-    manual = wait(
+    manual = wait_until(
         lambda: [
             r for r in sidecar.audit(state) if r["event"] == "restart" and r["trigger"] == "manual"
         ],
