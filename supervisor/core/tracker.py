@@ -459,6 +459,7 @@ def _restarted(
         "seconds": round(result.seconds, 3),
         "error": result.error,
         "started_at": list(result.started_at) or None,
+        "called_at": round(result.called_at, 3) if result.called_at is not None else None,
         "by_restart_policy": list(result.by_restart_policy) or None,
         "killed": list(result.killed) or None,
         "sigquit": result.sigquit,

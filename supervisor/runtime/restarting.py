@@ -6,6 +6,7 @@ kombu's unacked hash for the visibility timeout. Every restart reports what is l
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,7 +49,9 @@ def restart(
     # A worker whose cold shutdown is known to break is not asked for one: SIGKILL at once,
     # then its reserved messages are given back here, all of them.
     sigquit = not (monitor and workers and monitor.cold_shutdown_breaks(workers))
+    called_at = time.time()
     result = actuator.restart(policy.target, policy.restart, plan.containers, sigquit=sigquit)
+    result = dataclasses.replace(result, called_at=called_at)
     store = store_for(policy)
     try:
         if not result.killed:
