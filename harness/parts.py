@@ -23,6 +23,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import docker
 import redis
@@ -381,10 +382,12 @@ def queue_state(broker_url: str) -> tuple[int, int]:
 
 
 class Webhook:
-    """A local HTTP server that records what it is sent; it can fail or hang on request."""
+    """A local HTTP server that records what it is sent, as Apprise's `json://` and `form://`
+    post it (a form's fields become a dict); it can fail or hang on request."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.status = 200
         self.release = threading.Event()
         self.release.set()
@@ -394,7 +397,12 @@ class Webhook:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.release.wait(30)
-                hook.received.append(json.loads(body))
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    record = json.loads(body)
+                else:
+                    record = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                hook.received.append(record)
+                hook.paths.append(self.path)
                 self.send_response(hook.status)
                 self.end_headers()
 
@@ -402,7 +410,10 @@ class Webhook:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/secret-token"
+        where = f"127.0.0.1:{self.server.server_port}/hooks/secret-token"
+        self.url = f"http://{where}"  # a plain webhook, as before Apprise
+        self.json_url = f"json://{where}"
+        self.form_url = f"form://{where}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

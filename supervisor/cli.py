@@ -159,13 +159,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from supervisor.policy import load_policy
-    from supervisor.sinks import notify
+    from supervisor.sinks import notify, notify_urls
 
     policy = load_policy(args.policy)
     settings = notify.settings_for(policy)
     if settings is None:
         print(
-            f"{args.policy}: no [notify] section and no {notify.URL_ENV} in the environment",
+            f"{args.policy}: no [notify] section, and neither {notify.URLS_ENV} nor "
+            f"{notify.URL_ENV} in the environment",
             file=sys.stderr,
         )
         return EXIT_INVALID
@@ -176,7 +177,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         f"[{policy.name}] test notification from iti-worker-supervisor",
     )
     notify.send(settings, notice)
-    print(f"sent a test notification to {notify.where(settings.url)} ({settings.format})")
+    print("sent a test notification to " + ", ".join(notify_urls.where(u) for u in settings.urls))
     return EXIT_OK
 
 

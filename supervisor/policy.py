@@ -203,11 +203,31 @@ NOTIFY_EVENTS: tuple[str, ...] = tuple(k.value for k in NOTIFIABLE)
 
 
 class Notify(_Section):
-    url: str
-    format: Literal["json", "slack", "discord", "teams"] = "json"
+    """Where notices go: Apprise URLs. `url` with `format` (the webhook settings from before
+    Apprise) is still read and becomes one of `urls`."""
+
+    urls: list[str]
     timeout: PositiveDuration = 5.0
     retries: int = Field(default=2, ge=0, le=10)
     events: list[str] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _webhook(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or ("url" not in data and "format" not in data):
+            return data
+        from supervisor.sinks.notify_urls import from_webhook
+
+        data = dict(data)
+        url, fmt = data.pop("url", None), data.pop("format", "json")
+        if not isinstance(url, str):
+            raise ValueError("format goes with url (the webhook); with Apprise, give urls")
+        if fmt not in ("json", "slack", "discord", "teams"):
+            raise ValueError(f"format must be json, slack, discord or teams, got {fmt!r}")
+        if urlsplit(expand_env(url)).scheme not in ("http", "https"):
+            raise ValueError("url must be an http:// or https:// webhook; for others give urls")
+        data["urls"] = [*data.get("urls", []), from_webhook(expand_env(url), fmt)]
+        return data
 
     @field_validator("events")
     @classmethod
@@ -217,13 +237,17 @@ class Notify(_Section):
             raise ValueError(f"unknown event {unknown[0]!r}; events are {', '.join(NOTIFY_EVENTS)}")
         return events
 
-    @field_validator("url")
+    @field_validator("urls")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        url = expand_env(url)
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
-        return url
+    def _apprise_urls(cls, urls: list[str]) -> list[str]:
+        from supervisor.sinks.notify_urls import check
+
+        if not urls:
+            raise ValueError("give at least one Apprise URL")
+        urls = [expand_env(u) for u in urls]
+        for url in urls:
+            check(url)
+        return urls
 
 
 class Policy(_Section):

@@ -22,14 +22,16 @@ from harness.services import free_port
 from supervisor import status
 from supervisor.cli import main
 from supervisor.core import tracker
-from supervisor.core.events import NOTIFIABLE
+from supervisor.core.events import NOTIFIABLE, Event
 from supervisor.core.governor import GovernorState
 from supervisor.errors import PolicyError
 from supervisor.policy import parse_policy
 from supervisor.runtime.state_store import StateStore
 from supervisor.sinks import log as logs
 from supervisor.sinks import notify as notifier
-from supervisor.sinks.notify import Notice, payload, settings_for, where
+from supervisor.sinks import notify_urls
+from supervisor.sinks.notify import Notice, settings_for
+from supervisor.sinks.notify_urls import where
 from tests.helpers import make_policy, policy_dict
 
 # -- units -------------------------------------------------------------------------------------
@@ -42,60 +44,92 @@ def test_sparkline_scales_between_min_and_max() -> None:
     assert status.sparkline([]) == ""
 
 
-NOTICE = Notice("restart", "w", "iti-dify-worker", "[w] restarted", False, {"seconds": 1.2})
+NOTICE = Notice("restart", "w", "iti-dify-worker", "[w] restarted", details={"containers": "ab"})
+
+
+def test_a_notice_is_flat_fields_and_an_apprise_type() -> None:
+    fields = NOTICE.fields()
+    assert fields["event"] == "restart" and fields["policy"] == "w"
+    assert fields["target"] == "iti-dify-worker" and fields["dry_run"] == "false"
+    assert fields["containers"] == "ab"
+    listed = Notice("r", "w", "c", "x", details={"containers": ["a", "b"]})
+    assert listed.fields()["containers"] == "a,b"
+    assert NOTICE.kind == "warning"
+    assert Notice("escalate", "w", "c", "x").kind == "failure"
+    assert Notice("recovery", "w", "c", "x").kind == "success"
+    assert Notice("test", "w", "c", "x").kind == "info"
+
+
+def test_fields_go_into_the_url_only_for_structured_receivers() -> None:
+    url = notify_urls.with_fields("json://h/x?a=1", {"event": "restart", "reason": "5 > 3 & up"})
+    assert url == "json://h/x?a=1&:event=restart&:reason=5%20%3E%203%20%26%20up"
+    assert notify_urls.with_fields("ntfy://ntfy.sh/topic", {"event": "restart"}) == (
+        "ntfy://ntfy.sh/topic"
+    )
 
 
 @pytest.mark.parametrize(
-    ("fmt", "check"),
+    ("url", "shown"),
     [
-        ("slack", lambda p: p == {"text": "[w] restarted"}),
-        ("discord", lambda p: p == {"content": "[w] restarted"}),
-        ("teams", lambda p: p["@type"] == "MessageCard" and p["text"] == "[w] restarted"),
-        (
-            "json",
-            lambda p: (
-                p["event"] == "restart"
-                and p["policy"] == "w"
-                and p["seconds"] == 1.2
-                and p["dry_run"] is False
-                and p["target"] == "iti-dify-worker"
-            ),
-        ),
+        ("https://hooks.slack.com/services/T0/B0/secret", "slack://T...0/…"),
+        ("jsons://user:hunter2@h.example/p/secret", "jsons://h.example/…"),
+        ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/4567", "tgram://1...w/…"),
+        ("ntfy://ntfy.sh/secret-topic", "ntfy://ntfy.sh/…"),
+        ("nonsense://x/secret", "nonsense://x/…"),
     ],
 )
-def test_payload_shapes(fmt: str, check: Any) -> None:
-    assert check(payload(fmt, NOTICE))
+def test_notification_urls_are_shown_without_their_secrets(url: str, shown: str) -> None:
+    assert where(url) == shown
 
 
-def test_webhook_urls_are_shown_by_host_only() -> None:
-    assert where("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…"
+def test_webhook_settings_from_before_apprise_become_apprise_urls() -> None:
+    assert notify_urls.from_webhook("https://h.example/hook?k=v", "json") == (
+        "jsons://h.example/hook?k=v"
+    )
+    assert notify_urls.from_webhook("http://h:8080/hook", "json") == "json://h:8080/hook"
+    slack = "https://hooks.slack.com/services/T0/B0/secret"
+    assert notify_urls.from_webhook(slack, "slack") == slack  # Apprise knows Slack's own URLs
 
 
 def test_notify_section_is_validated_and_takes_env_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with pytest.raises(PolicyError, match=r"notify\.url: must be"):
+    with pytest.raises(PolicyError, match=r"notify: url must be an http"):
         parse_policy(policy_dict(notify={"url": "ftp://x"}), "p.toml")
-    with pytest.raises(PolicyError, match=r"notify\.format"):
+    with pytest.raises(PolicyError, match=r"notify: format must be .*got 'pager'"):
         parse_policy(policy_dict(notify={"url": "http://x", "format": "pager"}), "p.toml")
+    with pytest.raises(PolicyError, match=r"notify\.urls: Apprise does not recognise bogus://h/…"):
+        parse_policy(policy_dict(notify={"urls": ["bogus://h/secret"]}), "p.toml")
+    with pytest.raises(PolicyError, match=r"notify\.urls: give at least one"):
+        parse_policy(policy_dict(notify={"urls": []}), "p.toml")
     monkeypatch.setenv("HOOK_TOKEN", "abc")
-    policy = parse_policy(policy_dict(notify={"url": "https://h/x/${HOOK_TOKEN}"}), "p.toml")
-    assert policy.notify is not None and policy.notify.url == "https://h/x/abc"
+    policy = parse_policy(
+        policy_dict(notify={"urls": ["ntfy://ntfy.sh/${HOOK_TOKEN}"], "url": "https://h/x"}),
+        "p.toml",
+    )
+    assert policy.notify is not None
+    assert policy.notify.urls == ["ntfy://ntfy.sh/abc", "jsons://h/x"]
     assert policy.notify.events == [k.value for k in NOTIFIABLE]
     assert {"restart", "restart_failed", "escalate", "recovery"} <= set(policy.notify.events)
     with pytest.raises(PolicyError, match=r"notify\.events: .*unknown event 'reboot'"):
-        parse_policy(policy_dict(notify={"url": "http://x", "events": ["reboot"]}), "p.toml")
+        parse_policy(policy_dict(notify={"urls": ["json://x"], "events": ["reboot"]}), "p.toml")
 
 
-def test_environment_webhook_applies_when_the_policy_has_none(
+def test_environment_urls_apply_when_the_policy_has_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(notifier.URL_ENV, raising=False)
+    for name in (notifier.URLS_ENV, notifier.URL_ENV, notifier.FORMAT_ENV):
+        monkeypatch.delenv(name, raising=False)
     assert settings_for(make_policy()) is None
-    monkeypatch.setenv(notifier.URL_ENV, "https://example.invalid/hook")
+    monkeypatch.setenv(notifier.URLS_ENV, "ntfy://ntfy.sh/a, gotify://g.example/token")
+    settings = settings_for(make_policy())
+    assert settings is not None
+    assert settings.urls == ["ntfy://ntfy.sh/a", "gotify://g.example/token"]
+    monkeypatch.delenv(notifier.URLS_ENV)
+    monkeypatch.setenv(notifier.URL_ENV, "https://hooks.slack.com/services/T0/B0/x")
     monkeypatch.setenv(notifier.FORMAT_ENV, "slack")
     settings = settings_for(make_policy())
-    assert settings is not None and settings.format == "slack"
+    assert settings is not None and settings.urls == ["https://hooks.slack.com/services/T0/B0/x"]
 
 
 def test_log_lines_carry_the_policy_and_hide_passwords(
@@ -126,10 +160,10 @@ def webhook() -> Iterator[Webhook]:
     hook.close()
 
 
-def policy_with_hook(path: Path, url: str, hook: str, fmt: str = "json", **extra: Any) -> Path:
+def policy_with_hook(path: Path, url: str, *hooks: str, **extra: Any) -> Path:
     write_policy(path, "w", url, "iti-dify-worker", **extra)
     with path.open("a") as f:
-        f.write(f'[notify]\nurl = "{hook}"\nformat = "{fmt}"\ntimeout = 1\nretries = 1\n')
+        f.write(f"[notify]\nurls = {json.dumps(hooks)}\ntimeout = 1\nretries = 1\n")
     return path
 
 
@@ -137,15 +171,19 @@ def policy_with_hook(path: Path, url: str, hook: str, fmt: str = "json", **extra
 def test_notify_test_delivers_and_reports_failures(
     webhook: Webhook, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = policy_with_hook(tmp_path / "p.toml", "redis://127.0.0.1:1/0", webhook.url, "slack")
+    path = policy_with_hook(tmp_path / "p.toml", "redis://127.0.0.1:1/0", webhook.json_url)
     assert main(["notify-test", str(path)]) == 0
-    assert webhook.received == [{"text": "[w] test notification from iti-worker-supervisor"}]
+    [notice] = webhook.received
+    assert notice["message"] == "[w] test notification from iti-worker-supervisor"
+    assert notice["title"] == "iti-worker-supervisor: test (w)" and notice["event"] == "test"
     out = capsys.readouterr().out
-    assert "secret-token" not in out and "http://127.0.0.1/…" in out
+    port = webhook.server.server_port
+    assert "secret-token" not in out and f"json://127.0.0.1:{port}/…" in out
     webhook.status = 500
     assert main(["notify-test", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "failed after 2 attempt(s): HTTP 500" in err and "secret-token" not in err
+    assert "failed after 2 attempt(s)" in err and "500" in err and "secret-token" not in err
+    assert len(webhook.received) == 3
     bare = tmp_path / "bare.toml"
     write_policy(bare, "w", "redis://127.0.0.1:1/0", "c")
     assert main(["notify-test", str(bare)]) == 2
@@ -167,7 +205,7 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
     client = redis.Redis.from_url(redis_url)
     client.rpush("celery", *range(7))
     client.rpush("mail", *range(2))
-    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.url)
+    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.json_url)
     text = path.read_text().replace('queues = ["celery"]', 'queues = ["celery", "mail"]')
     path.write_text(text)
     port = free_port()
@@ -200,7 +238,8 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
         sup.wait_for(lambda: webhook.received, 60, "a notification")
         [notice] = webhook.received
         assert notice["event"] == "restart_failed" and notice["policy"] == "w"
-        assert "FAILED" in notice["text"] and "unreachable" in notice["text"]
+        assert notice["type"] == "failure"
+        assert "FAILED" in notice["message"] and "unreachable" in notice["message"]
         metrics = scrape(port)
         key = 'iti_supervisor_restarts_total{outcome="failed",policy="w",trigger="manual"}'
         assert metrics[key] == 1
@@ -259,7 +298,7 @@ def test_a_hung_webhook_never_delays_a_restart_decision(
     redis_url: str, webhook: Webhook, tmp_path: Path
 ) -> None:
     webhook.release.clear()  # the webhook accepts, then hangs
-    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.url)
+    path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.json_url, webhook.form_url)
     sup = SupervisorProcess(
         [path], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
     )
@@ -313,7 +352,7 @@ def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_notices_submitted_from_many_threads_at_once_start_one_sender(webhook: Webhook) -> None:
-    settings = parse_policy(policy_dict(notify={"url": webhook.url}), "p.toml").notify
+    settings = parse_policy(policy_dict(notify={"urls": [webhook.json_url]}), "p.toml").notify
     sender = notifier.Notifier()
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -337,4 +376,21 @@ def test_notices_submitted_from_many_threads_at_once_start_one_sender(webhook: W
         sys.setswitchinterval(interval)
     sender.close()
     assert errors == []
-    assert sorted(n["text"] for n in webhook.received) == sorted(f"n{i}" for i in range(8))
+    assert sorted(n["message"] for n in webhook.received) == sorted(f"n{i}" for i in range(8))
+
+
+def test_every_notifiable_event_reaches_json_and_form_receivers(webhook: Webhook) -> None:
+    policy = make_policy(notify={"urls": [webhook.json_url, webhook.form_url]})
+    sender = notifier.Notifier()
+    for kind in NOTIFIABLE:
+        ev = Event(kind, "w", f"{kind.value} happened", {"reason": "depth 9 > 5"})
+        sender.on_event(ev, policy, dry_run=kind.value == "dry_run_restart")
+    sender.close()
+    assert len(webhook.received) == 2 * len(NOTIFIABLE)
+    for kind in NOTIFIABLE:
+        both = [n for n in webhook.received if n["event"] == kind.value]
+        assert len(both) == 2, kind  # one JSON, one form
+        for notice in both:
+            assert notice["policy"] == policy.name and notice["reason"] == "depth 9 > 5"
+            assert notice["message"].endswith(f"{kind.value} happened")
+            assert notice["dry_run"] == ("true" if kind.value == "dry_run_restart" else "false")

@@ -1,8 +1,10 @@
-"""The notification sink: webhook messages for the events a person should hear about.
+"""The notification sink: notices through Apprise (ntfy, Gotify, Telegram, Slack, Discord,
+Teams, e-mail, PagerDuty, JSON and form webhooks...) for the events a person should hear about.
 
 Sending happens in a thread of its own, bounded in time and retried a little; a slow or failing
-webhook is logged and never delays a restart. Webhook URLs carry secrets (Slack and Discord put
-the token in the path), so only their scheme and host are ever logged.
+service is logged and never delays a restart. URLs carry secrets, so they are only ever shown
+by `notify_urls.where`. Apprise is imported by the sending thread, on the first notice: without
+notifications it is never loaded.
 """
 
 from __future__ import annotations
@@ -10,26 +12,31 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from supervisor.core.events import Event
 from supervisor.errors import SupervisorError
-from supervisor.policy import Notify, Policy, expand_env
+from supervisor.policy import Notify, Policy
+from supervisor.sinks import notify_urls
+from supervisor.sinks.notify_urls import where, with_fields
 
 log = logging.getLogger("supervisor.notify")
 
-URL_ENV = "SUPERVISOR_WEBHOOK_URL"
+URLS_ENV = "SUPERVISOR_NOTIFY_URLS"  # Apprise URLs, separated by spaces or commas
+URL_ENV = "SUPERVISOR_WEBHOOK_URL"  # before Apprise: one webhook, in SUPERVISOR_WEBHOOK_FORMAT
 FORMAT_ENV = "SUPERVISOR_WEBHOOK_FORMAT"
 
-
 _DETAILS = ("reason", "trigger", "outcome", "containers", "error", "depth")
+# What kind of news each event is, for the services that show it (colour, icon, priority).
+_FAILURE = frozenset({"restart_failed", "escalate", "internal_error", "start_error_begin"})
+_WARNING = frozenset({"restart", "dry_run_restart", "restart_resumed"})
+_SUCCESS = frozenset({"recovery", "restart_completed"})
 
 
 class NotifyError(SupervisorError):
@@ -45,69 +52,85 @@ class Notice:
     dry_run: bool = False
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def title(self) -> str:
+        return f"iti-worker-supervisor: {self.event} ({self.policy})"
+
+    @property
+    def kind(self) -> str:
+        """Apprise's notify type."""
+        if self.event in _FAILURE:
+            return "failure"
+        if self.event in _WARNING:
+            return "warning"
+        return "success" if self.event in _SUCCESS else "info"
+
+    def fields(self) -> dict[str, str]:
+        """The notice as flat fields, for receivers that take structured payloads."""
+        out = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "event": self.event,
+            "policy": self.policy,
+            "target": self.target,
+            "dry_run": "true" if self.dry_run else "false",
+        }
+        for key, value in self.details.items():
+            out[key] = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        return out
+
 
 def settings_for(policy: Policy) -> Notify | None:
     """The policy's [notify], or else the one from the environment, or None."""
     if policy.notify is not None:
         return policy.notify
-    url = os.environ.get(URL_ENV)
-    if not url:
-        return None
-    return Notify.model_validate(
-        {"url": expand_env(url), "format": os.environ.get(FORMAT_ENV, "json")}
-    )
-
-
-def where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
-
-
-def payload(fmt: str, notice: Notice) -> dict[str, Any]:
-    if fmt == "slack":
-        return {"text": notice.text}
-    if fmt == "discord":
-        return {"content": notice.text[:2000]}
-    if fmt == "teams":
-        return {
-            "@type": "MessageCard",
-            "@context": "https://schema.org/extensions",
-            "summary": f"{notice.policy}: {notice.event}",
-            "themeColor": "D70000" if notice.event in ("escalate", "restart_failed") else "0076D7",
-            "text": notice.text,
-        }
-    return {
-        "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "event": notice.event,
-        "policy": notice.policy,
-        "target": notice.target,
-        "dry_run": notice.dry_run,
-        "text": notice.text,
-        **notice.details,
-    }
+    urls = [u for u in re.split(r"[\s,]+", os.environ.get(URLS_ENV, "")) if u]
+    legacy = os.environ.get(URL_ENV)
+    if legacy:
+        return Notify.model_validate(
+            {"urls": urls, "url": legacy, "format": os.environ.get(FORMAT_ENV, "json")}
+        )
+    return Notify.model_validate({"urls": urls}) if urls else None
 
 
 def send(settings: Notify, notice: Notice) -> None:
-    """Deliver one notice now; NotifyError after the retries are spent."""
-    body = payload(settings.format, notice)
+    """Deliver one notice to every URL now; NotifyError naming those that failed after their
+    retries (the others have it)."""
+    failures = []
+    for url in settings.urls:
+        try:
+            _send_one(url, settings, notice)
+        except NotifyError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise NotifyError("; ".join(failures))
+
+
+def _send_one(url: str, settings: Notify, notice: Notice) -> None:
+    import apprise
+
+    plugin = notify_urls.plugin(with_fields(url, notice.fields()))
+    if plugin is None:  # the policy check accepted it: only a field could make it unreadable
+        plugin = notify_urls.plugin(url)
+    plugin.socket_connect_timeout = settings.timeout
+    plugin.socket_read_timeout = settings.timeout
+    attempts = settings.retries + 1
     retrying = Retrying(
-        retry=retry_if_exception_type(requests.RequestException),
-        stop=stop_after_attempt(settings.retries + 1),
+        retry=retry_if_result(lambda ok: not ok),
+        stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=0.5, max=4.0),
-        reraise=True,
+        retry_error_callback=lambda _: False,
     )
-    try:
-        for attempt in retrying:
-            with attempt:
-                response = requests.post(settings.url, json=body, timeout=settings.timeout)
-                response.raise_for_status()
-    except requests.RequestException as exc:
-        status = getattr(exc.response, "status_code", None) if hasattr(exc, "response") else None
-        reason = f"HTTP {status}" if status else type(exc).__name__
-        raise NotifyError(
-            f"webhook {where(settings.url)} failed after {settings.retries + 1} attempt(s): "
-            f"{reason}"
-        ) from None
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:  # type: ignore[no-untyped-call]
+        ok = retrying(
+            plugin.notify,
+            body=notice.text,
+            title=notice.title,
+            notify_type=apprise.NotifyType(notice.kind),
+        )
+    if not ok:
+        lines = [x for x in captured.getvalue().splitlines() if x.strip()]
+        reason = lines[-1].strip() if lines else "no reason given"
+        raise NotifyError(f"{where(url)} failed after {attempts} attempt(s): {reason}")
 
 
 class Notifier:
@@ -168,6 +191,8 @@ class Notifier:
                     exc,
                     extra={"policy": notice.policy},
                 )
+            except Exception:
+                log.exception("notification %s not delivered", notice.event)
 
     def close(self, timeout: float = 10.0) -> None:
         with self._start_lock:

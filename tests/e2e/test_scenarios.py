@@ -139,7 +139,9 @@ def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(
 ) -> None:
     hook = webhook
     before = stack.worker.started_at()
-    sup = stack.supervise([stack.policy()], dry_run=True, env={"SUPERVISOR_WEBHOOK_URL": hook.url})
+    sup = stack.supervise(
+        [stack.policy()], dry_run=True, env={"SUPERVISOR_NOTIFY_URLS": hook.form_url}
+    )
     stack.poison()
     stack.produce(per_second=4)
     [record] = sup.wait_for(lambda: sup.events("dry_run_restart"), 60, "a dry-run restart")
@@ -151,7 +153,9 @@ def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(
     assert sup.events("start")[0]["dry_run"] is True
     notices = hook.received
     assert (
-        notices and notices[0]["dry_run"] is True and "DRY-RUN would restart" in notices[0]["text"]
+        notices
+        and notices[0]["dry_run"] == "true"
+        and "DRY-RUN would restart" in notices[0]["message"]
     )
 
 
@@ -290,9 +294,10 @@ def test_8_metrics_and_notifications_follow_a_real_restart_and_recovery(stack: S
             60,
             "restart and recovery notices",
         )
-        assert "restarted iti-test-worker" in events[0]["text"]
-        assert events[0]["dry_run"] is False
-        assert "back under 5" in events[1]["text"]
+        # SUPERVISOR_WEBHOOK_URL, from before Apprise, still works: Apprise's json:// payload
+        assert "restarted iti-test-worker" in events[0]["message"]
+        assert events[0]["dry_run"] == "false" and events[0]["type"] == "warning"
+        assert "back under 5" in events[1]["message"] and events[1]["type"] == "success"
         text = metrics()
         assert (
             'iti_supervisor_restarts_total{outcome="done",policy="worker",trigger="automatic"} 1.0'

@@ -1,0 +1,72 @@
+"""Notification URLs: Apprise URLs (https://github.com/caronc/apprise/wiki), the migration of
+the webhook settings from before Apprise, and how a URL may be shown.
+
+Apprise is imported here only when a URL is checked or used, so a supervisor without
+notifications never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+# Plugins whose payload takes extra fields from `:key=value` in the URL: a JSON or form receiver
+# gets the event's name and policy as fields of their own, not only inside the text.
+_FIELD_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+
+
+def from_webhook(url: str, fmt: str) -> str:
+    """The Apprise URL for a webhook of the settings before Apprise (`url` and `format`).
+
+    Apprise recognises Slack's, Discord's and Teams' own webhook URLs as they are; a plain JSON
+    webhook becomes `json://` (`jsons://` for https)."""
+    if fmt != "json":
+        return url
+    parts = urlsplit(url)
+    scheme = {"http": "json", "https": "jsons"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def plugin(url: str) -> Any:
+    import apprise
+
+    asset = apprise.AppriseAsset(app_id="iti-worker-supervisor", app_desc="iti-worker-supervisor")
+    return apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
+
+
+def check(url: str) -> None:
+    """ValueError, naming the URL by `where`, unless Apprise can send to it."""
+    if "://" not in url:
+        raise ValueError(f"{where(url)} is not a URL (scheme://...)")
+    if plugin(url) is None:
+        raise ValueError(
+            f"Apprise does not recognise {where(url)}; see the services and their URLs at "
+            "https://github.com/caronc/apprise/wiki"
+        )
+
+
+def where(url: str) -> str:
+    """The URL as it may be logged: its scheme and host, never a path, query or password.
+    When Apprise knows the URL, its privacy form is used, since some services (Telegram) put
+    the token where the host would be."""
+    known = None
+    try:
+        known = plugin(url) if "://" in url else None
+    except Exception:  # noqa: BLE001 - showing a URL must never fail
+        known = None
+    shown = known.url(privacy=True) if known is not None else url
+    parts = urlsplit(shown)
+    host = parts.hostname or "?"
+    if known is not None:
+        host = parts.netloc.rsplit("@", 1)[-1] or "?"
+    return f"{parts.scheme or '?'}://{host}/…"
+
+
+def with_fields(url: str, fields: dict[str, str]) -> str:
+    """The URL with `fields` added to the payload, for the plugins that take them."""
+    parts = urlsplit(url)
+    if parts.scheme not in _FIELD_SCHEMES:
+        return url
+    extra = "&".join(f":{quote(k, safe='')}={quote(v, safe='')}" for k, v in fields.items())
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
