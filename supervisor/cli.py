@@ -79,6 +79,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_proxy_allowlist(args: argparse.Namespace) -> int:
+    from supervisor.policy import load_policies
+    from supervisor.proxy_allowlist import allowlist
+
+    print(allowlist(load_policies(args.policies)))
+    return EXIT_OK
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -215,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate policy files; exit 0, or 2 with the problems")
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "proxy-allowlist",
+        help="print SUPERVISOR_WORKER_CONTAINERS for the policies: the names the socket proxy "
+        "lets kill, start and restart reach",
+    )
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
+    p.set_defaults(func=cmd_proxy_allowlist)
 
     p = sub.add_parser("sample", help="sample a policy's queues once and print JSON")
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")

@@ -386,6 +386,14 @@ def load_policies(paths: list[Path]) -> list[Policy]:
             )
         else:
             targets[key] = (path, policy)
+    allowed = os.environ.get("SUPERVISOR_WORKER_CONTAINERS")
+    if allowed:
+        from supervisor.proxy_allowlist import uncovered
+
+        for path, policy in loaded:
+            why = uncovered(policy, allowed)
+            if why:
+                problems.append(f"{path}: target: {why}")
     if problems:
         raise PolicyError(problems)
     return [p for _, p in loaded]

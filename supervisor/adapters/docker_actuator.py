@@ -1,8 +1,9 @@
 """Restarts the worker's container through the Docker Engine API.
 
 Only these calls are made: list and inspect containers, kill (a signal), start, restart. That is
-what a socket proxy has to allow. Waiting for a container to stop is done by polling inspect,
-so no `wait` endpoint is needed.
+what a socket proxy has to allow. The three that change a container address it by its name, so
+that the proxy can let them through for the worker containers only (deploy/socket-proxy).
+Waiting for a container to stop is done by polling inspect, so no `wait` endpoint is needed.
 
 Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
 tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
@@ -74,6 +75,11 @@ def is_transient(exc: BaseException) -> bool:
 
 def describe_docker_error(exc: BaseException) -> str:
     if isinstance(exc, APIError):
+        if exc.status_code == 403:  # the engine itself never says 403; a socket proxy does
+            return (
+                "403 refused by the Docker socket proxy: is the container in its allowlist "
+                "(SUPERVISOR_WORKER_CONTAINERS)?"
+            )
         return f"{exc.status_code} {exc.explanation or exc}"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"Docker engine unreachable: {_first_line(exc)}"
@@ -221,7 +227,11 @@ class DockerActuator:
                 else:
                     self._call(
                         "restart",
-                        partial(container.restart, timeout=math.ceil(policy.stop_timeout)),
+                        partial(
+                            self.client.api.restart,
+                            container.name,
+                            timeout=math.ceil(policy.stop_timeout),
+                        ),
                     )
                 new_starts.append(self._confirm(container, before))
             return RestartResult(
@@ -270,7 +280,7 @@ class DockerActuator:
             started = []
             for container in containers:
                 if not self._running(container):
-                    self._call("start", container.start)
+                    self._start(container)
                     started.append(container.name)
             for container in containers:
                 if not self._running(container):
@@ -285,7 +295,7 @@ class DockerActuator:
         starts it again by itself meanwhile (a container with another stop signal than SIGQUIT
         and `restart: always`), it is neither killed nor started a second time."""
         if not self._running(container):
-            self._call("start", container.start)
+            self._start(container)
             return _Cold()
         signalled = self._identity(container)
         killed = False
@@ -307,7 +317,7 @@ class DockerActuator:
             log.info("%s was started again by its restart policy", container.name)
             return _Cold(by_docker=True, killed=killed)
         stopped_at = time.time()
-        self._call("start", container.start)
+        self._start(container)
         return _Cold(killed=killed, stopped_at=stopped_at)
 
     def _identity(self, container: Any) -> tuple[str | None, int]:
@@ -318,11 +328,14 @@ class DockerActuator:
 
     def _signal(self, container: Any, signal: str) -> None:
         try:
-            self._call("kill", lambda: container.kill(signal=signal))
+            self._call("kill", lambda: self.client.api.kill(container.name, signal=signal))
         except APIError as exc:
             if exc.status_code == 409:  # not running any more: nothing to signal
                 return
             raise
+
+    def _start(self, container: Any) -> None:
+        self._call("start", lambda: self.client.api.start(container.name))
 
     def _running(self, container: Any) -> bool:
         self._call("inspect", container.reload)

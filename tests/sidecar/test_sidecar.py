@@ -40,7 +40,7 @@ ALLOWED = re.compile(
     r"^(GET|HEAD) (/v[0-9.]+)?/(_ping|version)$"
     r"|^GET (/v[0-9.]+)?/containers/json(\?.*)?$"
     r"|^GET (/v[0-9.]+)?/containers/[A-Za-z0-9_.-]+/json(\?.*)?$"
-    r"|^POST (/v[0-9.]+)?/containers/[A-Za-z0-9_.-]+/(kill|start|restart)(\?.*)?$"
+    r"|^POST (/v[0-9.]+)?/containers/iti-dify-worker/(kill|start|restart)(\?.*)?$"
 )
 
 
@@ -115,6 +115,9 @@ def test_override_merges_into_the_stack(tmp_path: Path) -> None:
     assert sup["healthcheck"]["test"] == ["CMD", "supervisor", "health"]
     proxy = services["docker-socket-proxy"]
     assert set(proxy["networks"]) == {"worker-supervisor-docker"}
+    # one allowlist, read by both: the proxy enforces it, the supervisor checks its policies
+    allowed = proxy["environment"]["SUPERVISOR_WORKER_CONTAINERS"]
+    assert allowed == sup["environment"]["SUPERVISOR_WORKER_CONTAINERS"] == "iti-dify-worker"
     assert merged["networks"]["worker-supervisor-docker"]["internal"] is True
     assert all("ports" not in s for s in services.values())  # nothing published on the host
     assert services["redis"]["container_name"] == "iti-redis"
@@ -242,21 +245,45 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
     proxy_log = sidecar.logs("iti-docker-socket-proxy")
     assert " 403 " not in proxy_log, proxy_log
 
-    # The proxy refuses everything else, even from inside the supervisor's container.
-    probe = """
+    # The proxy refuses everything else, even from inside the supervisor's container: other
+    # calls, and kill/start/restart of any container but the worker, one created later included.
+    late = sidecar.engine.containers.create(
+        "iti-supervisor-stand-in:bookworm", ["sleep", "600"], name="iti-late-worker"
+    )
+    worker_id = sidecar.container("iti-dify-worker").id
+    forbidden = [
+        ("POST", "/v1.41/containers/create"),
+        ("GET", "/v1.41/images/json"),
+        ("POST", "/v1.41/containers/iti-redis/exec"),
+        ("DELETE", "/v1.41/containers/iti-redis"),
+        ("POST", "/v1.41/containers/iti-redis/kill"),
+        ("POST", "/containers/iti-redis/kill"),
+        ("POST", "/v1.41/containers/iti-redis/restart"),
+        ("POST", "/v1.41/containers/iti-worker-supervisor/kill"),
+        ("POST", "/v1.41/containers/iti-docker-socket-proxy/restart"),
+        ("POST", "/v1.41/containers/iti-late-worker/start"),
+        ("POST", "/v1.41/containers/iti-late-worker/kill"),
+        ("POST", f"/v1.41/containers/{worker_id}/kill"),  # by id: the proxy allows names only
+        ("POST", "/v1.41/containers/iti-dify-worker-x/kill"),
+        ("POST", "/v1.41/containers/iti-dify-worker/exec"),
+        ("POST", "/v1.41/containers/iti-dify-worker/../iti-redis/kill"),
+    ]
+    probe = f"""
 import urllib.error, urllib.request
-for method, path in [("POST", "/v1.41/containers/create"), ("GET", "/v1.41/images/json"),
-                     ("POST", "/v1.41/containers/iti-redis/exec"),
-                     ("DELETE", "/v1.41/containers/iti-redis")]:
+for method, path in {forbidden!r}:
     req = urllib.request.Request("http://docker-socket-proxy:2375" + path, method=method,
-                                 data=b"{}" if method == "POST" else None)
+                                 data=b"{{}}" if method == "POST" else None)
     try:
         print(urllib.request.urlopen(req).status)
     except urllib.error.HTTPError as e:
         print(e.code)
 """
     out = sup.exec_run(["python3", "-c", probe])
-    assert out.output.decode().split() == ["403"] * 4, out.output
+    assert out.output.decode().split() == ["403"] * len(forbidden), out.output
+    late.reload()
+    assert late.status == "created"  # never started
+    late.remove(force=True)
+    print(f"socket proxy: {len(forbidden)} forbidden calls tried, {len(forbidden)} answered 403")
 
     # Asked by trigger to restart a container no policy names, it refuses, and nothing happens.
     out = sup.exec_run(["supervisor", "trigger", "iti-redis"])
