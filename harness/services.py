@@ -1,12 +1,17 @@
-"""Private redis-server processes on free loopback ports, that a caller may stop and start."""
+"""Private redis-server and Prometheus processes on free loopback ports."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -67,3 +72,78 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+
+class PrometheusServer:
+    """A private Prometheus (Debian's `prometheus` package) scraping one target every second and
+    evaluating the given rule files every second; queried through its HTTP API."""
+
+    def __init__(self, workdir: Path, target: str, rule_files: list[Path]) -> None:
+        if shutil.which("prometheus") is None:
+            raise RuntimeError("prometheus is not installed: run scripts/test once to install it")
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in rule_files],
+            "scrape_configs": [
+                {"job_name": "iti-worker-supervisor", "static_configs": [{"targets": [target]}]}
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+        self.log = (workdir / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        "prometheus did not start: "
+                        + (workdir / "prometheus.log").read_text()[-2000:]
+                    ) from None
+                time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, path: str, **params: str) -> Any:
+        """The `data` of an API answer; RuntimeError with Prometheus's own error otherwise."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return list(self.api("query", query=expr)["result"])
+
+    def firing(self) -> list[dict[str, Any]]:
+        return [a for a in self.api("alerts")["alerts"] if a["state"] == "firing"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

@@ -53,6 +53,14 @@ class Metrics:
             ["policy", "queue"],
         )
         self.depth = gauge("depth", "Messages waiting in all of the policy's queues", p)
+        self.threshold = gauge(
+            "threshold", "The policy's threshold: over it and growing is stuck", p
+        )
+        self.unconsumed = gauge(
+            "queue_without_consumer",
+            "1 when no live worker consumes the queue, 0 when one does; absent when unknown",
+            ["policy", "queue"],
+        )
         self.unacked = gauge(
             "unacked_messages", "Messages reserved but not acknowledged (kombu's unacked hash)", p
         )
@@ -72,6 +80,11 @@ class Metrics:
         )
         self.escalations = counter(
             "escalations", "Due restarts refused by the budget: a person is needed", p
+        )
+        self.escalated = gauge(
+            "escalated",
+            "1 from an escalation until the next restart: the budget is spent for this incident",
+            p,
         )
         self.samples = counter("samples", "Samples taken", p)
         self.sample_failures = counter(
@@ -96,6 +109,7 @@ class Metrics:
             ["policy", "event"],
         )
         self._server: Any = None
+        self._known: set[str] = set()
 
     def serve(self, address: str, port: int) -> int:
         """Expose /metrics; returns the port (useful with port 0)."""
@@ -128,6 +142,10 @@ class Metrics:
     ) -> None:
         """The gauges of one tick: the sample, the verdict and the restart history."""
         name = policy.name
+        if name not in self._known:
+            self._start_counters(name)
+        self.threshold.labels(name).set(policy.detect.threshold)
+        self.escalated.labels(name).set(1 if state.history.escalated else 0)
         at = governor.allowed_at(state.history, policy.restart, now)
         self.set_restart_allowed_in(name, None if at is None else max(0.0, at - now))
         self.samples.labels(name).inc()
@@ -144,19 +162,41 @@ class Metrics:
             self.queue_depth.labels(name, queue).set(depth)
         if sample.unacked is not None:
             self.unacked.labels(name).set(sample.unacked)
+        for queue in sample.queues:
+            if sample.unconsumed is None:
+                with contextlib.suppress(KeyError):
+                    self.unconsumed.remove(name, queue)
+            else:
+                self.unconsumed.labels(name, queue).set(1 if queue in sample.unconsumed else 0)
         if sample.processed is None:
             with contextlib.suppress(KeyError):
                 self.progress.remove(name)
         else:
             self.progress.labels(name).set(sample.processed)
 
+    def _start_counters(self, policy: str) -> None:
+        """Counters at 0 from a policy's first tick, not from its first event: Prometheus's
+        increase() cannot see the step from no series to 1, so a first failed restart or
+        escalation would never fire an alert."""
+        self._known.add(policy)
+        for outcome in _RESTART_OUTCOMES.values():
+            for trigger in ("automatic", "manual"):
+                self.restarts.labels(policy, outcome, trigger)
+        self.escalations.labels(policy)
+        self.sample_failures.labels(policy)
+        for kind in (EventKind.RESTART_FAILED, EventKind.ESCALATE, EventKind.RESTART):
+            self.events.labels(policy, kind.value)
+
     def set_restart_allowed_in(self, policy: str, seconds: float | None) -> None:
         self.restart_allowed_in.labels(policy).set(math.inf if seconds is None else seconds)
 
     def forget(self, policy: str, queues: list[str]) -> None:
         """Drop a removed policy's series, so a reload leaves no stale ones."""
+        self._known.discard(policy)
         for metric in (
             self.depth,
+            self.threshold,
+            self.escalated,
             self.unacked,
             self.stuck,
             self.run_seconds,
@@ -171,5 +211,6 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 metric.remove(policy)
         for queue in queues:
-            with contextlib.suppress(KeyError):
-                self.queue_depth.remove(policy, queue)
+            for labelled in (self.queue_depth, self.unconsumed):
+                with contextlib.suppress(KeyError):
+                    labelled.remove(policy, queue)
