@@ -112,7 +112,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from supervisor.replay import run_replay
 
     policy = load_policy(args.policy)
-    return run_replay(policy, args.trace)
+    return run_replay(policy, args.trace, args.plot)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from supervisor.report import run_report
+
+    return run_report(state_dir_setting(args), args.policy or [], args.plot)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -236,12 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
     p.set_defaults(func=cmd_sample)
 
+    plot_help = (
+        "also draw depth, threshold, stuck runs and every decision with its reason to this PNG "
+        "(needs the plot extra: pip install 'iti-worker-supervisor[plot]')"
+    )
     p = sub.add_parser("replay", help="run the tracker over a recorded CSV trace")
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
     p.add_argument("trace", metavar="TRACE", help="CSV file with t,depth[,processed], or -")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help=plot_help)
     p.set_defaults(func=cmd_replay)
 
     state_help = f"state and audit directory (env {STATE_DIR_ENV}; default {DEFAULT_STATE_DIR})"
+    p = sub.add_parser(
+        "report", help="every restart and escalation the supervisor recorded, per policy"
+    )
+    p.add_argument("state_dir", nargs="?", metavar="STATE_DIR", help=state_help)
+    p.add_argument("--policy", action="append", metavar="NAME", help="only this policy (repeat)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help=plot_help)
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("run", help="supervise: sample, decide, restart; until SIGTERM")
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
     p.add_argument(

@@ -6,10 +6,9 @@ is taken to be carried out and confirmed at once, at the sample that decided it.
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from supervisor.core import tracker
@@ -19,73 +18,7 @@ from supervisor.core.tracker import DryRun, Restart, TrackerState
 from supervisor.errors import TraceError
 from supervisor.policy import Policy
 from supervisor.sample import Sample
-
-COLUMNS = ("t", "depth", "processed")
-FAILED_SAMPLE = "failed sample in trace"
-
-
-def read_trace(stream: TextIO, source: str) -> Iterator[Sample]:
-    """Samples from a CSV trace: header `t,depth[,processed]`; an empty depth is a failed sample."""
-    reader = csv.reader(stream)
-    header = next(reader, None)
-    if header is None:
-        raise TraceError(f"{source}: empty trace, expected a header line 't,depth[,processed]'")
-    names = [h.strip() for h in header]
-    unknown = [n for n in names if n not in COLUMNS]
-    if unknown:
-        raise TraceError(
-            f"{source}: line 1: unknown column {unknown[0]!r} (columns are t, depth, processed)"
-        )
-    for needed in ("t", "depth"):
-        if needed not in names:
-            raise TraceError(f"{source}: line 1: missing column {needed!r}")
-    index = {n: i for i, n in enumerate(names)}
-    previous_t = -math.inf
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(names):
-            raise TraceError(f"{source}: line {line}: {len(row)} fields, expected {len(names)}")
-        t = _number(row[index["t"]], source, line, "t")
-        if t < previous_t:
-            raise TraceError(f"{source}: line {line}: t={t:g} is before the previous row's t")
-        previous_t = t
-        depth = _count(row[index["depth"]], source, line, "depth")
-        processed = (
-            _count(row[index["processed"]], source, line, "processed")
-            if "processed" in index
-            else None
-        )
-        if depth is None:
-            yield Sample.failed(t, FAILED_SAMPLE)
-        else:
-            yield Sample(t=t, depth=depth, queues={}, processed=processed)
-
-
-def _number(cell: str, source: str, line: int, column: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise TraceError(f"{source}: line {line}: {column}={cell!r} is not a number") from None
-    if not math.isfinite(value):
-        raise TraceError(f"{source}: line {line}: {column}={cell!r} is not finite")
-    return value
-
-
-def _count(cell: str, source: str, line: int, column: str) -> int | None:
-    text = cell.strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise TraceError(
-            f"{source}: line {line}: {column}={cell!r} is not a whole number"
-        ) from None
-    if value < 0:
-        raise TraceError(f"{source}: line {line}: {column}={value} is negative")
-    return value
+from supervisor.trace import read_trace
 
 
 @dataclass(frozen=True)
@@ -118,8 +51,9 @@ def actions(steps: Iterable[ReplayStep]) -> Iterator[Action]:
         yield from step.actions
 
 
-def run_replay(policy: Policy, trace: str) -> int:
-    """`supervisor replay POLICY TRACE`: JSON lines of the actions on stdout, counts on stderr."""
+def run_replay(policy: Policy, trace: str, plot: Path | None = None) -> int:
+    """`supervisor replay POLICY TRACE`: JSON lines of the actions on stdout, counts on stderr;
+    with `plot`, a picture of them in that PNG file."""
     import json
     import logging
     import sys
@@ -132,8 +66,11 @@ def run_replay(policy: Policy, trace: str) -> int:
     except OSError as exc:
         raise TraceError(f"{source}: cannot read: {exc.strerror or exc}") from None
     counts = {"samples": 0, "failed": 0, "restart": 0, "escalate": 0}
+    steps: list[ReplayStep] = []
     try:
         for step in replay(policy, read_trace(stream, source)):
+            if plot is not None:
+                steps.append(step)
             counts["samples"] += 1
             counts["failed"] += not step.sample.ok
             if step.decision is not None:
@@ -155,4 +92,10 @@ def run_replay(policy: Policy, trace: str) -> int:
         counts["restart"],
         counts["escalate"],
     )
+    if plot is not None:
+        from supervisor.picture import from_replay
+        from supervisor.plot import render
+
+        render([from_replay(policy.name, policy.detect.threshold, steps)], plot)
+        log.info("wrote %s", plot)
     return 0

@@ -9,8 +9,9 @@ from supervisor.core import engine
 from supervisor.core.engine import ActionKind, EngineState, Trigger
 from supervisor.core.governor import Gate
 from supervisor.policy import Policy, load_policy
-from supervisor.replay import actions, read_trace, replay
+from supervisor.replay import actions, replay
 from supervisor.sample import Sample
+from supervisor.trace import read_trace
 
 from .helpers import make_policy
 

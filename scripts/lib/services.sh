@@ -9,6 +9,7 @@ install_missing() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v promtool >/dev/null || missing+=(prometheus)  # promtool and the server
     if ((${#missing[@]})); then
         echo "services: installing ${missing[*]}" >&2
         apt-get update -q >/dev/null

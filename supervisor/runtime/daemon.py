@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from supervisor.core import events, outage, replicas, tracker
+from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
 from supervisor.core.outage import Outage
@@ -41,6 +42,7 @@ from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.metrics import Metrics
 from supervisor.sinks.notify import Notifier
+from supervisor.trace import HistoryWriter, Row
 
 log = logging.getLogger("supervisor.daemon")
 
@@ -152,6 +154,8 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.store = StateStore(state_dir)
+        self.history = HistoryWriter(state_dir)
+        self.history_failing = False
         self.audit: AuditLog | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -334,11 +338,24 @@ class Daemon:
             sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor, queues))
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
+        self._record(policy, sample, step.decision)
         if step.decision is not None:
             log_sink.for_policy(log, policy.name).debug(
                 "depth=%s processed=%s %s", sample.depth, sample.processed, step.decision.describe()
             )
         self._apply(item, state, step)
+
+    def _record(self, policy: Policy, sample: Sample, decision: Decision | None) -> None:
+        """The sample in the policy's history, for `report`; a full disk is logged once."""
+        stuck = None if decision is None else decision.diagnosis.verdict is Verdict.STUCK
+        try:
+            self.history.append(policy.name, Row(sample, stuck, policy.detect.threshold))
+        except OSError as exc:
+            if not self.history_failing:
+                log.warning("cannot record %s's history: %s", policy.name, exc)
+            self.history_failing = True
+        else:
+            self.history_failing = False
 
     def _plan(self, item: Supervised, monitor: ProgressSource | None) -> restarting.Plan:
         """Which workers a restart of the target stops, and whether others consume its queues:

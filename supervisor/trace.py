@@ -1,0 +1,155 @@
+"""Traces: a policy's samples over time as CSV, `t,depth[,processed[,stuck,threshold]]`.
+
+One definition for the three that use it: `supervisor replay` reads traces (recorded ones, or
+the examples), the daemon records each policy's samples as one in its state directory
+(`history/POLICY.csv`, with what it judged), and `supervisor report` draws them. An empty depth
+is a failed sample; an empty processed, progress unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from supervisor.errors import TraceError
+from supervisor.sample import Sample
+
+HISTORY_DIR = "history"  # inside the state directory
+HISTORY_LIMIT = 4 * 1024 * 1024  # bytes; then the file becomes POLICY.csv.1 (one is kept)
+
+
+@dataclass(frozen=True)
+class Row:
+    sample: Sample
+    stuck: bool | None = None  # what the daemon judged; None in a trace it did not record
+    threshold: int | None = None
+
+
+COLUMNS = ("t", "depth", "processed", "stuck", "threshold")
+# Recorded by the daemon, read by `report`; replay ignores them: it judges for itself.
+RECORDED = ("stuck", "threshold")
+FAILED_SAMPLE = "failed sample in trace"
+
+
+def read_trace(stream: TextIO, source: str) -> Iterator[Sample]:
+    """Samples from a CSV trace: header `t,depth[,processed]`; an empty depth is a failed sample."""
+    for row in read_rows(stream, source):
+        yield row.sample
+
+
+def read_rows(stream: TextIO, source: str) -> Iterator[Row]:
+    """Every row of a trace, with what the daemon recorded beside the sample, if anything."""
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        raise TraceError(f"{source}: empty trace, expected a header line 't,depth[,processed]'")
+    names = [h.strip() for h in header]
+    unknown = [n for n in names if n not in COLUMNS]
+    if unknown:
+        raise TraceError(
+            f"{source}: line 1: unknown column {unknown[0]!r} (columns are t, depth, processed)"
+        )
+    for needed in ("t", "depth"):
+        if needed not in names:
+            raise TraceError(f"{source}: line 1: missing column {needed!r}")
+    index = {n: i for i, n in enumerate(names)}
+    previous_t = -math.inf
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(names):
+            raise TraceError(f"{source}: line {line}: {len(row)} fields, expected {len(names)}")
+        t = _number(row[index["t"]], source, line, "t")
+        if t < previous_t:
+            raise TraceError(f"{source}: line {line}: t={t:g} is before the previous row's t")
+        previous_t = t
+        depth = _count(row[index["depth"]], source, line, "depth")
+        processed = (
+            _count(row[index["processed"]], source, line, "processed")
+            if "processed" in index
+            else None
+        )
+        stuck = _count(row[index["stuck"]], source, line, "stuck") if "stuck" in index else None
+        threshold = (
+            _count(row[index["threshold"]], source, line, "threshold")
+            if "threshold" in index
+            else None
+        )
+        sample = (
+            Sample.failed(t, FAILED_SAMPLE)
+            if depth is None
+            else Sample(t=t, depth=depth, queues={}, processed=processed)
+        )
+        yield Row(sample, None if stuck is None else bool(stuck), threshold)
+
+
+def _number(cell: str, source: str, line: int, column: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise TraceError(f"{source}: line {line}: {column}={cell!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TraceError(f"{source}: line {line}: {column}={cell!r} is not finite")
+    return value
+
+
+def _count(cell: str, source: str, line: int, column: str) -> int | None:
+    text = cell.strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise TraceError(
+            f"{source}: line {line}: {column}={cell!r} is not a whole number"
+        ) from None
+    if value < 0:
+        raise TraceError(f"{source}: line {line}: {column}={value} is negative")
+    return value
+
+
+def history_path(state_dir: Path, policy: str) -> Path:
+    return state_dir / HISTORY_DIR / f"{policy}.csv"
+
+
+def history_files(state_dir: Path, policy: str) -> list[Path]:
+    """A policy's recorded history, oldest file first."""
+    path = history_path(state_dir, policy)
+    return [p for p in (path.with_name(path.name + ".1"), path) if p.is_file()]
+
+
+class HistoryWriter:
+    """Appends a policy's rows to its history file. Not fsynced: it is for looking back, and a
+    lost last line costs nothing, while the restart state files are what must survive."""
+
+    def __init__(self, state_dir: Path, limit: int = HISTORY_LIMIT) -> None:
+        self.state_dir = state_dir
+        self.limit = limit
+
+    def append(self, policy: str, row: Row) -> None:
+        path = history_path(self.state_dir, policy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size >= self.limit:
+            path.replace(path.with_name(path.name + ".1"))
+            size = 0
+        s = row.sample
+        cells = [
+            f"{s.t:.3f}",
+            "" if s.depth is None or not s.ok else str(s.depth),
+            "" if s.processed is None else str(s.processed),
+            "" if row.stuck is None else str(int(row.stuck)),
+            "" if row.threshold is None else str(row.threshold),
+        ]
+        with path.open("a", encoding="utf-8") as f:
+            if size == 0:
+                f.write(",".join(COLUMNS) + "\n")
+            f.write(",".join(cells) + "\n")
