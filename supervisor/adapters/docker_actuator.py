@@ -201,6 +201,11 @@ class DockerActuator:
         started = time.monotonic()
         names: tuple[str, ...] = ()
         changed = False
+        # Kept for a failure too: a container SIGKILLed before the restart failed still had
+        # its reserved messages stranded, and they are given back all the same.
+        by_docker: list[str] = []
+        killed: list[str] = []
+        stopped_at: float | None = None
         try:
             containers = self.find(target)
             if only:
@@ -210,20 +215,20 @@ class DockerActuator:
                     raise TargetError(f"replica(s) {', '.join(missing)} no longer found")
             names = tuple(c.name for c in containers)
             new_starts = []
-            by_docker: list[str] = []
-            killed: list[str] = []
-            stopped_at: float | None = None
             for container in containers:
                 before = container.attrs["State"].get("StartedAt")
                 # From here on the container may be left stopped if anything fails.
                 changed = True
                 if policy.method == "cold":
-                    stop = self._cold_restart(container, policy.stop_timeout, sigquit)
+
+                    def was_killed(at: float | None, name: str = container.name) -> None:
+                        killed.append(name)
+                        nonlocal stopped_at
+                        stopped_at = at
+
+                    stop = self._cold_restart(container, policy.stop_timeout, sigquit, was_killed)
                     if stop.by_docker:
                         by_docker.append(container.name)
-                    if stop.killed:
-                        killed.append(container.name)
-                        stopped_at = stop.stopped_at
                 else:
                     self._call(
                         "restart",
@@ -254,6 +259,10 @@ class DockerActuator:
                 time.monotonic() - started,
                 error=_describe(exc),
                 changed=changed,
+                by_restart_policy=tuple(by_docker),
+                killed=tuple(killed),
+                stopped_at=stopped_at,
+                sigquit=sigquit,
             )
 
     def identify(self, target: Target) -> tuple[Container, ...]:
@@ -289,7 +298,13 @@ class DockerActuator:
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return StartResult(error=_describe(exc))
 
-    def _cold_restart(self, container: Any, stop_timeout: float, sigquit: bool = True) -> _Cold:
+    def _cold_restart(
+        self,
+        container: Any,
+        stop_timeout: float,
+        sigquit: bool,
+        was_killed: Callable[[float | None], None],
+    ) -> _Cold:
         """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
         to stop_timeout, SIGKILL if still running, then start. When Docker's restart policy
         starts it again by itself meanwhile (a container with another stop signal than SIGQUIT
@@ -315,8 +330,12 @@ class DockerActuator:
                 raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
         if stop is _Stop.RESTARTED:
             log.info("%s was started again by its restart policy", container.name)
+            if killed:
+                was_killed(None)
             return _Cold(by_docker=True, killed=killed)
         stopped_at = time.time()
+        if killed:
+            was_killed(stopped_at)  # before the start, which may fail
         self._start(container)
         return _Cold(killed=killed, stopped_at=stopped_at)
 

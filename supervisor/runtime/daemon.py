@@ -10,6 +10,7 @@ restart; its events go to every sink (audit, log, metrics, notifications).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -175,8 +176,14 @@ class Daemon:
                 self.serve_metrics()
                 try:
                     self.open(policies)
+                    frozen = False
                     while not self.stopping:
                         self.pass_once()
+                        if not frozen:
+                            # What is loaded by now (modules, policies, clients) lives as long
+                            # as the daemon: out of the collector's sight, collections stay cheap.
+                            gc.freeze()
+                            frozen = True
                         if not self.stopping:
                             self.waker.wait(self.next_wake() - self.monotonic())
                 finally:
@@ -315,6 +322,8 @@ class Daemon:
     def _tick(self, item: Supervised) -> None:
         policy = item.policy
         monitor = self._monitor_for(policy)
+        if monitor is not None:
+            self._identify(item)  # once per tick: discovery and replicas use the same containers
         if monitor is not None and policy.broker.discover_queues:
             self._apply(
                 item, *tracker.on_discovered(policy, item.state, self._found(item, monitor))
@@ -370,7 +379,6 @@ class Daemon:
 
     def _found(self, item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
         """The queues the target's own workers consume, or None when none of them tells."""
-        self._identify(item)
         consumers = monitor.consumers()
         mapped = replicas.match_workers(consumers, item.containers)
         known = [queues for w in mapped if (queues := consumers[w]) is not None]
@@ -396,7 +404,6 @@ class Daemon:
         self, item: Supervised, monitor: ProgressSource, queues: tuple[str, ...]
     ) -> tuple[Replica, ...]:
         """The target's containers mapped to their workers' progress."""
-        self._identify(item)
         workers = monitor.by_worker(list(queues))
         mapped = replicas.match_workers(workers, item.containers)
         return tuple(

@@ -1,7 +1,9 @@
 """The one way the supervisor writes a file others read: whole or not at all, and durable.
 
 A reader (another command, or this daemon after a crash) sees the old content or the new one,
-never half of it, and the new one survives a power cut once this returns.
+never half of it, and the new one survives a power cut once this returns. `durable=False` keeps
+the first promise only, for a file rewritten every second that nobody needs after a power cut
+(the heartbeat): fsync there costs the daemon CPU and the disk wear for nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Unique per process and thread without `tempfile`, which `health` cannot afford to import.
@@ -22,12 +24,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

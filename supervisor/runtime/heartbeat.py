@@ -141,7 +141,7 @@ class Heartbeat(_Record):
         from supervisor.runtime.files import write_atomic  # the daemon's side only
 
         path = os.path.join(state_dir, HEARTBEAT_FILE)
-        write_atomic(path, json.dumps(self.to_json()).encode())
+        write_atomic(path, json.dumps(self.to_json()).encode(), durable=False)
 
 
 def read(state_dir: str | os.PathLike[str]) -> Heartbeat:

@@ -183,3 +183,23 @@ def test_one_restart_is_one_start_when_the_restart_policy_starts_it_itself(
     assert kills == ["3"], actions  # SIGQUIT only: no SIGKILL of the fresh worker
     container.reload()
     assert container.attrs["State"]["Running"] and container.attrs["RestartCount"] == 1
+
+
+def test_a_restart_that_fails_after_its_sigkill_still_reports_the_kill(
+    sleeper: Callable[..., Any], tmp_path: Any
+) -> None:
+    """The worker ignores SIGQUIT and is SIGKILLed; then its start fails (a bind mount's source
+    is gone). The failed result must still say it was killed and when it stopped: its reserved
+    messages are given back from that, and would otherwise wait for the visibility timeout."""
+    source = tmp_path / "gone"
+    source.mkdir()
+    mount = docker.types.Mount("/gone", str(source), type="bind")
+    container = sleeper(IGNORE_QUIT, mounts=[mount])
+    time.sleep(2)  # Python is up and ignores SIGQUIT
+    source.rmdir()
+    result = DockerActuator(retry_attempts=1).restart(
+        Target(container=container.name), restart_policy(stop_timeout=1)
+    )
+    assert result.outcome is Outcome.FAILED, result
+    assert result.changed and result.killed == (container.name,)
+    assert result.stopped_at is not None and result.sigquit is True
