@@ -1,5 +1,7 @@
 """The daemon's own footprint: resident memory and CPU of `supervisor run` against a real Redis,
-with 1 policy and with 100 policies, each sampled every second.
+with 1 policy and with 100 policies, each sampled every second; and with 1 policy whose
+notifications are configured (Apprise loaded by the policy check), then after one notice sent
+to a local JSON receiver.
 
 Targets (issue 5): under 60 MB resident and under 1 % of one core for one policy; 100 policies
 at a 1 s interval on one core, keeping their cadence. Prints figures; asserts nothing.
@@ -11,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from harness.parts import SupervisorProcess, write_policy
+from harness.parts import SupervisorProcess, Webhook, write_policy
 from harness.services import RedisServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -46,8 +50,10 @@ def samples_taken(port: int) -> float:
     )
 
 
-def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, float]:
-    folder = workdir / f"policies-{count}"
+def run(
+    count: int, seconds: float, workdir: Path, redis_url: str, notify: Webhook | None = None
+) -> dict[str, Any]:
+    folder = workdir / f"policies-{count}{'-notify' if notify else ''}"
     folder.mkdir()
     for i in range(count):
         path = write_policy(
@@ -59,15 +65,15 @@ def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, 
         )
         path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["q{i}"]'))
     port = free_port()
-    sup = SupervisorProcess(
-        [folder],
-        workdir / f"state-{count}",
-        extra_env={
-            "DOCKER_HOST": f"unix://{workdir}/no-engine.sock",
-            "SUPERVISOR_METRICS_PORT": str(port),
-            "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1",
-        },
-    )
+    env = {
+        "DOCKER_HOST": f"unix://{workdir}/no-engine.sock",
+        "SUPERVISOR_METRICS_PORT": str(port),
+        "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1",
+    }
+    if notify is not None:
+        env["SUPERVISOR_NOTIFY_URLS"] = notify.json_url
+    sup = SupervisorProcess([folder], folder.with_name(folder.name + "-state"), extra_env=env)
+    after_notice: float | None = None
     try:
         sup.wait_started()
         time.sleep(5)  # start-up (imports, first connections) is not the steady state
@@ -76,6 +82,11 @@ def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, 
         time.sleep(seconds)
         cpu1, wall1, n1 = cpu_seconds(pid), time.monotonic(), samples_taken(port)
         mem = memory_kb(pid)
+        if notify is not None:
+            sup.signal(signal.SIGUSR1)  # no engine: a failed restart, and its notice
+            sup.wait_for(lambda: notify.received, 60, "a notice")
+            time.sleep(2)
+            after_notice = memory_kb(pid)["VmRSS"] / 1024
     finally:
         sup.stop()
     elapsed = wall1 - wall0
@@ -85,6 +96,8 @@ def run(count: int, seconds: float, workdir: Path, redis_url: str) -> dict[str, 
         "peak_mb": mem["VmHWM"] / 1024,
         "cpu_pct": 100 * (cpu1 - cpu0) / elapsed,
         "cadence_pct": 100 * (n1 - n0) / (count * elapsed),
+        "notify": notify is not None,
+        "after_notice_mb": after_notice,
     }
 
 
@@ -98,18 +111,26 @@ def main() -> int:
         server.start()
         try:
             rows = [run(n, args.seconds, workdir, server.url) for n in (1, 100)]
+            hook = Webhook()
+            try:
+                rows.insert(1, run(1, args.seconds, workdir, server.url, notify=hook))
+            finally:
+                hook.close()
         finally:
             server.stop()
     print(f"supervisor run, interval 1 s, {args.seconds:g} s measured after 5 s of start-up")
     print(
-        f"{'policies':>8} {'RSS MB':>7} {'peak MB':>8} {'CPU % of a core':>16} "
-        f"{'samples taken / due':>20}"
+        f"{'policies':>8} {'notifications':>14} {'RSS MB':>7} {'peak MB':>8} "
+        f"{'CPU % of a core':>16} {'samples taken / due':>20}"
     )
     for r in rows:
         print(
-            f"{r['policies']:>8} {r['rss_mb']:7.1f} {r['peak_mb']:8.1f} {r['cpu_pct']:16.2f} "
+            f"{r['policies']:>8} {'configured' if r['notify'] else 'none':>14} "
+            f"{r['rss_mb']:7.1f} {r['peak_mb']:8.1f} {r['cpu_pct']:16.2f} "
             f"{r['cadence_pct']:19.1f}%"
         )
+        if r["after_notice_mb"] is not None:
+            print(f"{'':>8} {'after a notice':>14} {r['after_notice_mb']:7.1f}")
     return 0
 
 

@@ -9,6 +9,7 @@ notifications it is never loaded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -83,12 +84,17 @@ def settings_for(policy: Policy) -> Notify | None:
     """The policy's [notify], or else the one from the environment, or None."""
     if policy.notify is not None:
         return policy.notify
-    urls = [u for u in re.split(r"[\s,]+", os.environ.get(URLS_ENV, "")) if u]
-    legacy = os.environ.get(URL_ENV)
+    return _from_environment(
+        os.environ.get(URLS_ENV, ""), os.environ.get(URL_ENV), os.environ.get(FORMAT_ENV, "json")
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _from_environment(urls_text: str, legacy: str | None, fmt: str) -> Notify | None:
+    # Cached: checking the URLs instantiates Apprise's plugins, and this runs for every event.
+    urls = [u for u in re.split(r"[\s,]+", urls_text) if u]
     if legacy:
-        return Notify.model_validate(
-            {"urls": urls, "url": legacy, "format": os.environ.get(FORMAT_ENV, "json")}
-        )
+        return Notify.model_validate({"urls": urls, "url": legacy, "format": fmt})
     return Notify.model_validate({"urls": urls}) if urls else None
 
 
