@@ -171,6 +171,102 @@ class Worker:
             self.container.remove(force=True)
 
 
+class SwarmWorker:
+    """A real Celery worker as a Docker Swarm service (the private engine must be a swarm
+    manager): `replicas` tasks, each named by Swarm's template `{{.Task.Name}}` as its hostname
+    and so as its Celery node name; task N also consumes the queue `only-N`, so that a test can
+    hang exactly one replica."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        broker_url: str,
+        replicas: int = 2,
+        *,
+        name: str | None = None,
+        update_delay: float = 1.0,
+        stop_grace: float = 3.0,
+    ) -> None:
+        from docker.types import Mount, RestartPolicy, ServiceMode, UpdateConfig
+
+        self.client = client
+        self.name = name or f"iti-swarm-worker-{uuid.uuid4().hex[:6]}"
+        mounts = [
+            Mount(spec["bind"], source, type="bind", read_only=True)
+            for source, spec in host_mounts().items()
+        ]
+        mounts += [
+            Mount("/app", str(WORKER_APP), type="bind", read_only=True),
+            Mount("/tmp", None, type="tmpfs"),
+        ]
+        python = PYTHON_HOME / "bin" / "python3"
+        command = (
+            f"exec {python} -m celery -A tasks worker -c 1 --prefetch-multiplier 1 "
+            "-Q celery,only-$SLOT -n celery@%h --without-mingle --without-gossip -l info"
+        )
+        self.service = client.services.create(
+            ensure_base_image(client),
+            ["/bin/sh", "-c", command],
+            name=self.name,
+            mounts=mounts,
+            hostname="{{.Task.Name}}",
+            mode=ServiceMode("replicated", replicas=replicas),
+            networks=["host"],
+            workdir="/app",
+            env=[
+                f"TEST_BROKER_URL={broker_url}",
+                "SLOT={{.Task.Slot}}",
+                "PYTHONPATH=/app",
+                f"PATH={PYTHON_HOME / 'bin'}:/usr/bin:/bin",
+                "HOME=/tmp",
+                "C_FORCE_ROOT=1",
+                "PYTHONUNBUFFERED=1",
+            ],
+            restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
+            update_config=UpdateConfig(
+                parallelism=1, delay=int(update_delay * 1e9), order="stop-first"
+            ),
+            stop_signal="SIGTERM",  # warm shutdown, as Dify's stack has it
+            stop_grace_period=int(stop_grace * 1e9),
+        )
+        self.replicas = replicas
+
+    def tasks(self, running_only: bool = True) -> list[dict[str, Any]]:
+        filters = {"service": self.name}
+        if running_only:
+            filters["desired-state"] = "running"
+        return list(self.client.api.tasks(filters=filters))
+
+    def running(self) -> dict[int, dict[str, Any]]:
+        """Slot -> the task running there now."""
+        return {t["Slot"]: t for t in self.tasks() if t["Status"]["State"] == "running"}
+
+    def container(self, slot: int) -> Any:
+        task = self.running()[slot]
+        return self.client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+
+    def node(self, slot: int) -> str:
+        return f"celery@{self.container(slot).attrs['Config']['Hostname']}"
+
+    def wait_ready(self, app: Celery, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = self.running()
+            if len(running) == self.replicas:
+                nodes = [self.node(slot) for slot in running]
+                if all(f"{n} ready." in self.logs(s) for n, s in zip(nodes, running, strict=True)):
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"swarm service {self.name} not ready after {timeout}s")
+
+    def logs(self, slot: int) -> str:
+        return str(self.container(slot).logs(tail=80).decode(errors="replace"))
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.service.remove()
+
+
 # Dify's worker queues (a release with 20 of them); the worker is run as Dify's entrypoint runs
 # it: gevent, 4 greenlets, prefetch 1, a new process every 50 tasks.
 DIFY_QUEUES = (

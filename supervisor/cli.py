@@ -81,9 +81,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_proxy_allowlist(args: argparse.Namespace) -> int:
     from supervisor.policy import load_policies
-    from supervisor.proxy_allowlist import allowlist
+    from supervisor.proxy_allowlist import allowlist, services_allowlist
 
-    print(allowlist(load_policies(args.policies)))
+    policies = load_policies(args.policies)
+    print(services_allowlist(policies) if args.services else allowlist(policies))
     return EXIT_OK
 
 
@@ -236,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
         "lets kill, start and restart reach",
     )
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
+    p.add_argument(
+        "--services",
+        action="store_true",
+        help="print SUPERVISOR_WORKER_SERVICES instead: the Swarm services it lets be updated",
+    )
     p.set_defaults(func=cmd_proxy_allowlist)
 
     p = sub.add_parser("sample", help="sample a policy's queues once and print JSON")

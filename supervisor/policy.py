@@ -113,23 +113,34 @@ class Target(_Section):
     compose_project: str | None = None
     compose_service: str | None = None
     all: bool = False
+    # A Docker Swarm service: its running tasks are the replicas (README: Swarm).
+    swarm_service: str | None = None
 
     @model_validator(mode="after")
     def _one_way_to_find_it(self) -> Self:
         by_labels = self.compose_project is not None or self.compose_service is not None
-        if self.container is not None and by_labels:
-            raise ValueError("give either container or compose_project + compose_service, not both")
-        if self.container is None and not by_labels:
-            raise ValueError("needs container, or compose_project + compose_service")
+        ways = sum((self.container is not None, by_labels, self.swarm_service is not None))
+        if ways > 1:
+            raise ValueError(
+                "give one of container, compose_project + compose_service, or swarm_service"
+            )
+        if ways == 0:
+            raise ValueError("needs container, compose_project + compose_service, or swarm_service")
         if by_labels and (not self.compose_project or not self.compose_service):
             raise ValueError("compose_project and compose_service go together")
         if self.container == "":
             raise ValueError("container must not be empty")
+        if self.swarm_service == "":
+            raise ValueError("swarm_service must not be empty")
+        if self.swarm_service is not None and self.all:
+            raise ValueError("all is for compose labels; a Swarm service's tasks are all its own")
         return self
 
     def describe(self) -> str:
         if self.container is not None:
             return self.container
+        if self.swarm_service is not None:
+            return f"service {self.swarm_service}"
         return f"{self.compose_project}/{self.compose_service}"
 
     @property
@@ -137,6 +148,8 @@ class Target(_Section):
         """What restart safety is kept per: one restart history and budget per key."""
         if self.container is not None:
             return f"container:{self.container}"
+        if self.swarm_service is not None:
+            return f"swarm:{self.swarm_service}"
         return f"compose:{self.compose_project}/{self.compose_service}"
 
 
@@ -170,7 +183,9 @@ class Detect(_Section):
 
 
 class Restart(_Section):
-    method: Literal["cold", "restart"] = "cold"
+    # cold: SIGQUIT, SIGKILL after stop_timeout, start (a Swarm task: Swarm replaces it);
+    # restart: Docker's restart; force_update: a Swarm service's rolling update.
+    method: Literal["cold", "restart", "force_update"] = "cold"
     cooldown: Duration = 600.0
     backoff_initial: Duration = 600.0
     backoff_factor: float = Field(default=2.0, ge=1.0)
@@ -257,6 +272,20 @@ class Policy(_Section):
     detect: Detect = Field(default_factory=Detect)
     restart: Restart = Field(default_factory=Restart)
     notify: Notify | None = None
+
+    @field_validator("restart")
+    @classmethod
+    def _method_fits_target(cls, restart: Restart, info: ValidationInfo) -> Restart:
+        target = info.data.get("target")  # declared before: validated already, if valid
+        swarm = target is not None and target.swarm_service is not None
+        if restart.method == "force_update" and not swarm:
+            raise ValueError("method force_update is for a Swarm service (target.swarm_service)")
+        if restart.method == "restart" and swarm:
+            raise ValueError(
+                "method restart: Swarm replaces a task itself; use cold (the stuck tasks) or "
+                "force_update (the whole service, rolling)"
+            )
+        return restart
 
     @field_validator("name")
     @classmethod
@@ -390,8 +419,9 @@ def load_policies(paths: list[Path]) -> list[Policy]:
     if allowed:
         from supervisor.proxy_allowlist import uncovered
 
+        services = os.environ.get("SUPERVISOR_WORKER_SERVICES")
         for path, policy in loaded:
-            why = uncovered(policy, allowed)
+            why = uncovered(policy, allowed, services)
             if why:
                 problems.append(f"{path}: target: {why}")
     if problems:

@@ -1,5 +1,6 @@
 """The socket proxy's allowlist: which container names it lets `kill`, `start` and `restart`
-reach (deploy/socket-proxy/haproxy.cfg reads it from SUPERVISOR_WORKER_CONTAINERS).
+reach (deploy/socket-proxy/haproxy.cfg reads it from SUPERVISOR_WORKER_CONTAINERS), and which
+Swarm services it lets be inspected and updated (SUPERVISOR_WORKER_SERVICES).
 
 It is a regular expression over whole names, the same one for both: the proxy matches the name
 in a request's path against it, and the supervisor refuses at start a policy whose target it
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from supervisor.policy import Policy, Target
 
 ENV = "SUPERVISOR_WORKER_CONTAINERS"
+SERVICES_ENV = "SUPERVISOR_WORKER_SERVICES"
 
 
 def _literal(name: str) -> str:
@@ -27,6 +29,8 @@ def pattern_for(target: Target) -> str:
     a service's replicas (v2 `project-service-N`, v1 `project_service_N`)."""
     if target.container is not None:
         return _literal(target.container)
+    if target.swarm_service is not None:  # task containers: SERVICE.SLOT.TASKID, or NODEID
+        return f"{_literal(target.swarm_service)}[.][a-z0-9]+[.][a-z0-9]+"
     project, service = (
         _literal(target.compose_project or ""),
         _literal(target.compose_service or ""),
@@ -38,23 +42,34 @@ def allowlist(policies: Iterable[Policy]) -> str:
     return "|".join(sorted({pattern_for(p.target) for p in policies}))
 
 
+def services_allowlist(policies: Iterable[Policy]) -> str:
+    names = {p.target.swarm_service for p in policies if p.target.swarm_service is not None}
+    return "|".join(sorted(_literal(n) for n in names))
+
+
 def _samples(target: Target) -> list[str]:
     if target.container is not None:
         return [target.container]
+    if target.swarm_service is not None:
+        return [f"{target.swarm_service}.1.0123456789abcdefghijklmno"]
     project, service = target.compose_project, target.compose_service
     return [f"{project}-{service}-1", f"{project}_{service}_1"]
 
 
-def uncovered(policy: Policy, allowed: str) -> str | None:
-    """Why the allowlist would refuse the policy's target, or None when it covers it."""
-    try:
-        regex = re.compile(f"(?:{allowed})")
-    except re.error as exc:
-        return f"{ENV}={allowed!r} is not a regular expression: {exc}"
-    if any(regex.fullmatch(name) for name in _samples(policy.target)):
-        return None
-    return (
-        f"{policy.target.describe()} is not in {ENV}={allowed!r}, the socket proxy's "
-        "allowlist: its restarts would be refused (403). Add it; `supervisor proxy-allowlist` "
-        "prints the allowlist for your policies"
-    )
+def uncovered(policy: Policy, allowed: str, services: str | None = None) -> str | None:
+    """Why the allowlists would refuse the policy's target, or None when they cover it."""
+    checks = [(ENV, allowed, _samples(policy.target), "")]
+    if policy.target.swarm_service is not None:
+        checks.append((SERVICES_ENV, services or "", [policy.target.swarm_service], " --services"))
+    for env, value, names, flag in checks:
+        try:
+            regex = re.compile(f"(?:{value})")
+        except re.error as exc:
+            return f"{env}={value!r} is not a regular expression: {exc}"
+        if not any(regex.fullmatch(name) for name in names):
+            return (
+                f"{policy.target.describe()} is not in {env}={value!r}, the socket proxy's "
+                f"allowlist: its restarts would be refused (403). Add it; `supervisor "
+                f"proxy-allowlist{flag}` prints it for your policies"
+            )
+    return None

@@ -100,7 +100,20 @@ def test_kombu_keys_for_priorities_and_prefix() -> None:
         (
             VALID.replace('container = "c"', 'container = "c"\ncompose_project = "p"'),
             "target",
-            "not both",
+            "give one of container",
+        ),
+        (
+            VALID.replace('container = "c"', 'swarm_service = "s"\ncontainer = "c"'),
+            "target",
+            "give one of container",
+        ),
+        (VALID.replace('container = "c"', 'swarm_service = "s"\nall = true'), "target", "all is"),
+        (VALID + '[restart]\nmethod = "force_update"\n', "restart", "is for a Swarm"),
+        (
+            VALID.replace('container = "c"', 'swarm_service = "s"')
+            + '[restart]\nmethod = "restart"\n',
+            "restart",
+            "Swarm replaces a task itself",
         ),
         (VALID.replace('container = "c"', 'compose_project = "p"'), "target", "go together"),
     ],

@@ -36,6 +36,7 @@ from tenacity import (
     wait_random,
 )
 
+from supervisor.adapters.swarm_actuator import SwarmActuator
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.errors import ActuatorError, TargetError
@@ -130,6 +131,9 @@ class DockerActuator:
         self._poll = poll_interval
         self._confirm_timeout = confirm_timeout
         self._own_id = own_id if own_id is not None else own_container_id()
+        self._swarm = SwarmActuator(
+            lambda: self.client.api, self._call, poll_interval, confirm_timeout
+        )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -199,6 +203,8 @@ class DockerActuator:
         named in `only`; never raises. `sigquit=False`: their cold shutdown is known to break,
         so a cold restart SIGKILLs at once."""
         started = time.monotonic()
+        if target.swarm_service is not None:
+            return self._swarm.restart(target, policy, only, sigquit, started)
         names: tuple[str, ...] = ()
         changed = False
         # Kept for a failure too: a container SIGKILLed before the restart failed still had
@@ -268,6 +274,8 @@ class DockerActuator:
     def identify(self, target: Target) -> tuple[Container, ...]:
         """Read-only: the target's containers with their hostnames, to map workers to them.
         Raises like `find`."""
+        if target.swarm_service is not None:
+            return self._swarm.identify(target)
         return tuple(
             Container(c.name, str(c.attrs.get("Config", {}).get("Hostname") or ""))
             for c in self.find(target)
@@ -276,6 +284,8 @@ class DockerActuator:
     def lookup(self, target: Target) -> LookupResult:
         """Read-only, for a dry-run restart: the containers a restart would act on."""
         try:
+            if target.swarm_service is not None:
+                return self._swarm.lookup(target)
             return LookupResult(tuple(c.name for c in self.find(target)))
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return LookupResult(error=_describe(exc))
@@ -283,8 +293,10 @@ class DockerActuator:
     def ensure_running(self, target: Target) -> StartResult:
         """Start the target's containers that are stopped, nothing else: what completes a
         restart left unfinished (a container killed through the API stays stopped whatever
-        its restart policy says)."""
+        its restart policy says). A Swarm service's tasks are started by Swarm: only checked."""
         try:
+            if target.swarm_service is not None:
+                return self._swarm.ensure_running(target)
             containers = self.find(target)
             started = []
             for container in containers:

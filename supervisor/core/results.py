@@ -12,6 +12,19 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class TaskRef:
+    """One task of a Swarm service, as the audit names it."""
+
+    id: str
+    slot: int | None  # None for a global service's task
+    node: str
+    container: str  # its container's name (the task's name)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "slot": self.slot, "node": self.node, "container": self.container}
+
+
+@dataclass(frozen=True)
 class RestartResult:
     outcome: Outcome
     method: str
@@ -33,6 +46,9 @@ class RestartResult:
     restored: int | None = None
     unacked_left: int | None = None
     restore_error: str | None = None
+    # A Swarm service's: the tasks acted on, and those that replaced them.
+    tasks: tuple[TaskRef, ...] = ()
+    new_tasks: tuple[TaskRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,3 +70,4 @@ class LookupResult:
 
     containers: tuple[str, ...] = ()
     error: str | None = None
+    tasks: tuple[TaskRef, ...] = ()  # a Swarm service's tasks a restart would act on

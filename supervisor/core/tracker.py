@@ -467,6 +467,10 @@ def _restarted(
         "unacked_left": result.unacked_left,
         "restore_error": result.restore_error,
     }
+    if result.tasks or result.new_tasks:  # a Swarm service: which tasks, slots and nodes
+        fields["service"] = policy.target.swarm_service
+        fields["tasks"] = [t.to_json() for t in result.tasks]
+        fields["new_tasks"] = [t.to_json() for t in result.new_tasks]
     trigger = command.action.trigger.value
     state = replace(state, call=None, awaiting_recovery=True)
     if result.outcome is Outcome.DONE:
@@ -508,6 +512,10 @@ def _looked_up(
     containers = command.action.containers or result.containers
     what = ", ".join(containers) or policy.target.describe()
     text = f"would restart {what} ({command.action.trigger.value}): {command.action.reason}"
+    swarm = {}
+    if result.tasks:
+        chosen = [t for t in result.tasks if not containers or t.container in containers]
+        swarm = {"service": policy.target.swarm_service, "tasks": [t.to_json() for t in chosen]}
     ev = event(
         EventKind.DRY_RUN_RESTART,
         policy.name,
@@ -515,6 +523,7 @@ def _looked_up(
         outcome="dry_run",
         containers=list(containers),
         error=result.error,
+        **swarm,
         **command.fields,
     )
     return replace(state, call=None, awaiting_recovery=True), Step((ev,))

@@ -1,0 +1,401 @@
+"""Restarts the tasks of a Docker Swarm service (`[target] swarm_service`).
+
+`cold` acts per task, on the stuck replicas only: SIGQUIT to the task's container (Celery's cold
+shutdown gives its prefetched messages back), SIGKILL after `stop_timeout`, and Swarm replaces
+the task; the restart is confirmed when the service runs its desired number of tasks again and
+the stopped ones are gone. A container is signalled through this node's engine, so a task on
+another node is refused: run the supervisor as a global service (one per node; each acts on its
+own node's tasks), or on a single-node swarm. `force_update` is Swarm's own rolling restart of
+the whole service (docker-py's `Service.force_update`, addressed by the service's name so that a
+socket proxy can scope it), confirmed when the update has converged.
+
+Calls made, for the proxy (deploy/socket-proxy): GET /info (this node's id), GET
+/services/NAME, GET /tasks, GET /containers/ID/json, POST /containers/NAME/kill, POST
+/services/NAME/update.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from docker.errors import APIError, DockerException, NotFound
+from requests.exceptions import RequestException
+
+from supervisor.core.replicas import Container
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult, TaskRef
+from supervisor.errors import ActuatorError, TargetError
+from supervisor.policy import Restart, Target
+
+log = logging.getLogger("supervisor.swarm")
+
+T = TypeVar("T")
+Call = Callable[[str, Callable[[], T]], T]
+
+_FAILED_UPDATE = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
+
+
+def _epoch(iso: str) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, Z) as epoch seconds."""
+    try:
+        head, _, frac = iso.rstrip("Z").partition(".")
+        stamp = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    return stamp + float(f"0.{frac[:6] or '0'}")
+
+
+@dataclass(frozen=True)
+class _Task:
+    ref: TaskRef
+    container_id: str | None  # None: not started yet, or on another node (not inspectable)
+    hostname: str
+    local: bool
+    running: bool  # its container runs now (not still starting, not stopped)
+
+
+class SwarmActuator:
+    def __init__(
+        self, api: Callable[[], Any], call: Call[Any], poll: float, confirm_timeout: float
+    ) -> None:
+        self._api = api  # docker-py's low-level APIClient
+        self._call = call  # the retrying wrapper of the Docker actuator
+        self._poll = poll
+        self._confirm_timeout = confirm_timeout
+        self._node: str | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def node(self) -> str:
+        """This engine's Swarm node id; TargetError when it is not in a swarm."""
+        if self._node is None:
+            info = self._call("info", lambda: self._api().info())
+            node = str((info.get("Swarm") or {}).get("NodeID") or "")
+            if not node:
+                raise TargetError("this Docker engine is not part of a swarm (docker swarm init)")
+            self._node = node
+        return self._node
+
+    def service(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self._call("inspect service", lambda: self._api().inspect_service(name)))
+        except NotFound:
+            raise TargetError(f"Swarm service {name!r} not found") from None
+        except APIError as exc:
+            if exc.status_code == 503:  # "This node is not a swarm manager"
+                raise TargetError(
+                    f"Swarm service {name!r}: this engine is not a swarm manager "
+                    f"({exc.explanation})"
+                ) from None
+            raise
+
+    def tasks(self, name: str) -> list[_Task]:
+        """The service's tasks Swarm wants running, in slot order."""
+        self.service(name)  # a clear error when the service does not exist
+        node = self.node()
+        listed = self._call(
+            "list tasks",
+            lambda: self._api().tasks(filters={"service": name, "desired-state": "running"}),
+        )
+        out = []
+        for t in listed:
+            slot = t.get("Slot")
+            task_name = f"{name}.{slot if slot is not None else t.get('NodeID')}.{t['ID']}"
+            cid = ((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+            local = t.get("NodeID") == node
+            container, hostname = task_name, ""
+            if cid and local:
+                try:
+                    attrs = self._call("inspect", partial(self._inspect, cid))
+                    container = str(attrs["Name"]).lstrip("/")
+                    hostname = str(attrs.get("Config", {}).get("Hostname") or "")
+                except NotFound:
+                    cid = None
+            ref = TaskRef(str(t["ID"]), slot, str(t.get("NodeID") or ""), container)
+            state = (t.get("Status") or {}).get("State")
+            out.append(
+                _Task(ref, cid if local else None, hostname or task_name, local, state == "running")
+            )
+        return sorted(out, key=lambda x: (x.ref.slot or 0, x.ref.node))
+
+    def _inspect(self, container_id: str | None) -> dict[str, Any]:
+        return dict(self._api().inspect_container(container_id))
+
+    def desired(self, service: dict[str, Any], tasks: list[_Task]) -> int:
+        mode = service["Spec"].get("Mode", {})
+        if "Replicated" in mode:
+            return int(mode["Replicated"].get("Replicas", 1))
+        return len(tasks)  # global: one per eligible node, as Swarm schedules them
+
+    def running(self, name: str) -> tuple[list[_Task], list[_Task]]:
+        """(every task Swarm wants running, those of them whose container runs now)."""
+        tasks = self.tasks(name)
+        return tasks, [t for t in tasks if t.running]
+
+    def identify(self, target: Target) -> tuple[Container, ...]:
+        assert target.swarm_service is not None
+        return tuple(
+            Container(t.ref.container, t.hostname) for t in self.tasks(target.swarm_service)
+        )
+
+    def lookup(self, target: Target) -> LookupResult:
+        assert target.swarm_service is not None
+        tasks = self.tasks(target.swarm_service)
+        return LookupResult(
+            tuple(t.ref.container for t in tasks), tasks=tuple(t.ref for t in tasks)
+        )
+
+    def ensure_running(self, target: Target) -> StartResult:
+        """Swarm starts the tasks itself: this only says whether it has."""
+        name = target.swarm_service
+        assert name is not None
+        tasks, running = self.running(name)
+        want = self.desired(self.service(name), tasks)
+        if len(running) < want:
+            return StartResult(
+                error=f"Swarm service {name!r} runs {len(running)} of {want} tasks; waiting for "
+                "Swarm to replace the others"
+            )
+        return StartResult(running=tuple(t.ref.container for t in running))
+
+    # -- restarting ---------------------------------------------------------------------------
+
+    def restart(
+        self, target: Target, policy: Restart, only: tuple[str, ...], sigquit: bool, started: float
+    ) -> RestartResult:
+        name = target.swarm_service
+        assert name is not None
+        if policy.method == "force_update":
+            return self._force_update(name, policy, started)
+        return self._cold(name, policy, only, sigquit, started)
+
+    def _cold(
+        self, name: str, policy: Restart, only: tuple[str, ...], sigquit: bool, started: float
+    ) -> RestartResult:
+        tasks: list[_Task] = []
+        killed: list[str] = []
+        stopped_at: float | None = None
+        changed = False
+        try:
+            tasks = self.tasks(name)
+            if only:
+                missing = sorted(set(only) - {t.ref.container for t in tasks})
+                if missing:
+                    raise TargetError(f"task(s) {', '.join(missing)} no longer running")
+                tasks = [t for t in tasks if t.ref.container in only]
+            for t in tasks:
+                if not t.local:
+                    raise TargetError(
+                        f"task {t.ref.id} (slot {t.ref.slot}) of {name} runs on node "
+                        f"{t.ref.node}, not on this supervisor's node {self.node()}: run the "
+                        "supervisor as a global service, so that the one on that node acts "
+                        "(README: Swarm)"
+                    )
+                if t.container_id is None:
+                    raise TargetError(f"task {t.ref.id} of {name} has no container yet")
+            for t in tasks:
+                changed = True
+                if self._stop(t, policy.stop_timeout, sigquit):
+                    killed.append(t.ref.container)
+                    stopped_at = time.time()
+            new = self._replaced(name, [t.ref for t in tasks])
+            return RestartResult(
+                Outcome.DONE,
+                policy.method,
+                tuple(t.ref.container for t in tasks),
+                time.monotonic() - started,
+                changed=True,
+                killed=tuple(killed),
+                stopped_at=stopped_at,
+                sigquit=sigquit,
+                tasks=tuple(t.ref for t in tasks),
+                new_tasks=tuple(new),
+            )
+        except (ActuatorError, DockerException, RequestException) as exc:
+            return self._failed(
+                policy,
+                tasks=tasks,
+                started=started,
+                exc=exc,
+                changed=changed,
+                killed=killed,
+                stopped_at=stopped_at,
+                sigquit=sigquit,
+            )
+
+    def _stop(self, task: _Task, stop_timeout: float, sigquit: bool) -> bool:
+        """Stop the task's container; True when it took a SIGKILL."""
+        container = task.ref.container
+        if sigquit:
+            self._signal(container, "SIGQUIT")
+            if self._wait_stopped(task, stop_timeout):
+                return False
+        why = f"ignored SIGQUIT for {stop_timeout:g}s" if sigquit else "no cold shutdown"
+        log.warning("%s: %s; sending SIGKILL", container, why)
+        self._signal(container, "SIGKILL")
+        if not self._wait_stopped(task, 10.0):
+            raise ActuatorError(f"task container {container!r} did not stop after SIGKILL")
+        return True
+
+    def _signal(self, container: str, signal: str) -> None:
+        try:
+            self._call("kill", lambda: self._api().kill(container, signal=signal))
+        except APIError as exc:
+            if exc.status_code in (404, 409):  # gone or stopped already: nothing to signal
+                return
+            raise
+
+    def _wait_stopped(self, task: _Task, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                attrs = self._call("inspect", partial(self._inspect, task.container_id))
+            except NotFound:
+                return True  # Swarm removed it already
+            if not attrs["State"].get("Running"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self._poll)
+
+    def _replaced(self, name: str, old: list[TaskRef]) -> list[TaskRef]:
+        """Wait until the service runs its desired number of tasks again, none of them an old
+        one; return the tasks now running in the old ones' slots (or nodes)."""
+        gone = {t.id for t in old}
+        places = {(t.slot, t.node if t.slot is None else "") for t in old}
+        deadline = time.monotonic() + self._confirm_timeout
+        while True:
+            tasks, running = self.running(name)
+            want = self.desired(self.service(name), tasks)
+            if len(running) >= want and not gone & {t.ref.id for t in running}:
+                return [
+                    t.ref
+                    for t in running
+                    if (t.ref.slot, t.ref.node if t.ref.slot is None else "") in places
+                ]
+            if time.monotonic() >= deadline:
+                raise ActuatorError(
+                    f"Swarm service {name!r} runs {len(running)} of {want} tasks "
+                    f"{self._confirm_timeout:g}s after the restart"
+                )
+            time.sleep(self._poll)
+
+    def _force_update(self, name: str, policy: Restart, started: float) -> RestartResult:
+        before: list[_Task] = []
+        changed = False
+        try:
+            before = self.tasks(name)
+            service = self.service(name)
+            template = dict(service["Spec"]["TaskTemplate"])
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            version = service["Version"]["Index"]
+            changed = True
+            self._call(
+                "update service",
+                lambda: self._api().update_service(
+                    name, version, task_template=template, fetch_current_spec=True
+                ),
+            )
+            new = self._converged(name, [t.ref for t in before], len(before))
+            killed, stopped_at = self._killed(before)
+            return RestartResult(
+                Outcome.DONE,
+                policy.method,
+                tuple(t.ref.container for t in before),
+                time.monotonic() - started,
+                changed=True,
+                killed=tuple(killed),
+                stopped_at=stopped_at,
+                tasks=tuple(t.ref for t in before),
+                new_tasks=tuple(new),
+            )
+        except (ActuatorError, DockerException, RequestException) as exc:
+            return self._failed(
+                policy,
+                tasks=before,
+                started=started,
+                exc=exc,
+                changed=changed,
+                killed=[],
+                stopped_at=None,
+                sigquit=True,
+            )
+
+    def _killed(self, old: list[_Task]) -> tuple[list[str], float | None]:
+        """The old tasks' containers that Swarm had to SIGKILL (exit code 137: the service's
+        stop signal was not obeyed within its stop_grace_period), and when the last stopped:
+        their reserved messages are given back as after a cold restart's SIGKILL. A container
+        Swarm has removed already cannot tell, and is not counted."""
+        killed: list[str] = []
+        last: float | None = None
+        for t in old:
+            if t.container_id is None:
+                continue
+            try:
+                state = self._call("inspect", partial(self._inspect, t.container_id))["State"]
+            except NotFound:
+                continue
+            if state.get("ExitCode") == 137:
+                killed.append(t.ref.container)
+                finished = _epoch(str(state.get("FinishedAt") or ""))
+                if finished is not None:
+                    last = finished if last is None else max(last, finished)
+        return killed, last
+
+    def _converged(self, name: str, old: list[TaskRef], count: int) -> list[TaskRef]:
+        # A rolling update takes a stop and a start per task, one batch after another.
+        deadline = time.monotonic() + self._confirm_timeout * max(1, count)
+        gone = {t.id for t in old}
+        while True:
+            service = self.service(name)
+            status = service.get("UpdateStatus") or {}
+            state = status.get("State")
+            if state in _FAILED_UPDATE:
+                raise ActuatorError(
+                    f"the update of Swarm service {name!r} ended {state}: "
+                    f"{status.get('Message') or 'no message'}"
+                )
+            tasks, running = self.running(name)
+            want = self.desired(service, tasks)
+            done = state in (None, "completed")
+            if done and len(running) >= want and not gone & {t.ref.id for t in running}:
+                return [t.ref for t in running]
+            if time.monotonic() >= deadline:
+                raise ActuatorError(
+                    f"the update of Swarm service {name!r} has not converged (UpdateStatus "
+                    f"{state or 'none'}, {len(running)} of {want} tasks running)"
+                )
+            time.sleep(self._poll)
+
+    def _failed(
+        self,
+        policy: Restart,
+        *,
+        tasks: list[_Task],
+        started: float,
+        exc: Exception,
+        changed: bool,
+        killed: list[str],
+        stopped_at: float | None,
+        sigquit: bool,
+    ) -> RestartResult:
+        from supervisor.adapters.docker_actuator import describe_docker_error
+
+        error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
+        return RestartResult(
+            Outcome.FAILED,
+            policy.method,
+            tuple(t.ref.container for t in tasks),
+            time.monotonic() - started,
+            error=error,
+            changed=changed,
+            killed=tuple(killed),
+            stopped_at=stopped_at,
+            sigquit=sigquit,
+            tasks=tuple(t.ref for t in tasks),
+        )

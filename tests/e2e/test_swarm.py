@@ -1,0 +1,281 @@
+"""Swarm services as targets, on a single-node swarm of the private engine: a real Celery worker
+service with two replicas, restarted per task (cold) through the socket proxy and by
+force_update, and a dry run; the proxy refuses every other Swarm call."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from harness.parts import (
+    REPO,
+    Producer,
+    SupervisorProcess,
+    SwarmWorker,
+    celery_app,
+    queue_state,
+    wait_until,
+    write_policy,
+)
+from harness.services import free_port
+from tests.stand_in import ensure_stand_in_image
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_engine: docker.DockerClient) -> Iterator[docker.DockerClient]:
+    """The engine as a single-node swarm manager; left again if this module made it one."""
+    made = docker_engine.info()["Swarm"]["LocalNodeState"] != "active"
+    if made:
+        docker_engine.swarm.init(advertise_addr="127.0.0.1")
+    yield docker_engine
+    if made:
+        docker_engine.swarm.leave(force=True)
+
+
+class Service:
+    def __init__(self, engine: docker.DockerClient, factory: Any, tmp: Path) -> None:
+        self.server = factory()
+        self.server.start()
+        self.app = celery_app(self.server.url)
+        self.worker = SwarmWorker(engine, self.server.url, replicas=2)
+        self.worker.wait_ready(self.app)
+        self.tmp = tmp
+
+    def policy(self, **restart: Any) -> Path:
+        path = write_policy(self.tmp / "w.toml", "w", self.server.url, "unused", restart=restart)
+        text = path.read_text().replace(
+            'container = "unused"', f'swarm_service = "{self.worker.name}"'
+        )
+        path.write_text(text)
+        return path
+
+    def hang(self, slot: int) -> Producer:
+        """Hang the replica in `slot`, then publish more than the other one can do alone."""
+        self.app.send_task("tasks.poison", queue=f"only-{slot}")
+        return Producer(self.app, per_second=8, work_seconds=0.2).start()
+
+    def drained(self, producer: Producer) -> None:
+        wait_until(lambda: queue_state(self.server.url) == (0, 0), 90, "the backlog drained")
+        time.sleep(1)
+        done = {int(x) for x in self.server.client().smembers("test:done")}
+        assert done == set(producer.sent), f"lost: {sorted(set(producer.sent) - done)[:10]}"
+
+    def close(self) -> None:
+        self.worker.remove()
+        self.app.close()
+
+
+@pytest.fixture
+def service(
+    swarm: docker.DockerClient, redis_server_factory: Any, tmp_path: Path
+) -> Iterator[Service]:
+    s = Service(swarm, redis_server_factory, tmp_path)
+    yield s
+    s.close()
+
+
+class Proxy:
+    """deploy/socket-proxy/haproxy.cfg in the stand-in image, on a free loopback port."""
+
+    def __init__(self, engine: docker.DockerClient, containers: str, services: str) -> None:
+        self.port = free_port()
+        host_socket = os.environ["DOCKER_HOST"].removeprefix("unix://")
+        self.container = engine.containers.run(
+            ensure_stand_in_image(engine),
+            ["haproxy", "-db", "-f", "/etc/haproxy.cfg"],
+            name=f"iti-test-proxy-{uuid.uuid4().hex[:6]}",
+            detach=True,
+            network_mode="host",
+            user="root",
+            environment={
+                "SUPERVISOR_PROXY_BIND": f"127.0.0.1:{self.port}",
+                "SUPERVISOR_WORKER_CONTAINERS": containers,
+                "SUPERVISOR_WORKER_SERVICES": services,
+            },
+            volumes={
+                str(REPO / "deploy/socket-proxy/haproxy.cfg"): {
+                    "bind": "/etc/haproxy.cfg",
+                    "mode": "ro",
+                },
+                host_socket: {"bind": "/var/run/docker.sock", "mode": "rw"},
+            },
+        )
+        wait_until(lambda: self.status("GET", "/_ping") == 200, 30, "the proxy")
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def status(self, method: str, path: str) -> int | None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=b"{}" if method == "POST" else None,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            return int(urllib.request.urlopen(request, timeout=5).status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+
+
+def test_1_and_5_only_the_hung_task_is_stopped_through_the_proxy_and_swarm_replaces_it(
+    service: Service, swarm: docker.DockerClient, tmp_path: Path
+) -> None:
+    name = service.worker.name
+    containers = f"{name}[.][a-z0-9]+[.][a-z0-9]+"  # what `supervisor proxy-allowlist` prints
+    proxy = Proxy(swarm, containers, name)
+    hung, healthy = service.worker.container(1), service.worker.container(2)
+    healthy_started = healthy.attrs["State"]["StartedAt"]
+    old_task = service.worker.running()[1]["ID"]
+    node = swarm.info()["Swarm"]["NodeID"]
+    sup = SupervisorProcess(
+        [service.policy()],
+        tmp_path / "state",
+        extra_env={
+            "DOCKER_HOST": proxy.url,
+            "SUPERVISOR_WORKER_CONTAINERS": containers,
+            "SUPERVISOR_WORKER_SERVICES": name,
+        },
+    )
+    try:
+        sup.wait_started()
+        time.sleep(3)  # the first heartbeats, and the tasks read from Swarm
+        hang_at = time.monotonic()
+        producer = service.hang(1)
+        try:
+            [record] = sup.wait_for(lambda: sup.events("restart"), 120, "a restart")
+        finally:
+            producer.stop()
+        decided = time.monotonic() - hang_at
+        assert record["outcome"] == "done", record
+        assert record["containers"] == [hung.name]
+        assert record["service"] == name
+        [task] = record["tasks"]
+        assert task == {"id": old_task, "slot": 1, "node": node, "container": hung.name}
+        [new] = record["new_tasks"]
+        assert new["slot"] == 1 and new["id"] != old_task and new["node"] == node
+        assert service.worker.running()[1]["ID"] == new["id"]
+        # The healthy replica is the same container, never stopped.
+        healthy.reload()
+        assert healthy.attrs["State"]["StartedAt"] == healthy_started
+        assert service.worker.container(2).id == healthy.id
+        service.drained(producer)
+        drained = time.monotonic() - hang_at
+        assert len(sup.events("restart")) == 1
+        print(
+            f"swarm cold: hang -> decision {decided:.1f}s, replaced in {record['seconds']:.1f}s, "
+            f"backlog drained {drained:.1f}s after the hang"
+        )
+
+        # 5. The proxy refuses every Swarm call the supervisor does not make.
+        forbidden = [
+            ("POST", "/v1.41/services/create"),
+            ("GET", "/v1.41/services"),
+            ("DELETE", f"/v1.41/services/{name}"),
+            ("POST", "/v1.41/services/other-service/update"),
+            ("GET", "/v1.41/services/other-service"),
+            ("GET", "/v1.41/secrets"),
+            ("GET", "/v1.41/secrets/abc"),
+            ("GET", "/v1.41/configs"),
+            ("GET", "/v1.41/configs/abc"),
+            ("GET", "/v1.41/nodes"),
+            ("POST", f"/v1.41/nodes/{node}/update"),
+            ("POST", "/v1.41/swarm/leave"),
+            ("GET", "/v1.41/swarm/unlockkey"),
+            ("POST", f"/v1.41/containers/{healthy.id}/kill"),  # a task by id: names only
+        ]
+        answers = [proxy.status(method, path) for method, path in forbidden]
+        assert answers == [403] * len(forbidden), list(zip(forbidden, answers, strict=True))
+        assert proxy.status("GET", f"/v1.41/services/{name}") == 200
+        print(f"socket proxy: {len(forbidden)} forbidden Swarm calls tried, 403 for all")
+    finally:
+        sup.stop()
+        proxy.close()
+
+
+def test_2_force_update_replaces_every_task_in_rolling_order(
+    service: Service, tmp_path: Path
+) -> None:
+    before = {slot: t["ID"] for slot, t in service.worker.running().items()}
+    sup = SupervisorProcess([service.policy(method="force_update")], tmp_path / "state")
+    try:
+        sup.wait_started()
+        time.sleep(3)
+        hang_at = time.monotonic()
+        producer = service.hang(1)
+        try:
+            [record] = sup.wait_for(lambda: sup.events("restart"), 180, "a restart")
+        finally:
+            producer.stop()
+        decided = time.monotonic() - hang_at
+        assert record["outcome"] == "done", record
+        assert record["method"] == "force_update"
+        assert sorted(t["id"] for t in record["tasks"]) == sorted(before.values())
+        after = {slot: t["ID"] for slot, t in service.worker.running().items()}
+        assert sorted(t["id"] for t in record["new_tasks"]) == sorted(after.values())
+        assert not set(after.values()) & set(before.values())
+        # Rolling: parallelism 1 and a 1 s delay, so the new tasks were created one after the
+        # other, the second once the first ran.
+        new = sorted(
+            (t for t in service.worker.tasks() if t["ID"] in after.values()),
+            key=lambda t: t["CreatedAt"],
+        )
+        first, second = (
+            time.mktime(time.strptime(t["CreatedAt"][:19], "%Y-%m-%dT%H:%M:%S")) for t in new
+        )
+        assert second - first >= 1, [t["CreatedAt"] for t in new]
+        # The hung replica ignored SIGTERM (its pool is blocked) and Swarm SIGKILLed it after
+        # stop_grace_period; the supervisor saw the exit code and gave its messages back.
+        hung = [t["container"] for t in record["tasks"] if t["slot"] == 1]
+        assert record["killed"] == hung, record
+        assert record["restored"] >= 1, record  # what the hung replica had reserved
+        service.drained(producer)
+        drained = time.monotonic() - hang_at
+        print(
+            f"swarm force_update: hang -> decision {decided:.1f}s, update converged in "
+            f"{record['seconds']:.1f}s, backlog drained {drained:.1f}s after the hang"
+        )
+    finally:
+        sup.stop()
+
+
+def test_3_a_dry_run_on_a_swarm_target_changes_nothing(service: Service, tmp_path: Path) -> None:
+    before = {slot: service.worker.container(slot).id for slot in (1, 2)}
+    tasks = {slot: t["ID"] for slot, t in service.worker.running().items()}
+    sup = SupervisorProcess([service.policy()], tmp_path / "state", dry_run=True)
+    try:
+        sup.wait_started()
+        time.sleep(3)
+        producer = service.hang(1)
+        try:
+            [record] = sup.wait_for(lambda: sup.events("dry_run_restart"), 120, "a dry-run restart")
+        finally:
+            producer.stop()
+        assert record["outcome"] == "dry_run"
+        assert record["containers"] == [service.worker.container(1).name]
+        assert [t["id"] for t in record["tasks"]] == [tasks[1]]
+        time.sleep(3)
+        assert sup.events("restart") == []
+        assert {slot: service.worker.container(slot).id for slot in (1, 2)} == before
+        assert {slot: t["ID"] for slot, t in service.worker.running().items()} == tasks
+    finally:
+        sup.stop()
