@@ -28,6 +28,8 @@ METRICS_PORT_ENV = "SUPERVISOR_METRICS_PORT"
 METRICS_ADDRESS_ENV = "SUPERVISOR_METRICS_ADDRESS"
 LOG_FORMAT_ENV = "SUPERVISOR_LOG_FORMAT"
 POLICIES_ENV = "SUPERVISOR_POLICIES"
+LEASE_ENV = "SUPERVISOR_LEASE"
+DEFAULT_LEASE = 15.0
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -58,6 +60,26 @@ def port_setting(flag: int | None, env: str) -> int | None:
     if not 0 <= port <= 65535:
         raise UsageError(f"{where}={port} is not a port number (0-65535)")
     return port
+
+
+def lease_setting(flag: str | None) -> float | None:
+    """The lease period, when several supervisors share the policies; None: off (one instance).
+    `on` (or 1, true, yes) takes the default period; a duration sets it."""
+    raw = (flag if flag is not None else os.environ.get(LEASE_ENV, "")).strip().lower()
+    where = "--lease" if flag is not None else LEASE_ENV
+    if raw in _FALSE:
+        return None
+    if raw in _TRUE:
+        return DEFAULT_LEASE
+    from supervisor.durations import parse_duration
+
+    try:
+        period = parse_duration(raw)
+    except ValueError as exc:
+        raise UsageError(f"{where}={raw!r}: {exc}; or on/off") from None
+    if period < 1:
+        raise UsageError(f"{where}={raw!r}: the lease period must be at least 1s")
+    return period
 
 
 def state_dir_setting(args: argparse.Namespace) -> Path:
@@ -126,11 +148,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     dry_run = args.dry_run or env_flag(DRY_RUN_ENV)
     port = port_setting(args.metrics_port, METRICS_PORT_ENV)
     state_dir = state_dir_setting(args)
+    period = lease_setting(args.lease)
     from supervisor.runtime.daemon import Daemon
+    from supervisor.runtime.leasing import Leases
 
     return Daemon(
         args.policies,
         state_dir,
+        leases=Leases(period) if period is not None else None,
         dry_run=dry_run,
         metrics_address=args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV),
         metrics_port=port,
@@ -285,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         default=None,
         help=f"address for the metrics port (env {METRICS_ADDRESS_ENV}; default 0.0.0.0)",
+    )
+    p.add_argument(
+        "--lease",
+        metavar="on|off|PERIOD",
+        default=None,
+        help="several supervisors of the same policies: only the holder of a target's lease "
+        f"in the broker's Redis acts (env {LEASE_ENV}; default off; on: {DEFAULT_LEASE:g}s)",
     )
     p.set_defaults(func=cmd_run)
 

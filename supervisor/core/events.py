@@ -43,10 +43,18 @@ class EventKind(enum.Enum):
     NO_CONSUMER = "no_consumer"  # `queues`: those no live worker consumes ([]: all consumed)
     QUEUES_CHANGED = "queues_changed"  # discover_queues: the target's workers' queues changed
     NO_BINDINGS = "no_bindings"  # `queues`: none bound on this database ([]: bound again)
+    # Several supervisors, one lease per target in the broker's Redis (core/lease.py):
+    LEASE_ACQUIRED = "lease_acquired"  # this supervisor acts for the target from now on
+    LEASE_LOST = "lease_lost"  # another holds it: this one only decides, as standby
+    LEASE_ERROR_BEGIN = "lease_error_begin"  # Redis does not answer: not acting, not knowing
+    LEASE_ERROR_END = "lease_error_end"
+    STANDBY = "standby"  # the restart this supervisor would have made, had it held the lease
 
 
 _WARNING = {
     EventKind.RESTART,
+    EventKind.LEASE_ACQUIRED,
+    EventKind.LEASE_LOST,
     EventKind.DRY_RUN_RESTART,
     EventKind.RESTART_RESUMED,
     EventKind.TRIGGER_REFUSED,
@@ -63,6 +71,7 @@ _ERROR = {
     EventKind.RELOAD_REFUSED,
     EventKind.SAMPLE_ERROR_BEGIN,
     EventKind.DOCKER_ERROR_BEGIN,
+    EventKind.LEASE_ERROR_BEGIN,
     EventKind.STATE_DISCARDED,
     EventKind.INTERNAL_ERROR,
 }

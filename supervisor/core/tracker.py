@@ -128,6 +128,7 @@ class Restart:
 class DryRun:
     action: Action
     fields: dict[str, Any]
+    standby: bool = False  # not dry-run: another supervisor holds the target's lease
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,15 @@ def restore(
     return TrackerState(), (target_changed(policy, target),)
 
 
+def adopt(state: TrackerState, shared: GovernorState | None, intent: Intent | None) -> TrackerState:
+    """Taking a target's lease over: its restart history and unfinished restart are the shared
+    ones the holders kept in Redis, not those this supervisor made up while standing by. With
+    none shared yet (the first holder), its own are kept: they only ever count more restarts."""
+    if shared is None:
+        return state
+    return replace(state, engine=replace(state.engine, governor=shared), intent=intent)
+
+
 def retarget(old: Policy, new_policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
     """A reload gave the policy another target: it starts with a fresh history, and says so.
     (`unfinished` refuses such a reload while a restart of the old target is not finished.)"""
@@ -252,7 +262,7 @@ def resume(policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
 
 
 def on_sample(
-    policy: Policy, state: TrackerState, sample: Sample, dry_run: bool
+    policy: Policy, state: TrackerState, sample: Sample, dry_run: bool, standby: bool = False
 ) -> tuple[TrackerState, Step]:
     events: list[Event] = []
     window = policy.detect.window
@@ -304,7 +314,7 @@ def on_sample(
             text = f"ESCALATION, a person is needed: {action.reason}"
             events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
         else:
-            state, command = _begin(state, action, fields, dry_run)
+            state, command = _begin(state, action, fields, dry_run, standby)
             commands.append(command)
     return state, Step(tuple(events), tuple(commands), decision, persist=bool(decision.actions))
 
@@ -377,7 +387,7 @@ def _misconfiguration(
 
 
 def on_trigger(
-    policy: Policy, state: TrackerState, now: float, dry_run: bool
+    policy: Policy, state: TrackerState, now: float, dry_run: bool, standby: bool = False
 ) -> tuple[TrackerState, Step]:
     """A restart asked for by a person (SIGUSR1 or `supervisor trigger`)."""
     refusal = None
@@ -397,7 +407,7 @@ def on_trigger(
     engine_state, action = engine.trigger(policy, state.engine, now)
     state = replace(state, engine=engine_state)
     fields = _decision_fields(policy, state, action, None)
-    state, command = _begin(state, action, fields, dry_run)
+    state, command = _begin(state, action, fields, dry_run, standby)
     return state, Step(commands=(command,), persist=True)
 
 
@@ -417,10 +427,14 @@ def _decision_fields(
 
 
 def _begin(
-    state: TrackerState, action: Action, fields: dict[str, Any], dry_run: bool
+    state: TrackerState,
+    action: Action,
+    fields: dict[str, Any],
+    dry_run: bool,
+    standby: bool = False,
 ) -> tuple[TrackerState, Command]:
-    if dry_run:
-        return replace(state, call=Call.DRY_RUN), DryRun(action, fields)
+    if dry_run or standby:
+        return replace(state, call=Call.DRY_RUN), DryRun(action, fields, standby and not dry_run)
     intent = Intent(action.t, action.trigger, action.reason)
     return replace(state, call=Call.RESTART, intent=intent), Restart(action, fields)
 
@@ -512,15 +526,19 @@ def _looked_up(
     containers = command.action.containers or result.containers
     what = ", ".join(containers) or policy.target.describe()
     text = f"would restart {what} ({command.action.trigger.value}): {command.action.reason}"
+    kind, outcome = EventKind.DRY_RUN_RESTART, "dry_run"
+    if command.standby:
+        kind, outcome = EventKind.STANDBY, "standby"
+        text = f"standby (another supervisor holds the lease): {text}"
     swarm = {}
     if result.tasks:
         chosen = [t for t in result.tasks if not containers or t.container in containers]
         swarm = {"service": policy.target.swarm_service, "tasks": [t.to_json() for t in chosen]}
     ev = event(
-        EventKind.DRY_RUN_RESTART,
+        kind,
         policy.name,
         text,
-        outcome="dry_run",
+        outcome=outcome,
         containers=list(containers),
         error=result.error,
         **swarm,

@@ -29,13 +29,14 @@ from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
 from supervisor.core.outage import Outage
 from supervisor.core.replicas import Container
-from supervisor.core.results import LookupResult, RestartResult, StartResult
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import PolicyError, StateError, UsageError
 from supervisor.policy import Policy, Target, load_policies
 from supervisor.runtime import lock, restarting, trigger
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+from supervisor.runtime.leasing import Leases
 from supervisor.runtime.state_store import StateStore
 from supervisor.runtime.waker import Waker
 from supervisor.sample import Progress, Replica, Sample
@@ -131,8 +132,10 @@ class Daemon:
         metrics_port: int | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        leases: Leases | None = None,
     ) -> None:
         self.policy_paths = policy_paths
+        self.leases = leases  # several supervisors of the same policies: only a holder acts
         self.state_dir = state_dir
         self.dry_run = dry_run
         self.actuator = actuator
@@ -222,6 +225,8 @@ class Daemon:
             log.info("waiting for %d call(s) in flight", self.executor.in_flight)
         for done in self.executor.shutdown():
             self._finish(done)
+        if self.leases is not None:
+            self.leases.close([s.policy for s in self.supervised.values()])
         self.pinger.shutdown(wait=False, cancel_futures=True)
         for item in self.supervised.values():
             item.probe.close()
@@ -241,6 +246,9 @@ class Daemon:
         """One pass of the loop; never raises (an error is reported and the loop goes on)."""
         self._guard("signals", self._handle_signals)
         self._guard("results", self._drain)
+        if self.leases is not None:
+            for item in list(self.supervised.values()):
+                self._guard(f"lease of {item.policy.name}", partial(self._refresh_lease, item))
         now = self.monotonic()
         for item in list(self.supervised.values()):
             if self.stopping or self.waker.pending:
@@ -255,7 +263,9 @@ class Daemon:
         self.write_heartbeat()
 
     def next_wake(self) -> float:
-        return min((s.next_due for s in self.supervised.values()), default=self.monotonic() + 1)
+        due = min((s.next_due for s in self.supervised.values()), default=self.monotonic() + 1)
+        renew = self.leases.next_try() if self.leases is not None else None
+        return due if renew is None else min(due, renew)
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -309,7 +319,14 @@ class Daemon:
         monitor = self._monitor_for(policy)
         plan = self._plan(item, monitor)
 
+        leases = self.leases
+
         def call(command: Command) -> Result:
+            if isinstance(command, Restart) and leases is not None:
+                lost = leases.fence(policy)
+                if lost is not None:  # another supervisor may be acting: touch nothing
+                    error = f"not restarted, {lost} (checked right before the restart)"
+                    return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
             if isinstance(command, Restart):
                 chosen = dataclasses.replace(plan, containers=command.action.containers)
                 return restarting.restart(policy, chosen, actuator, monitor, _unacked_store)
@@ -345,7 +362,9 @@ class Daemon:
                 else f"unknown: {progress.unknown}"
             )
             sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor, queues))
-        state, step = tracker.on_sample(policy, item.state, sample, self.dry_run)
+        state, step = tracker.on_sample(
+            policy, item.state, sample, self.dry_run, standby=self._standby(item)
+        )
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
         self._record(policy, sample, step.decision)
         if step.decision is not None:
@@ -452,8 +471,31 @@ class Daemon:
         item = Supervised(policy, self.probe_factory(policy, self.clock), state, self.monotonic())
         self.supervised[policy.name] = item
         self._apply(item, state, tracker.Step(found, persist=bool(found)))
-        self._apply(item, *tracker.resume(policy, item.state))  # first: the worker may be down
+        if self.leases is None:
+            self._apply(item, *tracker.resume(policy, item.state))  # first: the worker may be down
+        else:
+            self._refresh_lease(item, force=True)  # a holder resumes; a standby leaves it
         self._monitor_for(policy)
+
+    def _standby(self, item: Supervised) -> bool:
+        return self.leases is not None and not self.leases.holds(item.policy, self.monotonic())
+
+    def _refresh_lease(self, item: Supervised, force: bool = False) -> None:
+        """Try or renew the target's lease; on a takeover, adopt the history the holders shared
+        (cooldown, backoff, budget, an unfinished restart) and complete what is unfinished."""
+        assert self.leases is not None
+        policy = item.policy
+        evs, took_over = self.leases.refresh(policy, self.monotonic(), force)
+        self.emit(*evs)
+        if not took_over:
+            return
+        shared, error = self.leases.shared(policy)
+        if error is not None:
+            log_sink.for_policy(log, policy.name).warning("shared state: %s", error)
+        history = shared.history if shared is not None else None
+        intent = shared.intent if shared is not None else None
+        self._apply(item, tracker.adopt(item.state, history, intent), tracker.Step(persist=True))
+        self._apply(item, *tracker.resume(policy, item.state))
 
     def _save(self, item: Supervised) -> None:
         try:
@@ -461,6 +503,12 @@ class Daemon:
         except OSError as exc:
             path = self.store.path(item.policy.name)
             self.emit(events.internal_error(item.policy.name, f"writing {path}", str(exc)))
+        if self.leases is not None and self.leases.holds(item.policy, self.monotonic()):
+            error = self.leases.share(item.policy, item.state)
+            if error is not None:
+                log_sink.for_policy(log, item.policy.name).warning(
+                    "cannot share the restart history in Redis: %s", error
+                )
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -494,7 +542,12 @@ class Daemon:
                 self.emit(events.unknown_policy(name, list(self.supervised)))
                 continue
             now = self.clock()
-            self._apply(item, *tracker.on_trigger(item.policy, item.state, now, self.dry_run))
+            self._apply(
+                item,
+                *tracker.on_trigger(
+                    item.policy, item.state, now, self.dry_run, standby=self._standby(item)
+                ),
+            )
 
     def reload(self) -> None:
         try:
@@ -516,6 +569,8 @@ class Daemon:
         for name in [n for n in self.supervised if n not in wanted]:
             removed = self.supervised.pop(name)
             self._save(removed)
+            if self.leases is not None:
+                self.leases.forget(removed.policy)
             removed.probe.close()
             self.metrics.forget(name, removed.policy.broker.queues)
         for policy in policies:

@@ -1,0 +1,124 @@
+"""The daemon's side of the leases (core/lease.py), for several supervisors of the same
+policies: one lease per target, tried and renewed from the loop, the shared history read on a
+takeover and written by the holder, and the fencing check right before a restart."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from supervisor.core import lease
+from supervisor.core.events import Event
+from supervisor.core.lease import Answer, Lease
+from supervisor.core.tracker import TrackerState
+from supervisor.policy import Broker, Policy
+from supervisor.runtime.state_store import Stored, decode, encode
+
+log = logging.getLogger("supervisor.lease")
+
+
+class Store(Protocol):
+    def hold(
+        self, target: str, token: str, period: float
+    ) -> tuple[Answer | None, str | None, str | None]: ...
+    def still_mine(self, target: str, token: str) -> str | None: ...
+    def release(self, target: str, token: str) -> None: ...
+    def load(self, target: str) -> tuple[dict[str, Any] | None, str | None]: ...
+    def save(self, target: str, data: dict[str, Any]) -> str | None: ...
+    def close(self) -> None: ...
+
+
+def _lease_store(broker: Broker) -> Store:
+    from supervisor.adapters.lease_store import LeaseStore
+
+    return LeaseStore(broker)
+
+
+def new_token() -> str:
+    """Who holds a lease, as a person reads it in the audit: host, pid and a nonce."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+class Leases:
+    def __init__(
+        self,
+        period: float,
+        token: str | None = None,
+        store_factory: Callable[[Broker], Store] = _lease_store,
+    ) -> None:
+        self.period = period
+        self.token = token or new_token()
+        self._store_factory = store_factory
+        self._stores: dict[str, Store] = {}  # by broker URL
+        self._leases: dict[str, Lease] = {}  # by policy name
+
+    def _store(self, policy: Policy) -> Store:
+        url = policy.broker.url
+        if url not in self._stores:
+            self._stores[url] = self._store_factory(policy.broker)
+        return self._stores[url]
+
+    def refresh(
+        self, policy: Policy, now: float, force: bool = False
+    ) -> tuple[tuple[Event, ...], bool]:
+        """Try or renew the policy's lease when due: (its events, whether it was taken over)."""
+        current = self._leases.get(policy.name, Lease())
+        if not force and not lease.due(current, now):
+            return (), False
+        answer, holder, error = self._store(policy).hold(policy.target.key, self.token, self.period)
+        current, evs, took = lease.observe(
+            current,
+            answer,
+            holder,
+            error,
+            sent=now,
+            period=self.period,
+            policy=policy.name,
+            target=policy.target.describe(),
+        )
+        self._leases[policy.name] = current
+        return evs, took
+
+    def holds(self, policy: Policy, now: float) -> bool:
+        return lease.holds(self._leases.get(policy.name, Lease()), now)
+
+    def next_try(self) -> float | None:
+        return min((x.next_try for x in self._leases.values()), default=None)
+
+    def shared(self, policy: Policy) -> tuple[Stored | None, str | None]:
+        """The target's state as the holders saved it in Redis: (it, or None; error)."""
+        data, error = self._store(policy).load(policy.target.key)
+        if error is not None or data is None:
+            return None, error
+        try:
+            stored = decode(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            return None, f"the shared state of {policy.target.key} is invalid: {exc}"
+        if stored.target not in (None, policy.target.key):
+            return None, None
+        return stored, None
+
+    def share(self, policy: Policy, state: TrackerState) -> str | None:
+        """The holder saves the target's state where the others can read it."""
+        return self._store(policy).save(
+            policy.target.key, encode(policy.name, policy.target.key, state)
+        )
+
+    def fence(self, policy: Policy) -> str | None:
+        """Right before a restart: None when the lease is still this supervisor's."""
+        return self._store(policy).still_mine(policy.target.key, self.token)
+
+    def forget(self, policy: Policy) -> None:
+        if self._leases.pop(policy.name, Lease()).holding:
+            self._store(policy).release(policy.target.key, self.token)
+
+    def close(self, policies: list[Policy]) -> None:
+        """A clean stop: give back every lease held, so that another takes over at once."""
+        for policy in policies:
+            self.forget(policy)
+        for store in self._stores.values():
+            store.close()
