@@ -306,13 +306,20 @@ def expand_env(text: str) -> str:
     `${NAME:-default}` takes `default` when NAME is unset or empty, as a shell does.
 
     A reference inside a URL (a password) is URL-quoted; one that is the whole value (a whole
-    broker URL from the environment) is taken as it is. A default is the file's own text.
+    broker URL from the environment) is taken as it is. A default is the file's own text. When
+    NAME is unset and NAME_FILE names a file, its content is the value (Docker secrets).
     """
     whole = _ENV_REF.fullmatch(text) is not None
 
     def value(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         found = os.environ.get(name)
+        secret = os.environ.get(f"{name}_FILE")
+        if found is None and secret:
+            try:
+                found = Path(secret).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{name}_FILE={secret}: {exc.strerror or exc}") from None
         if default is not None and not found:
             return default
         if found is None:

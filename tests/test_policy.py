@@ -242,3 +242,21 @@ def test_no_queue_at_all_is_refused_unless_discovered(tmp_path: Path) -> None:
     assert "broker.queues: must name at least one queue, or set discover_queues = true" in problem
     found = empty.replace("queues = []", "queues = []\ndiscover_queues = true")
     assert load_policy(write(tmp_path, found, "ok.toml")).broker.discover_queues
+
+
+def test_a_secret_comes_from_name_file_when_name_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor.policy import expand_env
+
+    secret = tmp_path / "pw"
+    secret.write_text("s3cr/t\n")  # Docker secrets end with what the file had
+    monkeypatch.delenv("SUP_PW", raising=False)
+    monkeypatch.setenv("SUP_PW_FILE", str(secret))
+    assert expand_env("redis://:${SUP_PW}@redis:6379/1") == "redis://:s3cr%2Ft@redis:6379/1"
+    monkeypatch.setenv("SUP_PW", "direct")  # the variable itself wins
+    assert expand_env("redis://:${SUP_PW}@redis/1") == "redis://:direct@redis/1"
+    monkeypatch.delenv("SUP_PW")
+    monkeypatch.setenv("SUP_PW_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"SUP_PW_FILE=.*missing"):
+        expand_env("${SUP_PW}")

@@ -188,6 +188,10 @@ class SwarmActuator:
                 if missing:
                     raise TargetError(f"task(s) {', '.join(missing)} no longer running")
                 tasks = [t for t in tasks if t.ref.container in only]
+            else:  # the whole target: what this node runs of it
+                tasks = [t for t in tasks if t.local]
+                if not tasks:
+                    raise TargetError(f"no task of Swarm service {name!r} runs on this node")
             for t in tasks:
                 if not t.local:
                     raise TargetError(

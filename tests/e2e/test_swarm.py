@@ -5,7 +5,10 @@ force_update, and a dry run; the proxy refuses every other Swarm call."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -279,3 +282,116 @@ def test_3_a_dry_run_on_a_swarm_target_changes_nothing(service: Service, tmp_pat
         assert {slot: t["ID"] for slot, t in service.worker.running().items()} == tasks
     finally:
         sup.stop()
+
+
+def _removed(engine: docker.DockerClient, volume: str) -> bool:
+    try:
+        engine.volumes.get(volume).remove(force=True)
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:  # still in use by a container on its way out
+        return False
+    return True
+
+
+def test_6_the_shipped_stack_restarts_a_hung_task_through_its_proxy(
+    swarm: docker.DockerClient, redis_server_factory: Any, tmp_path: Path
+) -> None:
+    """deploy/swarm/stack.yml as operators deploy it (`docker stack deploy`), with the images
+    and the network of this machine: the supervisor reaches Docker only through the stack's
+    proxy, over a unix socket in a node-local volume, and restarts the hung task of the Dify
+    worker service."""
+    from tests.stand_in import build_supervisor_image
+
+    server = redis_server_factory()
+    server.start()
+    app = celery_app(server.url)
+    policy = tmp_path / "dify-worker.toml"
+    text = (REPO / "deploy/swarm/dify-worker.toml").read_text()
+    text = text.replace("redis://:${SUPERVISOR_REDIS_PASSWORD}@redis:6379/1", server.url)
+    for key, value in {
+        "interval": '"0.5s"', "window": '"5s"', "threshold": "5", "max_gap": '"2s"',
+        "cooldown": '"60s"', "backoff_initial": '"60s"', "backoff_max": '"120s"',
+        "stop_timeout": '"3s"',
+    }.items():  # fmt: skip
+        text = re.sub(rf"^{key} = [^#\n]*", f"{key} = {value}  ", text, flags=re.M)
+    policy.write_text(text)
+    env = {
+        **os.environ,
+        "SUPERVISOR_IMAGE": build_supervisor_image(swarm, REPO),
+        "SOCKET_PROXY_IMAGE": ensure_stand_in_image(swarm),
+        "DIFY_NETWORK": "host",  # the test's Redis and worker are on the host's network
+        "SUPERVISOR_SWARM_POLICY": str(policy),
+        "DOCKER_SOCKET": os.environ["DOCKER_HOST"].removeprefix("unix://"),
+    }
+    with contextlib.suppress(docker.errors.NotFound):
+        swarm.secrets.get("supervisor_redis_password").remove()
+    secret = swarm.secrets.create(name="supervisor_redis_password", data=b"unused-here")
+    stack = ["docker", "stack"]
+    subprocess.run([*stack, "rm", "supervisor"], capture_output=True, check=False)  # a stale one
+    with contextlib.suppress(docker.errors.NotFound):
+        swarm.services.get("dify_worker").remove()
+    worker = SwarmWorker(swarm, server.url, replicas=2, name="dify_worker")
+    since = time.time()
+    try:
+        worker.wait_ready(app)
+        deployed = subprocess.run(
+            [*stack, "deploy", "-c", str(REPO / "deploy/swarm/stack.yml"), "supervisor"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert deployed.returncode == 0, deployed.stderr
+
+        def audit() -> list[dict[str, Any]]:  # this run's: a stale volume may hold older ones
+            with contextlib.suppress(docker.errors.NotFound, FileNotFoundError):
+                mount = swarm.volumes.get("supervisor_state").attrs["Mountpoint"]
+                lines = (Path(mount) / "audit.jsonl").read_text().splitlines()
+                records = [json.loads(x) for x in lines if x.strip()]
+                return [r for r in records if r["t"] >= since]
+            return []
+
+        def logs() -> str:
+            out = subprocess.run(
+                ["docker", "service", "logs", "supervisor_worker-supervisor"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            return out.stdout[-3000:] + out.stderr[-2000:]
+
+        wait_until(lambda: [r for r in audit() if r["event"] == "start"], 120, "started", logs)
+        time.sleep(4)  # heartbeats, and the tasks read through the proxy
+        hung, healthy = worker.container(1), worker.container(2)
+        app.send_task("tasks.poison", queue="only-1")
+        producer = Producer(app, per_second=8, work_seconds=0.2).start()
+        try:
+            [restart] = wait_until(
+                lambda: [r for r in audit() if r["event"] == "restart"], 120, "a restart", logs
+            )
+        finally:
+            producer.stop()
+        assert restart["outcome"] == "done", restart
+        assert restart["containers"] == [hung.name], (restart, worker.tasks(running_only=False))
+        assert [t["slot"] for t in restart["new_tasks"]] == [1]
+        healthy.reload()
+        assert healthy.attrs["State"]["Running"] and worker.container(2).id == healthy.id
+        # The supervisor's container has no Docker socket: only the proxy's unix socket.
+        [sup] = [c for c in swarm.containers.list() if c.name.startswith("supervisor_worker-")]
+        assert not any(m["Destination"] == "/var/run/docker.sock" for m in sup.attrs["Mounts"])
+        assert sup.attrs["Config"]["User"] == "10001"
+    finally:
+        subprocess.run([*stack, "rm", "supervisor"], capture_output=True, check=False)
+        worker.remove()
+        wait_until(
+            lambda: (
+                not [c for c in swarm.containers.list(all=True) if c.name.startswith("supervisor_")]
+            ),
+            60,
+            "the stack's containers gone",
+        )
+        for name in ("supervisor_state", "supervisor_proxy-socket"):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                swarm.volumes.get(name).remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            secret.remove()
+        app.close()
