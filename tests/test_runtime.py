@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
+from supervisor.core.lease import Answer
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
 from supervisor.runtime.daemon import Daemon
+from supervisor.runtime.leasing import Leases
 from supervisor.sample import Progress, Sample
 from supervisor.sinks.audit import read_audit
 from tests.helpers import policy_dict
@@ -148,7 +150,12 @@ class Harness:
         self.probes.append(probe)
         return probe
 
-    def start(self, dry_run: bool = False, monitor: FakeMonitor | None = None) -> Daemon:
+    def start(
+        self,
+        dry_run: bool = False,
+        monitor: FakeMonitor | None = None,
+        leases: Leases | None = None,
+    ) -> Daemon:
         from supervisor.policy import load_policies
 
         self.daemon = Daemon(
@@ -160,6 +167,7 @@ class Harness:
             progress_factory=None if monitor is None else (lambda policy: monitor),
             clock=self.clock,
             monotonic=self.clock,
+            leases=leases,
         )
         (self.tmp / "state").mkdir(exist_ok=True)
         self.daemon.open(load_policies([self.policy_file.parent]))
@@ -408,3 +416,96 @@ def test_discovered_queues_are_sampled_audited_and_kept_across_a_restart(h: Harn
     h.tick(0)
     assert h.probes[-1].asked[-1] == ("dataset", "mail")
     assert len(h.audit("queues_changed")) == 1
+
+
+class FakeLeaseStore:
+    """The broker's lease keys, held by whoever the test says; the shared state as saved."""
+
+    def __init__(self) -> None:
+        self.holder: str | None = "other/1"
+        self.state: dict[str, Any] | None = None
+        self.down = False
+
+    def hold(self, target: str, token: str, period: float) -> tuple[Any, Any, Any]:
+        if self.down:
+            return None, None, "ConnectionError: refused"
+        if self.holder is None:
+            self.holder = token
+            return Answer.ACQUIRED, token, None
+        if self.holder == token:
+            return Answer.RENEWED, token, None
+        return Answer.HELD, self.holder, None
+
+    def still_mine(self, target: str, token: str) -> str | None:
+        return None if self.holder == token else f"the lease is held by {self.holder}"
+
+    def release(self, target: str, token: str) -> None:
+        if self.holder == token:
+            self.holder = None
+
+    def load(self, target: str) -> tuple[dict[str, Any] | None, str | None]:
+        return self.state, None
+
+    def save(self, target: str, data: dict[str, Any]) -> str | None:
+        self.state = data
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_standby_decides_and_audits_but_acts_only_once_it_holds_the_lease(
+    h: Harness,
+) -> None:
+    h.write_policy(restart={"max_restarts": 1, "cooldown": 5, "backoff_initial": 5})
+    store = FakeLeaseStore()
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    make_stuck(h)
+    h.settle()
+    [standby] = h.audit("standby")
+    assert standby["outcome"] == "standby" and "another supervisor" in standby["text"]
+    assert h.actuator.calls == ["lookup"]  # looked up, never changed
+    # The holder restarted the worker and shared that; then it died.
+    store.state = {
+        "format": 2, "policy": "w", "target": "container:w", "last_restart": h.clock.t,
+        "streak": 1, "recent": [h.clock.t], "escalated": False, "intent": None,
+        "discovered": [],
+    }  # fmt: skip
+    store.holder = None
+    h.tick(300, seconds=3)  # the next try of the lease
+    [taken] = h.audit("lease_acquired")
+    assert taken["holder"] == "me/1" and taken["previous"] == "other/1"
+    make_stuck(h, start=320, samples=20)
+    h.settle()
+    # The budget it adopted is spent by the other's restart: it escalates, never restarts.
+    assert h.audit("escalate") and h.audit("restart") == []
+    assert h.actuator.calls == ["lookup"]
+    assert store.state is not None and store.state["escalated"] is True  # shared back
+
+
+def test_the_holder_checks_its_lease_right_before_restarting(h: Harness) -> None:
+    store = FakeLeaseStore()
+    store.holder = None
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    assert h.audit("lease_acquired")
+    h.actuator.gate.clear()
+    store.still_mine = lambda target, token: "the lease is held by other/2"  # type: ignore[method-assign]
+    make_stuck(h)
+    h.actuator.gate.set()
+    h.settle()
+    [failed] = h.audit("restart_failed")
+    assert "not restarted, the lease is held by other/2" in failed["error"]
+    assert "restart" not in h.actuator.calls
+
+
+def test_without_redis_it_cannot_know_and_does_not_act(h: Harness) -> None:
+    store = FakeLeaseStore()
+    store.holder = None
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    store.down = True
+    h.tick(200, seconds=3)
+    [outage] = h.audit("lease_error_begin")
+    assert "not acting" in outage["text"]
+    make_stuck(h, start=210)
+    h.settle()
+    assert h.audit("restart") == [] and h.audit("standby")
