@@ -115,21 +115,26 @@ def lease_run(client: Any, workdir: Path, period: float) -> float:
         policy = write_policy(workdir / "lease.toml", "w", server.url, worker.name)
         env = {"SUPERVISOR_LEASE": f"{period:g}s"}
         first = SupervisorProcess([policy], workdir / f"a-{time.monotonic_ns()}", extra_env=env)
-        first.wait_started()
-        first.wait_for(lambda: first.events("lease_acquired"), 30, "a holds the lease")
-        second = SupervisorProcess([policy], workdir / f"b-{time.monotonic_ns()}", extra_env=env)
+        second: SupervisorProcess | None = None
         try:
+            first.wait_started()
+            first.wait_for(lambda: first.events("lease_acquired"), 30, "a holds the lease")
+            second = SupervisorProcess(
+                [policy], workdir / f"b-{time.monotonic_ns()}", extra_env=env
+            )
             second.wait_started()
             time.sleep(period)
             killed = time.time()
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
-            [taken] = second.wait_for(
-                lambda: second.events("lease_acquired"), 5 * period, "takeover"
+            standby = second
+            [taken] = standby.wait_for(
+                lambda: standby.events("lease_acquired"), 5 * period, "takeover"
             )
             return float(taken["t"]) - killed
         finally:
-            second.stop()
+            if second is not None:
+                second.stop()
             first.stop()
     finally:
         worker.remove()
