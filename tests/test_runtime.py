@@ -454,6 +454,11 @@ class FakeLeaseStore:
         pass
 
 
+def lease_held(h: Harness) -> float | None:
+    assert h.daemon is not None
+    return h.daemon.metrics.registry.get_sample_value("iti_supervisor_lease_held", {"policy": "w"})
+
+
 def test_a_standby_decides_and_audits_but_acts_only_once_it_holds_the_lease(
     h: Harness,
 ) -> None:
@@ -465,6 +470,7 @@ def test_a_standby_decides_and_audits_but_acts_only_once_it_holds_the_lease(
     [standby] = h.audit("standby")
     assert standby["outcome"] == "standby" and "another supervisor" in standby["text"]
     assert h.actuator.calls == ["lookup"]  # looked up, never changed
+    assert lease_held(h) == 0
     # The holder restarted the worker and shared that; then it died.
     store.state = {
         "format": 2, "policy": "w", "target": "container:w", "last_restart": h.clock.t,
@@ -475,6 +481,7 @@ def test_a_standby_decides_and_audits_but_acts_only_once_it_holds_the_lease(
     h.tick(300, seconds=3)  # the next try of the lease
     [taken] = h.audit("lease_acquired")
     assert taken["holder"] == "me/1" and taken["previous"] == "other/1"
+    assert lease_held(h) == 1
     make_stuck(h, start=320, samples=20)
     h.settle()
     # The budget it adopted is spent by the other's restart: it escalates, never restarts.

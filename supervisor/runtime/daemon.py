@@ -487,6 +487,7 @@ class Daemon:
         policy = item.policy
         evs, took_over = self.leases.refresh(policy, self.monotonic(), force)
         self.emit(*evs)
+        self.metrics.lease.labels(policy.name).set(0 if self._standby(item) else 1)
         if not took_over:
             return
         shared, error = self.leases.shared(policy)

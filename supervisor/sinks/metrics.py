@@ -103,6 +103,12 @@ class Metrics:
             p,
         )
         self.loop = gauge("loop_timestamp_seconds", "When the loop last completed a pass")
+        self.lease = gauge(
+            "lease_held",
+            "With --lease: 1 when this supervisor holds the target's lease and acts, 0 when it "
+            "stands by (or cannot reach Redis); absent without leases",
+            p,
+        )
         self.events = counter(
             "events",
             "Every event, by the name it has in the audit log and the notifications",
@@ -197,6 +203,7 @@ class Metrics:
             self.depth,
             self.threshold,
             self.escalated,
+            self.lease,
             self.unacked,
             self.stuck,
             self.run_seconds,
