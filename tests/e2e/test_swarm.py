@@ -284,6 +284,13 @@ def test_3_a_dry_run_on_a_swarm_target_changes_nothing(service: Service, tmp_pat
         sup.stop()
 
 
+def _stack_containers(engine: docker.DockerClient, running: bool = False) -> list[Any]:
+    # The low-level list: docker-py's high-level one inspects each container, and one that
+    # Swarm removes meanwhile would raise NotFound.
+    listed = engine.api.containers(all=not running)
+    return [c for c in listed if any(n.startswith("/supervisor_") for n in c["Names"])]
+
+
 def _removed(engine: docker.DockerClient, volume: str) -> bool:
     try:
         engine.volumes.get(volume).remove(force=True)
@@ -376,19 +383,17 @@ def test_6_the_shipped_stack_restarts_a_hung_task_through_its_proxy(
         healthy.reload()
         assert healthy.attrs["State"]["Running"] and worker.container(2).id == healthy.id
         # The supervisor's container has no Docker socket: only the proxy's unix socket.
-        [sup] = [c for c in swarm.containers.list() if c.name.startswith("supervisor_worker-")]
+        [sup] = [
+            swarm.containers.get(c["Id"])
+            for c in _stack_containers(swarm, running=True)
+            if c["Names"][0].startswith("/supervisor_worker-")
+        ]
         assert not any(m["Destination"] == "/var/run/docker.sock" for m in sup.attrs["Mounts"])
         assert sup.attrs["Config"]["User"] == "10001"
     finally:
         subprocess.run([*stack, "rm", "supervisor"], capture_output=True, check=False)
         worker.remove()
-        wait_until(
-            lambda: (
-                not [c for c in swarm.containers.list(all=True) if c.name.startswith("supervisor_")]
-            ),
-            60,
-            "the stack's containers gone",
-        )
+        wait_until(lambda: not _stack_containers(swarm), 60, "the stack's containers gone")
         for name in ("supervisor_state", "supervisor_proxy-socket"):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 swarm.volumes.get(name).remove(force=True)
