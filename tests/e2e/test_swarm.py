@@ -247,9 +247,11 @@ def test_2_force_update_replaces_every_task_in_rolling_order(
         )
         assert second - first >= 1, [t["CreatedAt"] for t in new]
         # The hung replica ignored SIGTERM (its pool is blocked) and Swarm SIGKILLed it after
-        # stop_grace_period; the supervisor saw the exit code and gave its messages back.
+        # stop_grace_period; the supervisor saw the exit code and gave its messages back. (On a
+        # loaded machine the healthy one's warm shutdown may outlast the grace period too: it
+        # is then reported killed as well, which is what happened to it.)
         hung = [t["container"] for t in record["tasks"] if t["slot"] == 1]
-        assert record["killed"] == hung, record
+        assert set(hung) <= set(record["killed"]), record
         assert record["restored"] >= 1, record  # what the hung replica had reserved
         service.drained(producer)
         drained = time.monotonic() - hang_at
