@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -48,6 +48,41 @@ def _epoch(iso: str) -> float | None:
     except ValueError:
         return None
     return stamp + float(f"0.{frac[:6] or '0'}")
+
+
+@dataclass
+class _Done:
+    """What a restart has done so far: the one record both its outcomes are built from, so a
+    failure after a SIGKILL still reports the kill (its reserved messages are given back)."""
+
+    tasks: list[_Task] = field(default_factory=list)
+    changed: bool = False
+    killed: list[str] = field(default_factory=list)
+    stopped_at: float | None = None
+    sigquit: bool = True
+    new: list[TaskRef] = field(default_factory=list)
+
+    def result(
+        self, policy: Restart, started: float, exc: Exception | None = None
+    ) -> RestartResult:
+        from supervisor.adapters.docker_actuator import describe_docker_error
+
+        error = None
+        if exc is not None:
+            error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
+        return RestartResult(
+            Outcome.FAILED if error else Outcome.DONE,
+            policy.method,
+            tuple(t.ref.container for t in self.tasks),
+            time.monotonic() - started,
+            error=error,
+            changed=self.changed,
+            killed=tuple(self.killed),
+            stopped_at=self.stopped_at,
+            sigquit=self.sigquit,
+            tasks=tuple(t.ref for t in self.tasks),
+            new_tasks=tuple(self.new),
+        )
 
 
 @dataclass(frozen=True)
@@ -177,10 +212,7 @@ class SwarmActuator:
     def _cold(
         self, name: str, policy: Restart, only: tuple[str, ...], sigquit: bool, started: float
     ) -> RestartResult:
-        tasks: list[_Task] = []
-        killed: list[str] = []
-        stopped_at: float | None = None
-        changed = False
+        done = _Done(sigquit=sigquit)
         try:
             tasks = self.tasks(name)
             if only:
@@ -192,6 +224,7 @@ class SwarmActuator:
                 tasks = [t for t in tasks if t.local]
                 if not tasks:
                     raise TargetError(f"no task of Swarm service {name!r} runs on this node")
+            done.tasks = tasks
             for t in tasks:
                 if not t.local:
                     raise TargetError(
@@ -203,34 +236,14 @@ class SwarmActuator:
                 if t.container_id is None:
                     raise TargetError(f"task {t.ref.id} of {name} has no container yet")
             for t in tasks:
-                changed = True
+                done.changed = True
                 if self._stop(t, policy.stop_timeout, sigquit):
-                    killed.append(t.ref.container)
-                    stopped_at = time.time()
-            new = self._replaced(name, [t.ref for t in tasks])
-            return RestartResult(
-                Outcome.DONE,
-                policy.method,
-                tuple(t.ref.container for t in tasks),
-                time.monotonic() - started,
-                changed=True,
-                killed=tuple(killed),
-                stopped_at=stopped_at,
-                sigquit=sigquit,
-                tasks=tuple(t.ref for t in tasks),
-                new_tasks=tuple(new),
-            )
+                    done.killed.append(t.ref.container)
+                    done.stopped_at = time.time()
+            done.new = self._replaced(name, [t.ref for t in tasks])
         except (ActuatorError, DockerException, RequestException) as exc:
-            return self._failed(
-                policy,
-                tasks=tasks,
-                started=started,
-                exc=exc,
-                changed=changed,
-                killed=killed,
-                stopped_at=stopped_at,
-                sigquit=sigquit,
-            )
+            return done.result(policy, started, exc)
+        return done.result(policy, started)
 
     def _stop(self, task: _Task, stop_timeout: float, sigquit: bool) -> bool:
         """Stop the task's container; True when it took a SIGKILL."""
@@ -290,45 +303,25 @@ class SwarmActuator:
             time.sleep(self._poll)
 
     def _force_update(self, name: str, policy: Restart, started: float) -> RestartResult:
-        before: list[_Task] = []
-        changed = False
+        done = _Done()
         try:
-            before = self.tasks(name)
+            done.tasks = self.tasks(name)
             service = self.service(name)
             template = dict(service["Spec"]["TaskTemplate"])
             template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
             version = service["Version"]["Index"]
-            changed = True
+            done.changed = True
             self._call(
                 "update service",
                 lambda: self._api().update_service(
                     name, version, task_template=template, fetch_current_spec=True
                 ),
             )
-            new = self._converged(name, [t.ref for t in before], len(before))
-            killed, stopped_at = self._killed(before)
-            return RestartResult(
-                Outcome.DONE,
-                policy.method,
-                tuple(t.ref.container for t in before),
-                time.monotonic() - started,
-                changed=True,
-                killed=tuple(killed),
-                stopped_at=stopped_at,
-                tasks=tuple(t.ref for t in before),
-                new_tasks=tuple(new),
-            )
+            done.new = self._converged(name, [t.ref for t in done.tasks], len(done.tasks))
+            done.killed, done.stopped_at = self._killed(done.tasks)
         except (ActuatorError, DockerException, RequestException) as exc:
-            return self._failed(
-                policy,
-                tasks=before,
-                started=started,
-                exc=exc,
-                changed=changed,
-                killed=[],
-                stopped_at=None,
-                sigquit=True,
-            )
+            return done.result(policy, started, exc)
+        return done.result(policy, started)
 
     def _killed(self, old: list[_Task]) -> tuple[list[str], float | None]:
         """The old tasks' containers that Swarm had to SIGKILL (exit code 137: the service's
@@ -375,31 +368,3 @@ class SwarmActuator:
                     f"{state or 'none'}, {len(running)} of {want} tasks running)"
                 )
             time.sleep(self._poll)
-
-    def _failed(
-        self,
-        policy: Restart,
-        *,
-        tasks: list[_Task],
-        started: float,
-        exc: Exception,
-        changed: bool,
-        killed: list[str],
-        stopped_at: float | None,
-        sigquit: bool,
-    ) -> RestartResult:
-        from supervisor.adapters.docker_actuator import describe_docker_error
-
-        error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
-        return RestartResult(
-            Outcome.FAILED,
-            policy.method,
-            tuple(t.ref.container for t in tasks),
-            time.monotonic() - started,
-            error=error,
-            changed=changed,
-            killed=tuple(killed),
-            stopped_at=stopped_at,
-            sigquit=sigquit,
-            tasks=tuple(t.ref for t in tasks),
-        )
