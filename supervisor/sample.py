@@ -8,6 +8,84 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class WorkerFacts:
+    """What one Celery worker said of itself while it answered remote control."""
+
+    worker: str  # its node name, celery@HOST
+    pool: str | None = None  # prefork, threads, gevent, eventlet, solo, or Celery's class path
+    concurrency: int | None = None
+    result_backend: bool | None = None  # None: not known
+    acks_late: bool | None = None
+    version: str | None = None  # Celery's version (heartbeats: sw_ver)
+    queues: tuple[str, ...] | None = None
+    t: float = 0.0  # when it was last learnt (epoch seconds)
+
+    @property
+    def pool_name(self) -> str | None:
+        """`celery.concurrency.thread:TaskPool` -> `threads`, `...gevent:TaskPool` -> `gevent`."""
+        if self.pool is None:
+            return None
+        text = self.pool.lower()
+        for name, marks in _POOLS:
+            if any(m in text for m in marks):
+                return name
+        return text
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "worker": self.worker,
+            "pool": self.pool,
+            "concurrency": self.concurrency,
+            "result_backend": self.result_backend,
+            "acks_late": self.acks_late,
+            "version": self.version,
+            "queues": None if self.queues is None else list(self.queues),
+            "t": self.t,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> WorkerFacts:
+        def opt(key: str, kind: type) -> object:
+            value = data.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"worker fact {key!r}: expected {kind.__name__}, got {value!r}")
+            return value
+
+        queues = data.get("queues")
+        if queues is not None and not (
+            isinstance(queues, list) and all(isinstance(q, str) for q in queues)
+        ):
+            raise ValueError(f"worker fact 'queues': expected a list of names, got {queues!r}")
+        worker = data.get("worker")
+        if not isinstance(worker, str) or not worker:
+            raise ValueError(f"worker fact 'worker': expected a node name, got {worker!r}")
+        t = data.get("t", 0.0)
+        if not isinstance(t, int | float):
+            raise ValueError(f"worker fact 't': expected a time, got {t!r}")
+        return cls(
+            worker,
+            opt("pool", str),  # type: ignore[arg-type]
+            opt("concurrency", int),  # type: ignore[arg-type]
+            opt("result_backend", bool),  # type: ignore[arg-type]
+            opt("acks_late", bool),  # type: ignore[arg-type]
+            opt("version", str),  # type: ignore[arg-type]
+            None if queues is None else tuple(queues),
+            float(t),
+        )
+
+
+_POOLS = (
+    ("threads", ("thread",)),
+    ("gevent", ("gevent",)),
+    ("eventlet", ("eventlet",)),
+    ("solo", ("solo",)),
+    ("prefork", ("prefork", "processes")),
+)
+
+
+@dataclass(frozen=True)
 class Replica:
     """One container of the target and the Celery worker it runs, with that worker's progress."""
 
@@ -33,6 +111,11 @@ class Sample:
     unbound: tuple[str, ...] = ()  # queues with no kombu binding on this database
     unconsumed: tuple[str, ...] | None = None  # queues no live worker consumes (None: unknown)
     replicas: tuple[Replica, ...] = ()  # the target's containers mapped to their workers
+    # The target's containers as last read from Docker (None: not yet), and the live workers
+    # that consume or may consume the watched queues (None: no progress monitor).
+    containers: tuple[str, ...] | None = None
+    consumers: tuple[str, ...] | None = None
+    facts: tuple[WorkerFacts, ...] = ()  # what the target's workers said of themselves
 
     @property
     def ok(self) -> bool:

@@ -22,7 +22,8 @@ from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
 from supervisor.runtime.daemon import Daemon
 from supervisor.runtime.leasing import Leases
-from supervisor.sample import Progress, Sample
+from supervisor.core.unacked import Held
+from supervisor.sample import Progress, Sample, WorkerFacts
 from supervisor.sinks.audit import read_audit
 from tests.helpers import policy_dict
 
@@ -34,7 +35,7 @@ def to_toml(data: dict[str, Any]) -> str:
     for section, values in data.items():
         if isinstance(values, dict):
             lines.append(f"[{section}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
     return "\n".join(lines) + "\n"
 
 
@@ -71,6 +72,7 @@ class FakeActuator:
         self.restart_result: RestartResult | Exception = RestartResult(
             Outcome.DONE, "cold", ("w",), 0.1, changed=True
         )
+        self.sigquit: list[bool] = []
         self.start_results: list[StartResult] = []
         self.containers: tuple[Container, ...] = (Container("w", "abc123"),)
 
@@ -78,6 +80,7 @@ class FakeActuator:
         self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True
     ) -> RestartResult:
         self.calls.append("restart" if not only else f"restart {','.join(only)}")
+        self.sigquit.append(sigquit)
         self.gate.wait(10)
         if isinstance(self.restart_result, Exception):
             raise self.restart_result
@@ -102,30 +105,68 @@ class FakeActuator:
 
 
 class FakeMonitor:
-    """The progress monitor's answers, set by the test: which workers consume what."""
+    """The progress monitor's answers, set by the test: which workers consume what, their
+    progress, what each holds (reserved or active) and what they said of themselves."""
 
     def __init__(self) -> None:
         self.queues: dict[str, frozenset[str] | None] = {}
+        self.workers: dict[str, Progress] = {}
+        self.holding: dict[str, set[str]] = {}
+        self.asked: list[list[str]] = []  # every held_by question, with the workers asked
+        self.known: tuple[WorkerFacts, ...] = ()
 
     def progress(self, queues: list[str]) -> Progress:
+        known = [p.processed for p in self.workers.values() if p.processed is not None]
+        if known:
+            return Progress(sum(known), "heartbeats")
         return Progress(None, unknown="not watched in this test", unconsumed=None)
 
     def consumers(self) -> dict[str, frozenset[str] | None]:
         return dict(self.queues)
 
     def by_worker(self, queues: list[str]) -> dict[str, Progress]:
-        return {}
+        return dict(self.workers)
+
+    def live_consumers(self, queues: list[str]) -> tuple[str, ...]:
+        return tuple(sorted(w for w, p in self.workers.items() if p.processed is not None))
+
+    def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]:
+        return tuple(f for f in self.known if f.worker in workers)
 
     def held_by(self, workers: list[str]) -> frozenset[str] | None:
-        return None
-
-    def cold_shutdown_breaks(self, workers: list[str]) -> bool:
-        return False
+        self.asked.append(list(workers))
+        if any(w not in self.holding for w in workers):
+            return None
+        return frozenset().union(*(self.holding[w] for w in workers))
 
     def poll_at_least_every(self, seconds: float) -> None:
         pass
 
     def stop(self) -> None:
+        pass
+
+
+class FakeUnacked:
+    """kombu's unacked hash as the test fills it; records what was given back."""
+
+    def __init__(self, held: list[Held] | None = None) -> None:
+        self.entries = list(held or [])
+        self.restored: list[tuple[str, ...]] = []
+
+    def held(self) -> list[Held]:
+        return list(self.entries)
+
+    def left(self) -> int:
+        return len(self.entries)
+
+    def restore(self, tags: tuple[str, ...]) -> Any:
+        from supervisor.adapters.unacked_store import Restored
+
+        self.restored.append(tags)
+        self.entries = [e for e in self.entries if e.tag not in tags]
+        return Restored(len(tags), len(self.entries))
+
+    def close(self) -> None:
         pass
 
 
@@ -155,6 +196,7 @@ class Harness:
         dry_run: bool = False,
         monitor: FakeMonitor | None = None,
         leases: Leases | None = None,
+        unacked: FakeUnacked | None = None,
     ) -> Daemon:
         from supervisor.policy import load_policies
 
@@ -168,6 +210,7 @@ class Harness:
             clock=self.clock,
             monotonic=self.clock,
             leases=leases,
+            unacked_factory=lambda policy: unacked or FakeUnacked(),
         )
         (self.tmp / "state").mkdir(exist_ok=True)
         self.daemon.open(load_policies([self.policy_file.parent]))
@@ -516,3 +559,54 @@ def test_without_redis_it_cannot_know_and_does_not_act(h: Harness) -> None:
     make_stuck(h, start=210)
     h.settle()
     assert h.audit("restart") == [] and h.audit("standby")
+
+
+def test_a_restarted_replica_never_gives_back_its_healthy_siblings_messages(h: Harness) -> None:
+    """Two replicas of one service, w-1 hung (its count frozen), w-2 healthy (its count moves):
+    only w-1 is restarted, only its worker is asked what it holds, and after its SIGKILL only
+    its message goes back; w-2's prefetched messages stay with w-2, which still runs them."""
+    h.write_policy(target={"container": None, "compose_project": "p", "compose_service": "w"})
+    h.actuator.containers = (Container("p-w-1", "aaa"), Container("p-w-2", "bbb"))
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@aaa": frozenset({"celery"}), "celery@bbb": frozenset({"celery"})}
+    monitor.holding = {"celery@aaa": {"hung"}, "celery@bbb": {"b1", "b2"}}
+    unacked = FakeUnacked(
+        [
+            Held("t-hung", "hung", "celery", 1.0),
+            Held("t-b1", "b1", "celery", 2.0),
+            Held("t-b2", "b2", "celery", 3.0),
+        ]
+    )
+    h.actuator.restart_result = RestartResult(
+        Outcome.DONE, "cold", ("p-w-1",), 0.1, changed=True, killed=("p-w-1",), stopped_at=1e12
+    )
+    h.start(monitor=monitor, unacked=unacked)
+    for i in range(15):
+        monitor.workers = {"celery@aaa": Progress(7, "heartbeats"), "celery@bbb": Progress(i)}
+        h.tick(200 + i)
+    h.settle()
+    assert h.actuator.calls == ["restart p-w-1"]
+    assert monitor.asked == [["celery@aaa"]]  # never the healthy sibling
+    assert unacked.restored == [("t-hung",)]
+    assert {e.task_id for e in unacked.entries} == {"b1", "b2"}
+    [done] = h.audit("restart")
+    assert done["plan"]["workers"] == ["celery@aaa"] and done["plan"]["others_consume"] is True
+
+
+def test_no_sigquit_for_a_worker_known_to_run_the_threads_pool(h: Harness) -> None:
+    """Its pool was learnt while it answered; at the restart it is not asked again, and the
+    cold shutdown Celery's threads pool cannot do is not tried (no stop_timeout wasted)."""
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": frozenset({"celery"})}
+    monitor.known = (WorkerFacts("celery@abc123", "celery.concurrency.thread:TaskPool", 4),)
+    monitor.workers = {"celery@abc123": Progress(3, "heartbeats")}
+    h.start(monitor=monitor)
+    for _ in range(3):  # the target's containers are read from Docker off the loop
+        h.tick(150)
+    monitor.known = ()  # hung: it says nothing any more
+    make_stuck(h)
+    h.settle()
+    assert h.actuator.sigquit == [False]
+    [done] = h.audit("restart")
+    assert "threads pool" in done["plan"]["sigquit_why"]
+    assert h.saved()["workers"][0]["pool"] == "celery.concurrency.thread:TaskPool"

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from kombu.connection import Connection
 from supervisor.adapters.redis_probe import client_for
 from supervisor.durations import format_duration
 from supervisor.policy import Broker, redact_url
-from supervisor.sample import Progress
+from supervisor.sample import Progress, WorkerFacts
 
 log = logging.getLogger("supervisor.progress")
 
@@ -51,6 +52,8 @@ class _Worker:
     source: str
     queues: frozenset[str] | None = None
     queues_checked: float = float("-inf")
+    facts: WorkerFacts | None = None  # pool, backend...: asked once per start of the worker
+    version: str | None = None  # from its heartbeats (sw_ver)
 
     def fresh(self, now: float) -> bool:
         return now - self.seen <= max(3 * self.every, 5.0)
@@ -107,6 +110,10 @@ class ProgressMonitor:
         self._control: Connection | None = None  # for remote-control requests
         self._ask_lock = threading.Lock()  # the listener and the poller both ask
         self._pidbox_key = f"{broker.key_prefix}_kombu.binding.celery.pidbox"
+        # Why the supervisor's own event listener cannot read the broker now (None: it can):
+        # then a silent worker is not the worker's fault, and its last facts are kept.
+        self._events_error: str | None = None
+        self._wall = time.time
         self._listener = threading.Thread(
             target=self._listen, name=f"heartbeats {self._where}", daemon=True
         )
@@ -168,42 +175,64 @@ class ProgressMonitor:
         return out
 
     def held_by(self, workers: list[str]) -> frozenset[str] | None:
-        """The ids of the tasks these workers hold (reserved or active), asked now, with the
-        wait ending at their replies; None when any of them does not answer."""
+        """The ids of the tasks these workers hold (reserved or active): both asked at once,
+        each on its own connection, so a worker that cannot answer costs one bounded wait
+        (`inspect_timeout`), not one per question. None when any of them does not answer."""
         if not workers:
             return None
+        with ThreadPoolExecutor(2, thread_name_prefix="held-by") as pool:
+            asked = [pool.submit(self._ask_once, workers, what) for what in ("reserved", "active")]
+            answers = [f.result() for f in asked]
         held: set[str] = set()
-        try:
-            for what in ("reserved", "active"):
-                replies = self._ask(workers, what) or {}
-                if set(replies) != set(workers):
-                    return None
-                for tasks in replies.values():
-                    held |= {str(t.get("id")) for t in tasks or () if isinstance(t, dict)}
-        except Exception as exc:  # noqa: BLE001 - not answering is what this tells
-            log.debug("%s of %s failed: %s", "reserved/active", workers, exc)
-            return None
+        for replies in answers:
+            if replies is None or set(replies) != set(workers):
+                return None
+            for tasks in replies.values():
+                held |= {str(t.get("id")) for t in tasks or () if isinstance(t, dict)}
         return frozenset(held)
 
-    def cold_shutdown_breaks(self, workers: list[str]) -> bool:
-        """Whether SIGQUIT would go wrong on one of these workers: an event-loop pool (gevent,
-        eventlet) with a result backend. Celery's cold shutdown there calls the backend from
-        the event loop's callback, logs BlockingSwitchOutError, stays up, and drops reserved
-        messages (measured with Celery 5.5 and 5.7). False when they do not answer."""
-        if not workers:
-            return False
+    def _ask_once(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+        """One request on a connection of its own (the kept one may be busy with a poll)."""
         try:
-            stats = self._ask(workers, "stats") or {}
-            conf = self._ask(workers, "conf") or {}
-        except Exception as exc:  # noqa: BLE001 - not answering: the usual cold restart
-            log.debug("stats/conf of %s failed: %s", workers, exc)
-            return False
-        for worker in workers:
-            pool = str(((stats.get(worker) or {}).get("pool") or {}).get("implementation", ""))
-            backend = (conf.get(worker) or {}).get("result_backend")
-            if ("gevent" in pool or "eventlet" in pool) and backend:
-                return True
-        return False
+            with self.connection() as conn:
+                inspect = self._app.control.inspect(
+                    destination=hosts,
+                    timeout=self._inspect_timeout,
+                    limit=len(hosts),
+                    connection=conn,
+                )
+                replies: dict[str, Any] | None = getattr(inspect, what)()
+                return replies
+        except Exception as exc:  # noqa: BLE001 - not answering is what this tells
+            log.debug("%s of %s failed: %s", what, hosts, exc)
+            return None
+
+    def facts(self, workers: Iterable[str]) -> tuple[WorkerFacts, ...]:
+        """What these workers said of themselves (pool, backend, acks_late, version, queues)
+        while they answered; kept when they stop answering."""
+        out = []
+        with self._lock:
+            for host in workers:
+                w = self._workers.get(host)
+                if w is None or w.facts is None:
+                    continue
+                queues = tuple(sorted(w.queues)) if w.queues is not None else None
+                out.append(replace(w.facts, version=w.version, queues=queues))
+        return tuple(out)
+
+    def live_consumers(self, queues: Iterable[str]) -> tuple[str, ...]:
+        """The live workers (a fresh heartbeat or answer, or a remote-control binding) that
+        consume any of `queues`, or whose queues are not known (they may)."""
+        wanted = set(queues)
+        now = self._clock()
+        with self._lock:
+            live = set(self._bound) | {h for h, w in self._workers.items() if w.fresh(now)}
+            out = []
+            for host in live:
+                worker = self._workers.get(host)
+                if worker is None or worker.queues is None or worker.queues & wanted:
+                    out.append(host)
+        return tuple(sorted(out))
 
     def _unconsumed(self, wanted: list[str]) -> tuple[str, ...] | None:
         """The queues no live worker consumes; None when that cannot be told: no worker seen at
@@ -238,10 +267,19 @@ class ProgressMonitor:
         if consuming:
             host, last = max(consuming, key=lambda item: item[1].seen)
             silent = format_duration(round(now - last.seen))
+            if last.source == HEARTBEATS and self._events_error is not None:
+                return Progress(
+                    None,
+                    unknown=f"cannot read worker events from the broker: {self._events_error}",
+                )
             how = "no heartbeat" if last.source == HEARTBEATS else "no answer to remote control"
             return Progress(None, unknown=f"{how} from {host} for {silent}")
         if pending:
             return Progress(None, unknown="the workers' queues are not known yet")
+        if self._events_error is not None:
+            return Progress(
+                None, unknown=f"cannot read worker events from the broker: {self._events_error}"
+            )
         return Progress(None, unknown=NO_SOURCE)
 
     def processed(self, queues: Iterable[str]) -> int | None:
@@ -274,14 +312,16 @@ class ProgressMonitor:
                     if failing:
                         log.info("heartbeat listener on %s reconnected", self._where)
                         failing = False
+                    self._events_error = None
                     receiver.capture(limit=None, timeout=None, wakeup=False)
             except Exception as exc:  # noqa: BLE001 - any broker fault: retry, never die
                 if not failing:
                     log.warning("heartbeat listener on %s failed, will retry: %s", self._where, exc)
                     failing = True
-                with self._lock:
-                    for host in [h for h, w in self._workers.items() if w.source == HEARTBEATS]:
-                        del self._workers[host]
+                # The workers are kept with what they said (queues, facts, last count): a
+                # worker whose heartbeats come back frozen after a broker restart is judged on
+                # them, not as one the supervisor never saw.
+                self._events_error = f"{type(exc).__name__}: {exc}"
                 self._stop.wait(2.0)
 
     def _on_heartbeat(self, event: dict[str, Any]) -> None:
@@ -290,6 +330,12 @@ class ProgressMonitor:
             return
         freq = float(event.get("freq") or 2.0)
         self._heard(hostname, int(event.get("processed") or 0), freq, HEARTBEATS)
+        version = event.get("sw_ver")
+        if isinstance(version, str):
+            with self._lock:
+                worker = self._workers.get(hostname)
+                if worker is not None:
+                    worker.version = version
 
     def _heard(self, hostname: str, processed: int, every: float, source: str) -> None:
         now = self._clock()
@@ -309,6 +355,7 @@ class ProgressMonitor:
             worker = self._workers.get(hostname)
             if worker is not None:
                 worker.queues_checked = float("-inf")  # a restarted worker may consume others
+                worker.facts = None  # and may run another pool or configuration
 
     def _on_offline(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -377,11 +424,14 @@ class ProgressMonitor:
         return replies
 
     def _lookup_queues(self, hosts: list[str]) -> None:
-        try:
-            replies = self._ask(hosts, "active_queues")
-        except Exception as exc:  # noqa: BLE001 - a failed lookup leaves progress unknown
-            log.debug("active_queues of %s failed: %s", hosts, exc)
-            replies = None
+        """Each worker's queues (once a minute), and once per start of the worker what it is:
+        its pool and concurrency (`stats`), result backend and acks_late (`conf`). Asked while
+        it answers, so a restart never has to ask a hung worker what it is."""
+        replies = self._ask_quietly(hosts, "active_queues")
+        with self._lock:
+            unknown = [h for h in hosts if (w := self._workers.get(h)) and w.facts is None]
+        stats = self._ask_quietly(unknown, "stats") if unknown else None
+        conf = self._ask_quietly(unknown, "conf") if unknown else None
         now = self._clock()
         with self._lock:
             for host in hosts:
@@ -392,3 +442,37 @@ class ProgressMonitor:
                 queues = (replies or {}).get(host)
                 if queues is not None:
                     worker.queues = frozenset(str(q.get("name")) for q in queues)
+                if host in unknown and stats and host in stats:
+                    worker.facts = facts_from(
+                        host, stats[host], (conf or {}).get(host), self._wall()
+                    )
+
+    def _ask_quietly(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+        try:
+            return self._ask(hosts, what)
+        except Exception as exc:  # noqa: BLE001 - a failed lookup leaves it unknown
+            log.debug("%s of %s failed: %s", what, hosts, exc)
+            return None
+
+
+def facts_from(host: str, stats: Any, conf: Any, t: float) -> WorkerFacts:
+    """A worker's facts from its `stats` and `conf` replies (conf lists only what differs from
+    Celery's defaults: no result_backend there means none, no task_acks_late means False)."""
+    pool = stats.get("pool") if isinstance(stats, dict) else None
+    pool = pool if isinstance(pool, dict) else {}
+    implementation = pool.get("implementation")
+    concurrency = pool.get("max-concurrency")
+    settings = conf if isinstance(conf, dict) else None
+    backend = acks_late = None
+    if settings is not None:
+        value = settings.get("result_backend")
+        backend = bool(value) and str(value).lower() not in ("none", "disabled")
+        acks_late = bool(settings.get("task_acks_late", False))
+    return WorkerFacts(
+        host,
+        str(implementation) if implementation else None,
+        int(concurrency) if isinstance(concurrency, int) else None,
+        backend,
+        acks_late,
+        t=t,
+    )

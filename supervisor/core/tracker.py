@@ -33,16 +33,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor.core import engine, outage
+from supervisor.core import engine, outage, plan
 from supervisor.core.detector import RunState
 from supervisor.core.engine import Action, ActionKind, Decision, EngineState, Trigger
 from supervisor.core.events import Event, EventKind, event
 from supervisor.core.events import outage as outage_events
 from supervisor.core.governor import GovernorState
 from supervisor.core.outage import Change, Outage
+from supervisor.core.plan import Plan, View
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.policy import Policy, redact_url
-from supervisor.sample import Sample
+from supervisor.sample import Sample, WorkerFacts
 
 
 class Call(enum.Enum):
@@ -96,6 +97,8 @@ class TrackerState:
     unconsumed: Watch = field(default_factory=Watch)
     unbound: Watch = field(default_factory=Watch)
     discovered: tuple[str, ...] = ()  # the target's workers' queues, as last learnt (persisted)
+    view: View = field(default_factory=View)  # the target as the last sample saw it
+    known: tuple[WorkerFacts, ...] = ()  # what its workers said while they answered (persisted)
 
     def warnings(self, policy: Policy) -> tuple[str, ...]:
         """What is wrong with the configuration now, as reported."""
@@ -122,6 +125,7 @@ class TrackerState:
 class Restart:
     action: Action
     fields: dict[str, Any]  # what the audit says of the decision
+    plan: Plan  # exactly what the executor touches (core/plan.py)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class DryRun:
     action: Action
     fields: dict[str, Any]
     standby: bool = False  # not dry-run: another supervisor holds the target's lease
+    plan: Plan | None = None  # what a live restart would have touched
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,36 @@ class Step:
 
 
 def new(
-    history: GovernorState, intent: Intent | None = None, discovered: tuple[str, ...] = ()
+    history: GovernorState,
+    intent: Intent | None = None,
+    discovered: tuple[str, ...] = (),
+    known: tuple[WorkerFacts, ...] = (),
 ) -> TrackerState:
-    return TrackerState(engine=EngineState(governor=history), intent=intent, discovered=discovered)
+    return TrackerState(
+        engine=EngineState(governor=history), intent=intent, discovered=discovered, known=known
+    )
+
+
+def seen(state: TrackerState, sample: Sample) -> tuple[TrackerState, bool]:
+    """The target as this sample saw it, and what its workers said of themselves; True when
+    that knowledge changed and must be saved. A worker that stops answering keeps its mapping
+    to its container while the container is there, and its facts for good."""
+    if not sample.ok:
+        return state, False
+    old = state.view
+    containers = sample.containers if sample.containers is not None else old.containers
+    mapped = {(r.worker, r.container) for r in sample.replicas}
+    taken = {c for _, c in mapped}
+    still = set(containers or ())
+    kept = {(w, c) for w, c in old.workers if c not in taken and c in still}
+    view = View(containers, tuple(sorted(mapped | kept)), sample.consumers)
+    known = plan.learn(state.known, sample.facts)
+    changed = _facts_key(known) != _facts_key(state.known)
+    return replace(state, view=view, known=known), changed
+
+
+def _facts_key(known: tuple[WorkerFacts, ...]) -> tuple[WorkerFacts, ...]:
+    return tuple(replace(f, t=0.0) for f in known)  # a fact heard again is not news
 
 
 def watched(policy: Policy, state: TrackerState) -> tuple[str, ...]:
@@ -193,12 +225,14 @@ def restore(
     target: str | None,
     history: GovernorState,
     intent: Intent | None,
+    *,
     discovered: tuple[str, ...] = (),
+    known: tuple[WorkerFacts, ...] = (),
 ) -> tuple[TrackerState, tuple[Event, ...]]:
     """The state of a policy from what was saved for `target` (None: saved before targets were
     recorded, taken as this policy's). Another target's history is not this one's."""
     if target is None or target == policy.target.key:
-        return new(history, intent, discovered), ()
+        return new(history, intent, discovered, known), ()
     return TrackerState(), (target_changed(policy, target),)
 
 
@@ -272,6 +306,7 @@ def on_sample(
         state.sampling, sample.error if not sample.ok else None, sample.t
     )
     state = replace(state, recent=recent, sampling=sampling)
+    state, learnt = seen(state, sample)
     events += outage_events(
         change,
         (EventKind.SAMPLE_ERROR_BEGIN, EventKind.SAMPLE_ERROR_END),
@@ -295,9 +330,11 @@ def on_sample(
         events.append(event(EventKind.RECOVERY, policy.name, text, depth=sample.depth, reason=text))
         state = replace(state, awaiting_recovery=False)
     if state.call is not None:
-        return state, Step(tuple(events))
+        return state, Step(tuple(events), persist=learnt)
     if state.intent is not None:
-        return replace(state, call=Call.START), Step(tuple(events), (EnsureRunning(state.intent),))
+        return replace(state, call=Call.START), Step(
+            tuple(events), (EnsureRunning(state.intent),), persist=learnt
+        )
 
     engine_state, decision = engine.step(policy, state.engine, sample, now=sample.t)
     state = replace(state, engine=engine_state)
@@ -314,9 +351,10 @@ def on_sample(
             text = f"ESCALATION, a person is needed: {action.reason}"
             events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
         else:
-            state, command = _begin(state, action, fields, dry_run, standby)
+            state, command = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
             commands.append(command)
-    return state, Step(tuple(events), tuple(commands), decision, persist=bool(decision.actions))
+    persist = bool(decision.actions) or learnt
+    return state, Step(tuple(events), tuple(commands), decision, persist=persist)
 
 
 def progress_grace(policy: Policy) -> float:
@@ -407,7 +445,7 @@ def on_trigger(
     engine_state, action = engine.trigger(policy, state.engine, now)
     state = replace(state, engine=engine_state)
     fields = _decision_fields(policy, state, action, None)
-    state, command = _begin(state, action, fields, dry_run, standby)
+    state, command = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
     return state, Step(commands=(command,), persist=True)
 
 
@@ -427,16 +465,21 @@ def _decision_fields(
 
 
 def _begin(
+    policy: Policy,
     state: TrackerState,
     action: Action,
     fields: dict[str, Any],
+    *,
     dry_run: bool,
     standby: bool = False,
 ) -> tuple[TrackerState, Command]:
+    chosen = plan.restart_plan(action.containers, state.view, watched(policy, state), state.known)
+    fields = {**fields, "plan": chosen.to_json()}
     if dry_run or standby:
-        return replace(state, call=Call.DRY_RUN), DryRun(action, fields, standby and not dry_run)
+        command: Command = DryRun(action, fields, standby and not dry_run, chosen)
+        return replace(state, call=Call.DRY_RUN), command
     intent = Intent(action.t, action.trigger, action.reason)
-    return replace(state, call=Call.RESTART, intent=intent), Restart(action, fields)
+    return replace(state, call=Call.RESTART, intent=intent), Restart(action, fields, chosen)
 
 
 def on_result(

@@ -39,7 +39,7 @@ from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
 from supervisor.runtime.leasing import Leases
 from supervisor.runtime.state_store import StateStore
 from supervisor.runtime.waker import Waker
-from supervisor.sample import Progress, Replica, Sample
+from supervisor.sample import Progress, Replica, Sample, WorkerFacts
 from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.metrics import Metrics
@@ -62,8 +62,9 @@ class ProgressSource(Protocol):
     def progress(self, queues: list[str]) -> Progress: ...
     def consumers(self) -> dict[str, frozenset[str] | None]: ...
     def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
-    def cold_shutdown_breaks(self, workers: list[str]) -> bool: ...
     def by_worker(self, queues: list[str]) -> dict[str, Progress]: ...
+    def live_consumers(self, queues: list[str]) -> tuple[str, ...]: ...
+    def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]: ...
     def poll_at_least_every(self, seconds: float) -> None: ...
     def stop(self) -> None: ...
 
@@ -88,6 +89,7 @@ class Supervised:
     last_decision: Decision | None = None
     progress: str | None = None  # what the last sample knew of the workers' progress
     containers: tuple[Container, ...] = ()  # the target's, to map workers to (every minute)
+    identified: bool = False  # `containers` was read from Docker at least once
     identifying: Future[tuple[Container, ...]] | None = None
     next_identify: float = 0.0
 
@@ -133,8 +135,10 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         leases: Leases | None = None,
+        unacked_factory: Callable[[Policy], Any] = _unacked_store,
     ) -> None:
         self.policy_paths = policy_paths
+        self.unacked_factory = unacked_factory
         self.leases = leases  # several supervisors of the same policies: only a holder acts
         self.state_dir = state_dir
         self.dry_run = dry_run
@@ -317,8 +321,6 @@ class Daemon:
         actuator, policy = self.actuator, item.policy
         assert actuator is not None
         monitor = self._monitor_for(policy)
-        plan = self._plan(item, monitor)
-
         leases = self.leases
 
         def call(command: Command) -> Result:
@@ -328,8 +330,8 @@ class Daemon:
                     error = f"not restarted, {lost} (checked right before the restart)"
                     return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
             if isinstance(command, Restart):
-                chosen = dataclasses.replace(plan, containers=command.action.containers)
-                return restarting.restart(policy, chosen, actuator, monitor, _unacked_store)
+                store = self.unacked_factory
+                return restarting.restart(policy, command.plan, actuator, monitor, store)
             if isinstance(command, DryRun):
                 return actuator.lookup(policy.target)
             return actuator.ensure_running(policy.target)
@@ -361,7 +363,15 @@ class Daemon:
                 if progress.processed is not None
                 else f"unknown: {progress.unknown}"
             )
-            sample = dataclasses.replace(sample, replicas=self._replicas(item, monitor, queues))
+            mapped = self._replicas(item, monitor, queues)
+            sample = dataclasses.replace(
+                sample,
+                replicas=mapped,
+                consumers=monitor.live_consumers(list(queues)),
+                facts=monitor.facts(self._target_workers(item, monitor)),
+            )
+        if sample.ok and item.identified:
+            sample = dataclasses.replace(sample, containers=tuple(c.name for c in item.containers))
         state, step = tracker.on_sample(
             policy, item.state, sample, self.dry_run, standby=self._standby(item)
         )
@@ -385,17 +395,6 @@ class Daemon:
         else:
             self.history_failing = False
 
-    def _plan(self, item: Supervised, monitor: ProgressSource | None) -> restarting.Plan:
-        """Which workers a restart of the target stops, and whether others consume its queues:
-        what deciding which reserved messages to give back after a SIGKILL needs."""
-        queues = tracker.watched(item.policy, item.state)
-        if monitor is None:
-            return restarting.Plan((), (), True, queues)
-        workers = monitor.by_worker(list(queues))
-        mapped = replicas.match_workers(workers, item.containers)
-        others = any(p.processed is not None for w, p in workers.items() if w not in mapped)
-        return restarting.Plan((), tuple(sorted(mapped)), others, queues)
-
     def _found(self, item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
         """The queues the target's own workers consume, or None when none of them tells."""
         consumers = monitor.consumers()
@@ -411,6 +410,7 @@ class Daemon:
         if item.identifying is not None and item.identifying.done():
             try:
                 item.containers = item.identifying.result()
+                item.identified = True
             except Exception as exc:  # noqa: BLE001 - Docker or the target is reported elsewhere
                 log_sink.for_policy(log, item.policy.name).debug("identify failed: %s", exc)
             item.identifying = None
@@ -418,6 +418,10 @@ class Daemon:
         if item.identifying is None and now >= item.next_identify and self.actuator is not None:
             item.next_identify = now + IDENTIFY_EVERY
             item.identifying = self.pinger.submit(self.actuator.identify, item.policy.target)
+
+    def _target_workers(self, item: Supervised, monitor: ProgressSource) -> list[str]:
+        """Every worker known on the broker that runs in one of the target's containers."""
+        return sorted(replicas.match_workers(monitor.consumers(), item.containers))
 
     def _replicas(
         self, item: Supervised, monitor: ProgressSource, queues: tuple[str, ...]
@@ -466,7 +470,12 @@ class Daemon:
             found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
         if stored is not None:
             state, found = tracker.restore(
-                policy, stored.target, stored.history, stored.intent, stored.discovered
+                policy,
+                stored.target,
+                stored.history,
+                stored.intent,
+                discovered=stored.discovered,
+                known=stored.known,
             )
         item = Supervised(policy, self.probe_factory(policy, self.clock), state, self.monotonic())
         self.supervised[policy.name] = item

@@ -18,6 +18,7 @@ from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
 from supervisor.errors import StateError
 from supervisor.runtime.files import write_atomic
+from supervisor.sample import WorkerFacts
 
 FORMAT = 2  # 1: no target, no intent (read as the policy's current target)
 
@@ -28,6 +29,7 @@ class Stored:
     history: GovernorState
     intent: Intent | None = None
     discovered: tuple[str, ...] = ()  # discover_queues: the queues last learnt
+    known: tuple[WorkerFacts, ...] = ()  # what the target's workers said while they answered
 
 
 class StateStore:
@@ -76,6 +78,7 @@ def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
         if intent is None
         else {"t": intent.t, "trigger": intent.trigger.value, "reason": intent.reason},
         "discovered": list(state.discovered),
+        "workers": [f.to_json() for f in state.known],
     }
 
 
@@ -99,4 +102,5 @@ def decode(data: Any) -> Stored:
         else Intent(float(raw["t"]), Trigger(raw["trigger"]), str(raw["reason"]))
     )
     discovered = tuple(str(q) for q in data.get("discovered") or ())
-    return Stored(str(data["target"]), history, intent, discovered)
+    known = tuple(WorkerFacts.from_json(f) for f in data.get("workers") or ())
+    return Stored(str(data["target"]), history, intent, discovered, known)
