@@ -51,6 +51,30 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
 
 
+def executions(client: redis.Redis) -> dict[int, int]:
+    """How many times each `tasks.work` id completed (harness/worker/tasks.py counts them)."""
+    raw: dict[bytes, bytes] = client.hgetall("test:runs")  # type: ignore[assignment]
+    return {int(k): int(v) for k, v in raw.items()}
+
+
+def ran_twice(client: redis.Redis) -> dict[int, int]:
+    """The task ids that completed more than once, with their counts: must stay empty."""
+    return {i: n for i, n in executions(client).items() if n > 1}
+
+
+def wait_exactly_once(client: redis.Redis, sent: Any, timeout: float) -> None:
+    """Wait until every id in `sent` has completed, then check that none completed twice:
+    nothing lost and nothing run twice, seen per task (a set of ids could not tell)."""
+    wanted = set(sent)
+
+    def lost() -> str:
+        missing = sorted(wanted - set(executions(client)))
+        return f"lost: {missing[:20]} ({len(missing)}); ran twice: {ran_twice(client)}"
+
+    wait_until(lambda: wanted <= set(executions(client)), timeout, "every task done", lost)
+    assert not ran_twice(client), f"ran more than once: {ran_twice(client)}"
+
+
 def docker_client() -> docker.DockerClient:
     return docker.from_env(version="1.41", timeout=60)
 

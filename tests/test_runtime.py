@@ -18,11 +18,11 @@ import pytest
 from supervisor.core.lease import Answer
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
+from supervisor.core.unacked import Held
 from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
 from supervisor.runtime.daemon import Daemon
 from supervisor.runtime.leasing import Leases
-from supervisor.core.unacked import Held
 from supervisor.sample import Progress, Sample, WorkerFacts
 from supervisor.sinks.audit import read_audit
 from tests.helpers import policy_dict

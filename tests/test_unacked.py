@@ -14,7 +14,7 @@ import pytest
 import redis
 from celery import Celery
 
-from harness.parts import WORKER_APP, wait_until
+from harness.parts import WORKER_APP, wait_exactly_once, wait_until
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.unacked_store import UnackedStore
 from supervisor.core.unacked import Held, to_restore
@@ -99,11 +99,7 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
         assert admin.llen("celery") == waiting + stranded
         second = worker(server.url, tmp_path / "worker.log")
         try:
-            wait_until(
-                lambda: {int(x) for x in admin.smembers("test:done")} == set(range(6)),
-                60,
-                "every task done",
-            )
+            wait_exactly_once(admin, range(6), 60)
         finally:
             os.killpg(second.pid, signal.SIGKILL)
             second.wait(10)

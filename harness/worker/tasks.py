@@ -44,8 +44,10 @@ if os.environ.get("TEST_IGNORE_SIGQUIT") == "1":
 @app.task(name="tasks.work", bind=True)
 def work(self: Any, i: int, seconds: float = 0.05) -> int:
     _results.sadd(f"test:started:{self.request.hostname}", i)  # which worker ran it
+    _results.hincrby("test:starts", str(i), 1)  # a task started twice shows up as 2
     time.sleep(seconds)
     _results.sadd("test:done", i)
+    _results.hincrby("test:runs", str(i), 1)  # per-task completions: "ran twice" is visible
     _results.zadd("test:done_at", {str(i): time.time()})
     return i
 

@@ -329,15 +329,18 @@ class ProgressMonitor:
         if not hostname:
             return
         freq = float(event.get("freq") or 2.0)
-        self._heard(hostname, int(event.get("processed") or 0), freq, HEARTBEATS)
         version = event.get("sw_ver")
-        if isinstance(version, str):
-            with self._lock:
-                worker = self._workers.get(hostname)
-                if worker is not None:
-                    worker.version = version
+        self._heard(
+            hostname,
+            int(event.get("processed") or 0),
+            freq,
+            HEARTBEATS,
+            version if isinstance(version, str) else None,
+        )
 
-    def _heard(self, hostname: str, processed: int, every: float, source: str) -> None:
+    def _heard(
+        self, hostname: str, processed: int, every: float, source: str, version: str | None = None
+    ) -> None:
         now = self._clock()
         with self._lock:
             worker = self._workers.get(hostname)
@@ -345,6 +348,7 @@ class ProgressMonitor:
                 worker = self._workers[hostname] = _Worker(processed, now, every, source)
             worker.processed, worker.seen, worker.every = processed, now, every
             worker.source = source
+            worker.version = version or worker.version
             needs_queues = now - worker.queues_checked >= QUEUES_REFRESH
         if needs_queues:
             self._lookup_queues([hostname])

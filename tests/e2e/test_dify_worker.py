@@ -22,7 +22,9 @@ from harness.parts import (
     Worker,
     celery_app,
     dify_worker,
+    ran_twice,
     shipped_policy,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -115,6 +117,7 @@ def test_1_four_hung_greenlets_on_dataset_restarted_once_nothing_else_lost(
     # message caught there when the worker dies is in neither place, only in its memory.
     lost = set(producer.sent) - dify.done()
     assert len(lost) <= 1, sorted(lost)
+    assert not ran_twice(dify.client())  # given back after the SIGKILL, run once all the same
     assert len(sup.events("restart")) == 1
 
 
@@ -203,17 +206,18 @@ def test_5_two_replicas_one_hung_only_it_is_restarted_none_of_the_others_tasks_l
         producer.stop()
         assert record["containers"] == ["dify-worker-1"], record
         assert healthy.started_at() == before
+
         # Every task the healthy replica started completes. (Another replica consumes the
         # queue, so of the killed one's messages only those it reported are given back: an
         # entry kombu had moved to unacked without Celery reserving it stays there for the
         # visibility timeout rather than risk running twice.)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+        def healthy_done() -> bool:
             ran = {int(x) for x in d.client().smembers(f"test:started:{healthy.node}")}
-            if d.client().llen("dataset") == 0 and ran <= d.done():
-                break
-            time.sleep(0.5)
-        assert ran and ran <= d.done()
+            return bool(ran) and d.client().llen("dataset") == 0 and ran <= d.done()
+
+        wait_until(healthy_done, 90, "the healthy replica's tasks done")
+        # ... and none twice: the healthy replica's prefetched messages were never given back.
+        assert not ran_twice(d.client())
         assert record["sigquit"] is False  # gevent with a result backend: no cold shutdown
     finally:
         healthy.remove()

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from harness.parts import SupervisorProcess, Worker, celery_app, queue_state, write_policy
+from harness.parts import (
+    SupervisorProcess,
+    Worker,
+    celery_app,
+    queue_state,
+    wait_exactly_once,
+    write_policy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,13 +55,8 @@ def test_a_killed_workers_reserved_messages_are_given_back(
         assert record["killed"] == [worker.name], record
         assert record["restored"] == stranded and record["unacked_left"] == 0, record
         assert f"{stranded} reserved message(s) given back, 0 left in unacked" in record["text"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done = {int(x) for x in server.client().smembers("test:done")}
-            if done == set(range(6)):
-                break
-            time.sleep(0.5)
-        assert done == set(range(6))  # every task but the hung one, without waiting an hour
+        # Every task but the hung one, without waiting an hour, and none twice.
+        wait_exactly_once(server.client(), range(6), 60)
         sup.stop()
     finally:
         worker.remove()

@@ -23,6 +23,7 @@ from harness.parts import (
     Worker,
     celery_app,
     queue_state,
+    ran_twice,
     write_policy,
 )
 from harness.services import free_port
@@ -117,6 +118,7 @@ def test_1_hung_worker_is_restarted_once_and_the_backlog_drains(stack: Stack) ->
     assert (depth, unacked) == (0, 0)
     assert stack.worker.started_at() != before
     assert stack.done() == set(producer.sent)  # every task but the poison one completed
+    assert not ran_twice(stack.redis.client())
     time.sleep(2)
     assert len(restarts(sup)) == 1
 

@@ -27,6 +27,7 @@ from harness.parts import (
     SwarmWorker,
     celery_app,
     queue_state,
+    wait_exactly_once,
     wait_until,
     write_policy,
 )
@@ -71,9 +72,7 @@ class Service:
 
     def drained(self, producer: Producer) -> None:
         wait_until(lambda: queue_state(self.server.url) == (0, 0), 90, "the backlog drained")
-        time.sleep(1)
-        done = {int(x) for x in self.server.client().smembers("test:done")}
-        assert done == set(producer.sent), f"lost: {sorted(set(producer.sent) - done)[:10]}"
+        wait_exactly_once(self.server.client(), producer.sent, 30)
 
     def close(self) -> None:
         self.worker.remove()

@@ -1,0 +1,75 @@
+"""The progress monitor against a real redis-server and a real Celery worker: what the worker
+says of itself is learnt while it answers, and the supervisor's own lost connection neither
+forgets the worker nor blames it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.parts import WORKER_APP, wait_until
+from supervisor.adapters.progress_probe import ProgressMonitor
+from tests.helpers import make_policy
+
+pytestmark = pytest.mark.integration
+
+NODE = "facts@test"
+
+
+def threads_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "threads", "-c", "2",
+         "-Q", "celery", "-n", NODE, "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=WORKER_APP,
+        env={"TEST_BROKER_URL": url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def test_facts_are_learnt_and_a_broker_restart_keeps_the_worker(
+    redis_server_factory: Any, tmp_path: Path
+) -> None:
+    server = redis_server_factory()
+    server.start()
+    worker = threads_worker(server.url, tmp_path / "worker.log")
+    monitor = ProgressMonitor(make_policy(broker={"url": server.url}).broker, poll_every=1.0)
+    monitor.start()
+    log = lambda: (tmp_path / "worker.log").read_text()  # noqa: E731
+    try:
+        def learnt() -> Any:  # the version comes with its heartbeats, the rest by remote control
+            return [f for f in monitor.facts([NODE]) if f.version]
+
+        [facts] = wait_until(learnt, 30, "the worker's facts", log)
+        assert facts.pool_name == "threads" and facts.concurrency == 2
+        assert facts.result_backend is False and facts.acks_late is False
+        assert facts.queues == ("celery",)
+        wait_until(lambda: monitor.progress(["celery"]).processed is not None, 30, "progress")
+
+        server.stop()  # the supervisor's own connection fails, not the worker
+
+        def blamed() -> str:
+            return monitor.progress(["celery"]).unknown or ""
+
+        wait_until(lambda: "cannot read worker events" in blamed(), 30, "the listener's fault")
+        assert monitor.workers()[NODE][1] == frozenset({"celery"})  # not forgotten
+        assert monitor.facts([NODE])[0].pool_name == "threads"
+
+        server.start()  # the same port: the worker and the listener reconnect
+        wait_until(
+            lambda: "heartbeats" in (monitor.progress(["celery"]).source or ""),
+            60,
+            "progress from heartbeats again",
+            log,
+        )
+    finally:
+        monitor.stop()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
