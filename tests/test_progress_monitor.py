@@ -42,8 +42,9 @@ def test_facts_are_learnt_and_a_broker_restart_keeps_the_worker(
     worker = threads_worker(server.url, tmp_path / "worker.log")
     monitor = ProgressMonitor(make_policy(broker={"url": server.url}).broker, poll_every=1.0)
     monitor.start()
-    log = lambda: (tmp_path / "worker.log").read_text()  # noqa: E731
+    log = (tmp_path / "worker.log").read_text
     try:
+
         def learnt() -> Any:  # the version comes with its heartbeats, the rest by remote control
             return [f for f in monitor.facts([NODE]) if f.version]
 
