@@ -120,7 +120,7 @@ def _policy_status(
     history = GovernorState()
     unfinished = None
     try:
-        stored = store.load(policy.name)
+        stored = store.peek(policy.target.key, policy.name)
     except StateError as exc:
         state_error = str(exc)
         stored = None

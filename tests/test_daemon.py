@@ -111,7 +111,9 @@ def test_docker_unreachable_keeps_running_and_a_failed_restart_counts(
     assert failed["outcome"] == "failed" and failed["trigger"] == "manual"
     assert "unreachable" in failed["error"]
     assert sup.proc.poll() is None
-    state = json.loads((tmp_path / "state" / "state" / "w.json").read_text())
+    state = json.loads(
+        (tmp_path / "state" / "state" / "targets" / "container%3Ac.json").read_text()
+    )
     assert state["streak"] == 1 and len(state["recent"]) == 1
 
 

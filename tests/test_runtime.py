@@ -235,8 +235,9 @@ class Harness:
         records = read_audit(self.tmp / "state" / "audit.jsonl")
         return [r for r in records if kind is None or r["event"] == kind]
 
-    def saved(self) -> dict[str, Any]:
-        return dict(json.loads((self.tmp / "state" / "state" / "w.json").read_text()))
+    def saved(self, target: str = "container%3Aw") -> dict[str, Any]:
+        path = self.tmp / "state" / "state" / "targets" / f"{target}.json"
+        return dict(json.loads(path.read_text()))
 
     def stop(self) -> None:
         if self.daemon is not None:
@@ -358,17 +359,22 @@ def test_a_named_request_restarts_that_policy_only_once(h: Harness) -> None:
     assert record["trigger"] == "manual" and h.actuator.calls == ["restart"]
 
 
-def test_a_changed_target_starts_a_fresh_history_and_says_so(h: Harness) -> None:
+def test_the_history_belongs_to_the_target_across_renames_and_retargets(h: Harness) -> None:
     h.start()
     make_stuck(h)
     h.settle()
-    assert len(h.saved()["recent"]) == 1
+    [restarted_at] = h.saved()["recent"]
     h.stop()
-    h.write_policy(target={"container": "other"})
+    h.write_policy(name="renamed")  # same target, another name: same history and budget
     h.start()
-    [changed] = h.audit("target_changed")
-    assert changed["old_target"] == "container:w" and changed["target"] == "container:other"
-    assert h.saved()["recent"] == [] and h.saved()["target"] == "container:other"
+    assert h.daemon is not None
+    assert h.daemon.supervised["renamed"].state.history.recent == (restarted_at,)
+    h.stop()
+    h.write_policy(name="renamed", target={"container": "other"})
+    h.start()  # another target: its own, empty, history; w's is kept for w
+    assert h.daemon is not None
+    assert h.daemon.supervised["renamed"].state.history.recent == ()
+    assert len(h.saved()["recent"]) == 1
 
 
 def test_reload_with_another_broker_restarts_the_run(h: Harness) -> None:

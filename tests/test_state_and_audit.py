@@ -34,22 +34,43 @@ def test_state_round_trips(
     with tempfile.TemporaryDirectory() as d:
         store = StateStore(Path(d))
         history = GovernorState(last, streak, tuple(recent), esc)
-        store.save("w", "container:w", tracker.new(history, intent))
-        assert store.load("w") == Stored("container:w", history, intent)
+        store.save("container:w", "w", tracker.new(history, intent))
+        assert store.load("container:w", "w") == Stored("container:w", history, intent)
 
 
 def test_missing_state_is_none_and_reading_creates_nothing(tmp_path: Path) -> None:
-    assert StateStore(tmp_path).load("nobody") is None
+    assert StateStore(tmp_path).load("container:nobody", "nobody") is None
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_format_1_file_keeps_its_history_for_the_current_target(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.directory.mkdir(parents=True)
-    store.path("w").write_text(
+    store.legacy_path("w").write_text(
         '{"format": 1, "last_restart": 5.0, "streak": 1, "recent": [5.0], "escalated": false}'
     )
-    assert store.load("w") == Stored(None, GovernorState(5.0, 1, (5.0,), False))
+    assert store.load("container:w", "w") == Stored(None, GovernorState(5.0, 1, (5.0,), False))
+    assert store.path("container:w").exists() and not store.legacy_path("w").exists()
+
+
+def test_the_history_belongs_to_the_target_not_to_the_policys_name(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    history = GovernorState(5.0, 2, (4.0, 5.0), False)
+    store.save("compose:docker/worker", "dify", tracker.new(history))
+    renamed = store.load("compose:docker/worker", "dify-worker")  # the policy was renamed
+    assert renamed is not None and renamed.history == history
+    assert store.load("container:other", "dify") is None  # another target: not its history
+    assert store.path("compose:docker/worker").name == "compose%3Adocker%2Fworker.json"
+
+
+def test_a_policy_named_file_of_another_target_is_left_alone(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.directory.mkdir(parents=True)
+    store.legacy_path("w").write_text(
+        '{"format": 2, "target": "container:x", "last_restart": 5.0, "streak": 1, '
+        '"recent": [5.0], "escalated": false, "intent": null}'
+    )
+    assert store.load("container:w", "w") is None and store.legacy_path("w").exists()
 
 
 @pytest.mark.parametrize(
@@ -67,19 +88,20 @@ def test_a_format_1_file_keeps_its_history_for_the_current_target(tmp_path: Path
 def test_unusable_state_names_the_file_and_can_be_moved_aside(tmp_path: Path, text: str) -> None:
     store = StateStore(tmp_path)
     store.directory.mkdir(parents=True)
-    store.path("w").write_text(text)
-    with pytest.raises(StateError, match=r"state/w\.json"):
-        store.load("w")
-    aside = store.discard("w", "unusable-1")
-    assert aside.read_text() == text and not store.path("w").exists()
+    store.path("container:w").parent.mkdir(parents=True)
+    store.path("container:w").write_text(text)
+    with pytest.raises(StateError, match=r"container%3Aw\.json"):
+        store.load("container:w", "w")
+    aside = store.discard("container:w", "w", "unusable-1")
+    assert aside.read_text() == text and not store.path("container:w").exists()
 
 
 def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     for i in range(5):
         history = GovernorState(float(i), i, (float(i),), False)
-        store.save("w", "container:w", tracker.new(history))
-    assert sorted(p.name for p in store.directory.iterdir()) == ["w.json"]
+        store.save("container:w", "w", tracker.new(history))
+    assert [p.name for p in store.path("container:w").parent.iterdir()] == ["container%3Aw.json"]
 
 
 def test_audit_appends_one_json_object_per_line(tmp_path: Path) -> None:

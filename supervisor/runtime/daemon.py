@@ -464,9 +464,10 @@ class Daemon:
         found: tuple[Event, ...] = ()
         state = TrackerState()
         try:
-            stored = self.store.load(policy.name)
+            stored = self.store.load(policy.target.key, policy.name)
         except StateError as exc:
-            aside = self.store.discard(policy.name, f"unusable-{int(self.clock())}")
+            suffix = f"unusable-{int(self.clock())}"
+            aside = self.store.discard(policy.target.key, policy.name, suffix)
             found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
         if stored is not None:
             state, found = tracker.restore(
@@ -509,9 +510,9 @@ class Daemon:
 
     def _save(self, item: Supervised) -> None:
         try:
-            self.store.save(item.policy.name, item.policy.target.key, item.state)
+            self.store.save(item.policy.target.key, item.policy.name, item.state)
         except OSError as exc:
-            path = self.store.path(item.policy.name)
+            path = self.store.path(item.policy.target.key)
             self.emit(events.internal_error(item.policy.name, f"writing {path}", str(exc)))
         if self.leases is not None and self.leases.holds(item.policy, self.monotonic()):
             error = self.leases.share(item.policy, item.state)

@@ -1,7 +1,10 @@
 """Each target's restart history and unfinished restart, persisted so that a restarted
 supervisor keeps honouring cooldown, backoff and budget, and completes a restart it died in.
 
-One JSON file per policy (a target has one policy), naming its target, replaced atomically.
+One JSON file per *target* (`state/targets/<target key, %-quoted>.json`), replaced atomically:
+the history belongs to the worker it counts restarts of, not to the policy's name, so renaming
+a policy keeps it. Files of format 2 and before were named after the policy; one whose target
+is the policy's own is read once and moved to its target's name.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
@@ -20,7 +24,7 @@ from supervisor.errors import StateError
 from supervisor.runtime.files import write_atomic
 from supervisor.sample import WorkerFacts
 
-FORMAT = 2  # 1: no target, no intent (read as the policy's current target)
+FORMAT = 3  # 1: no target, no intent (read as the policy's current target); 2: by policy name
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,40 @@ class StateStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory / "state"  # made on the first save: reading creates nothing
 
-    def path(self, policy: str) -> Path:
+    def path(self, target: str) -> Path:
+        return self.directory / "targets" / f"{quote(target, safe='')}.json"
+
+    def legacy_path(self, policy: str) -> Path:
         return self.directory / f"{policy}.json"
 
-    def load(self, policy: str) -> Stored | None:
-        """What was saved for `policy`, None when nothing was; StateError when unusable."""
-        path = self.path(policy)
+    def load(self, target: str, policy: str) -> Stored | None:
+        """What was saved for `target`, None when nothing was; StateError when unusable. A file
+        from before (named after `policy`) counts when its target is this one, and is moved."""
+        path = self.path(target)
+        stored = self._read(path)
+        if stored is not None:
+            return stored
+        legacy = self.legacy_path(policy)
+        stored = self._read(legacy)
+        if stored is None or stored.target not in (None, target):
+            return None
+        try:
+            write_atomic(path, legacy.read_bytes())
+            legacy.unlink()
+        except OSError:
+            pass  # read again from the old name next time; the first save writes the new one
+        return stored
+
+    def peek(self, target: str, policy: str) -> Stored | None:
+        """As `load`, read-only (for `status`): a file from before is read, not moved."""
+        stored = self._read(self.path(target))
+        if stored is not None:
+            return stored
+        stored = self._read(self.legacy_path(policy))
+        return stored if stored is not None and stored.target in (None, target) else None
+
+    @staticmethod
+    def _read(path: Path) -> Stored | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -53,15 +85,17 @@ class StateStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: invalid state: {exc}") from None
 
-    def discard(self, policy: str, suffix: str) -> Path:
+    def discard(self, target: str, policy: str, suffix: str) -> Path:
         """Move an unusable state file aside, keeping it for a person to read."""
-        path = self.path(policy)
+        path = self.path(target)
+        if not path.exists():
+            path = self.legacy_path(policy)
         aside = path.with_name(f"{path.name}.{suffix}")
         os.replace(path, aside)
         return aside
 
-    def save(self, policy: str, target: str, state: TrackerState) -> None:
-        write_atomic(self.path(policy), json.dumps(encode(policy, target, state)).encode())
+    def save(self, target: str, policy: str, state: TrackerState) -> None:
+        write_atomic(self.path(target), json.dumps(encode(policy, target, state)).encode())
 
 
 def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
@@ -83,7 +117,7 @@ def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
 
 
 def decode(data: Any) -> Stored:
-    if not isinstance(data, dict) or data.get("format") not in (1, FORMAT):
+    if not isinstance(data, dict) or data.get("format") not in (1, 2, FORMAT):
         raise ValueError(f"expected format {FORMAT}")
     last = data["last_restart"]
     recent = tuple(float(t) for t in data["recent"])

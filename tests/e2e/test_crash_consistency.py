@@ -77,8 +77,16 @@ def state(c: Any) -> dict[str, Any]:
     return dict(c.attrs["State"])
 
 
-def saved(state_dir: Path, name: str) -> dict[str, Any]:
-    return dict(json.loads((state_dir / "state" / f"{name}.json").read_text()))
+def state_file(state_dir: Path) -> Path | None:
+    """The one target's state file, once written."""
+    found = sorted((state_dir / "state" / "targets").glob("*.json"))
+    return found[0] if found else None
+
+
+def saved(state_dir: Path) -> dict[str, Any]:
+    path = state_file(state_dir)
+    assert path is not None, f"no state file in {state_dir}"
+    return dict(json.loads(path.read_text()))
 
 
 def policy_for(tmp: Path, redis_url: str, c: Any) -> Path:
@@ -96,9 +104,7 @@ def kill_mid_restart(sup: SupervisorProcess) -> None:
     has been sent SIGQUIT."""
     sup.signal(signal.SIGUSR1)
     sup.wait_for(
-        lambda: (
-            (sup.state_dir / "state" / "w.json").exists() and saved(sup.state_dir, "w")["intent"]
-        ),
+        lambda: state_file(sup.state_dir) is not None and saved(sup.state_dir)["intent"],
         20,
         "the intent",
     )
@@ -138,7 +144,7 @@ def test_a_supervisor_killed_mid_restart_completes_it_when_started_again(
             assert done["started"] == [worker.name] and state(worker)["StartedAt"] != before
         else:
             assert done["started"] == [] and state(worker)["StartedAt"] == before
-        history = saved(tmp_path / "state", "w")
+        history = saved(tmp_path / "state")
         assert len(history["recent"]) == 1 and history["intent"] is None
         assert second.events("restart") == []  # completing is not a new restart
     finally:
@@ -223,7 +229,7 @@ def test_docker_gone_between_the_kill_and_the_start_is_completed_without_cooldow
         assert proxy.restored_at is not None and done["t"] >= proxy.restored_at
         assert len(sup.events("start_error_begin")) == 1
         # The cooldown is 600 s: the start came long before it, and counted no restart.
-        history = saved(tmp_path / "state", "w")
+        history = saved(tmp_path / "state")
         assert len(history["recent"]) == 1 and history["intent"] is None
     finally:
         sup.stop()
