@@ -262,13 +262,13 @@ def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) ->
     h.start()
     h.actuator.gate.clear()  # the restart blocks until the test lets it go
     make_stuck(h)
-    assert h.actuator.calls == ["restart"]
+    assert h.actuator.calls == ["restart w"]
     assert h.saved()["intent"]["trigger"] == "automatic"  # saved before the Docker call
     for i in range(80):  # stuck, and long past the 60 s cooldown
         h.tick(300 + i)
     trigger.take(h.tmp / "state")
     h.daemon.manual_trigger()  # type: ignore[union-attr]
-    assert h.actuator.calls == ["restart"]
+    assert h.actuator.calls == ["restart w"]
     [refused] = h.audit("trigger_refused")
     assert "already in flight" in refused["reason"]
     h.actuator.gate.set()
@@ -292,7 +292,7 @@ def test_an_exception_in_a_restart_thread_is_logged_audited_and_the_loop_goes_on
     assert "internal error" in failed["error"]
     h.tick(5)  # the loop still ticks, and completes the restart it cannot vouch for
     h.settle()
-    assert h.actuator.calls == ["restart", "ensure_running"]
+    assert h.actuator.calls == ["restart w", "ensure_running"]
     assert h.audit("restart_completed")
 
 
@@ -308,7 +308,7 @@ def test_a_start_that_keeps_failing_is_retried_every_interval_outside_cooldown(h
     for depth in (400, 401, 402, 403):  # 4 s after the restart: the cooldown is 60 s
         h.tick(depth)
         h.settle()
-    assert h.actuator.calls == ["restart"] + ["ensure_running"] * 4
+    assert h.actuator.calls == ["restart w"] + ["ensure_running"] * 4
     assert len(h.audit("start_error_begin")) == 1
     [completed] = h.audit("restart_completed")
     assert completed["started"] == [] and completed["running"] == ["w"]
@@ -389,7 +389,7 @@ def test_reload_with_another_broker_restarts_the_run(h: Harness) -> None:
     assert h.actuator.calls == []
     for i in range(4):
         h.tick(310 + i)
-    assert h.actuator.calls == ["restart"]
+    assert h.actuator.calls == ["restart w"]
 
 
 def test_recovery_is_audited_once_after_a_restart(h: Harness) -> None:
@@ -616,3 +616,31 @@ def test_no_sigquit_for_a_worker_known_to_run_the_threads_pool(h: Harness) -> No
     [done] = h.audit("restart")
     assert "threads pool" in done["plan"]["sigquit_why"]
     assert h.saved()["workers"][0]["pool"] == "celery.concurrency.thread:TaskPool"
+
+
+def test_two_policies_on_one_container_the_second_never_touches_it(h: Harness) -> None:
+    """`container = "p-w-1"` in one policy and compose labels matching p-w-1 in another: two
+    target keys, one container. The first policy keeps it; the second says so once, naming
+    both, and its due restart is refused rather than made."""
+    h.write_policy(name="a-first", target={"container": "p-w-1"})
+    second = h.policy_file.parent / "x-second.toml"  # loaded after w.toml
+    data = policy_dict(
+        name="b-second",
+        target={"container": None, "compose_project": "p", "compose_service": "w", "all": True},
+    )
+    second.write_text(to_toml(data))
+    h.actuator.containers = (Container("p-w-1", "aaa"),)
+    h.start()
+    for i in range(15):
+        h.clock.t += 1
+        h.depths["a-first"] = None  # only the second one's queue is sampled as stuck
+        h.depths["b-second"] = 200 + i
+        assert h.daemon is not None
+        h.daemon.pass_once()
+    h.settle()
+    [conflict] = h.audit("target_conflict")
+    assert conflict["policy"] == "b-second" and conflict["containers"] == {"p-w-1": "a-first"}
+    assert "a-first" in conflict["text"] and "b-second" in conflict["text"]
+    [refused] = h.audit("restart_refused")
+    assert refused["policy"] == "b-second" and "another policy's" in refused["why"]
+    assert h.actuator.calls == []

@@ -37,6 +37,8 @@ class EventKind(enum.Enum):
     DOCKER_ERROR_END = "docker_error_end"
     STATE_DISCARDED = "state_discarded"
     TARGET_CHANGED = "target_changed"
+    TARGET_CONFLICT = "target_conflict"  # a container of the target is another policy's
+    RESTART_REFUSED = "restart_refused"  # a due restart had no container left to act on
     INTERNAL_ERROR = "internal_error"
     PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
     PROGRESS_KNOWN = "progress_known"
@@ -61,11 +63,13 @@ _WARNING = {
     EventKind.TRIGGER_DISCARDED,
     EventKind.TARGET_CHANGED,
     EventKind.PROGRESS_UNKNOWN,
+    EventKind.TARGET_CONFLICT,
     EventKind.NO_CONSUMER,
     EventKind.NO_BINDINGS,
 }
 _ERROR = {
     EventKind.RESTART_FAILED,
+    EventKind.RESTART_REFUSED,
     EventKind.START_ERROR_BEGIN,
     EventKind.ESCALATE,
     EventKind.RELOAD_REFUSED,

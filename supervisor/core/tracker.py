@@ -99,6 +99,7 @@ class TrackerState:
     discovered: tuple[str, ...] = ()  # the target's workers' queues, as last learnt (persisted)
     view: View = field(default_factory=View)  # the target as the last sample saw it
     known: tuple[WorkerFacts, ...] = ()  # what its workers said while they answered (persisted)
+    refused: tuple[tuple[str, str], ...] = ()  # (container, policy): another policy's (claims.py)
 
     def warnings(self, policy: Policy) -> tuple[str, ...]:
         """What is wrong with the configuration now, as reported."""
@@ -172,7 +173,10 @@ def seen(state: TrackerState, sample: Sample) -> tuple[TrackerState, bool]:
         return state, False
     old = state.view
     containers = sample.containers if sample.containers is not None else old.containers
-    mapped = {(r.worker, r.container) for r in sample.replicas}
+    others = {c for c, _ in state.refused}
+    if containers is not None:
+        containers = tuple(c for c in containers if c not in others)
+    mapped = {(r.worker, r.container) for r in sample.replicas if r.container not in others}
     taken = {c for _, c in mapped}
     still = set(containers or ())
     kept = {(w, c) for w, c in old.workers if c not in taken and c in still}
@@ -180,6 +184,30 @@ def seen(state: TrackerState, sample: Sample) -> tuple[TrackerState, bool]:
     known = plan.learn(state.known, sample.facts)
     changed = _facts_key(known) != _facts_key(state.known)
     return replace(state, view=view, known=known), changed
+
+
+def on_claims(
+    policy: Policy, state: TrackerState, refused: dict[str, str]
+) -> tuple[TrackerState, Step]:
+    """The containers of the target that another policy found first (core/claims.py): left
+    alone, and said once per change, naming both policies."""
+    now = tuple(sorted(refused.items()))
+    if now == state.refused:
+        return state, Step()
+    state = replace(state, refused=now)
+    if not now:
+        text = "no container of the target is another policy's any more"
+    else:
+        shared = "; ".join(f"{c} is also the target of policy {p!r}" for c, p in now)
+        text = f"{shared}: that policy keeps it, this one ({policy.name!r}) never restarts it"
+    ev = event(
+        EventKind.TARGET_CONFLICT,
+        policy.name,
+        text,
+        target=policy.target.describe(),
+        containers={c: p for c, p in now},
+    )
+    return state, Step((ev,))
 
 
 def _facts_key(known: tuple[WorkerFacts, ...]) -> tuple[WorkerFacts, ...]:
@@ -351,8 +379,11 @@ def on_sample(
             text = f"ESCALATION, a person is needed: {action.reason}"
             events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
         else:
-            state, command = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
-            commands.append(command)
+            state, begun = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
+            if isinstance(begun, Event):
+                events.append(begun)
+            else:
+                commands.append(begun)
     persist = bool(decision.actions) or learnt
     return state, Step(tuple(events), tuple(commands), decision, persist=persist)
 
@@ -445,8 +476,10 @@ def on_trigger(
     engine_state, action = engine.trigger(policy, state.engine, now)
     state = replace(state, engine=engine_state)
     fields = _decision_fields(policy, state, action, None)
-    state, command = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
-    return state, Step(commands=(command,), persist=True)
+    state, begun = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
+    if isinstance(begun, Event):
+        return state, Step((begun,), persist=True)
+    return state, Step(commands=(begun,), persist=True)
 
 
 def _decision_fields(
@@ -472,9 +505,22 @@ def _begin(
     *,
     dry_run: bool,
     standby: bool = False,
-) -> tuple[TrackerState, Command]:
+) -> tuple[TrackerState, Command | Event]:
+    """The command that carries out `action`, with its complete plan; or, when the plan has no
+    container left (every one is another policy's, or the target has none), the refusal. The
+    restart was counted when it was decided: a target that cannot be acted on is not retried
+    in a storm."""
     chosen = plan.restart_plan(action.containers, state.view, watched(policy, state), state.known)
     fields = {**fields, "plan": chosen.to_json()}
+    if not chosen.containers and state.view.containers is not None:
+        why = (
+            "every container of the target is another policy's: "
+            + ", ".join(f"{c} ({p})" for c, p in state.refused)
+            if state.refused
+            else "no container of the target was found"
+        )
+        text = f"restart of {policy.target.describe()} refused: {why}"
+        return state, event(EventKind.RESTART_REFUSED, policy.name, text, **{**fields, "why": why})
     if dry_run or standby:
         command: Command = DryRun(action, fields, standby and not dry_run, chosen)
         return replace(state, call=Call.DRY_RUN), command

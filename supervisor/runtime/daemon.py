@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.core import events, outage, replicas, tracker
+from supervisor.core import claims, events, outage, replicas, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
@@ -341,12 +341,14 @@ class Daemon:
     def _tick(self, item: Supervised) -> None:
         policy = item.policy
         monitor = self._monitor_for(policy)
-        if monitor is not None:
-            self._identify(item)  # once per tick: discovery and replicas use the same containers
+        # Once per tick (read off the loop every minute): discovery, replicas, the restart's
+        # plan and the one-container-one-policy rule all use the same containers.
+        self._identify(item)
         if monitor is not None and policy.broker.discover_queues:
             self._apply(
                 item, *tracker.on_discovered(policy, item.state, self._found(item, monitor))
             )
+        self._apply(item, *tracker.on_claims(policy, item.state, self._refused(item)))
         queues = tracker.watched(policy, item.state)
         sample = item.probe.sample(queues)
         if sample.ok and monitor is not None:
@@ -418,6 +420,11 @@ class Daemon:
         if item.identifying is None and now >= item.next_identify and self.actuator is not None:
             item.next_identify = now + IDENTIFY_EVERY
             item.identifying = self.pinger.submit(self.actuator.identify, item.policy.target)
+
+    def _refused(self, item: Supervised) -> dict[str, str]:
+        """The target's containers another policy found first (core/claims.py)."""
+        found = [(s.policy.name, [c.name for c in s.containers]) for s in self.supervised.values()]
+        return claims.claims(found).get(item.policy.name, {})
 
     def _target_workers(self, item: Supervised, monitor: ProgressSource) -> list[str]:
         """Every worker known on the broker that runs in one of the target's containers."""
