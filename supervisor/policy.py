@@ -162,6 +162,10 @@ class Detect(_Section):
     # False: a backlog that stays over the threshold without draining is stuck even if it does
     # not grow, when the worker's progress is known throughout and did not move.
     require_growth: bool = True
+    # A worker whose progress cannot be seen (no heartbeats, no remote control) that looks
+    # stuck by depth alone: restart it (the chapter's rule; its in-flight tasks are lost if it
+    # was merely busy), or escalate to a person instead.
+    when_progress_unknown: Literal["restart", "escalate"] = "restart"
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -8,17 +8,14 @@ import json
 import re
 import shutil
 import subprocess
-from typing import Any
 
 import pytest
 import yaml
 
 from harness.parts import REPO
 from supervisor.sinks.metrics import Metrics
+from tests.shipped import DASHBOARD, RULE_TESTS, RULES, alerts, dashboard_queries
 
-RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
-RULE_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yml"
-DASHBOARD = REPO / "deploy" / "grafana" / "iti-worker-supervisor.json"
 METRIC = re.compile(r"\biti_supervisor_[a-z_]+")
 
 
@@ -28,17 +25,6 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["promtool", *args], capture_output=True, text=True, check=False, timeout=120
     )
-
-
-def alerts() -> list[dict[str, Any]]:
-    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-
-
-def dashboard_queries() -> list[str]:
-    model = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
-    exprs += [a["expr"] for a in model["annotations"]["list"] if "expr" in a]
-    return exprs
 
 
 def exported_names() -> set[str]:

@@ -113,3 +113,26 @@ def test_a_flat_backlog_restarts_only_with_require_growth_false() -> None:
     # Progress unknown throughout: growth is still required.
     unknown = [replace(s, processed=None) for s in samples]
     assert list(actions(replay(flat, unknown))) == []
+
+
+def test_when_progress_unknown_escalate_reports_once_and_never_restarts() -> None:
+    policy = make_policy(detect={"when_progress_unknown": "escalate"})
+    state, decisions = feed(policy, growing(0, 60))
+    acts = [a for d in decisions for a in d.actions]
+    assert [a.kind for a in acts] == [ActionKind.ESCALATE]
+    assert "when_progress_unknown = escalate" in acts[0].reason
+    assert state.governor.recent == ()  # no restart was counted
+    # The backlog drains: a later stuck run is escalated again.
+    state, _ = feed(policy, [(61.0, 0)], state)
+    state, later = feed(policy, growing(62, 80), state)
+    assert [a.kind for d in later for a in d.actions] == [ActionKind.ESCALATE]
+
+
+def test_when_progress_unknown_escalate_still_restarts_a_worker_it_can_see() -> None:
+    policy = make_policy(detect={"when_progress_unknown": "escalate"})
+    state = EngineState()
+    kinds = []
+    for t, depth in growing(0, 12):
+        state, decision = engine.step(policy, state, Sample(t, depth, processed=7), now=t)
+        kinds += [a.kind for a in decision.actions]
+    assert kinds == [ActionKind.RESTART]

@@ -3,7 +3,6 @@ the supervisor works under them, and they cannot touch the queues."""
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
 import time
@@ -13,24 +12,14 @@ from typing import Any
 import pytest
 import redis
 
-from harness.parts import REPO, WORKER_APP
+from harness.parts import WORKER_APP
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import Policy
 from tests.helpers import make_policy
+from tests.shipped import acl_commands
 
 pytestmark = pytest.mark.integration
-
-ACL_FILE = REPO / "deploy" / "redis" / "acl.txt"
-
-
-def acl_commands() -> dict[str, list[str]]:
-    users = {}
-    for line in ACL_FILE.read_text().splitlines():
-        if line.startswith("ACL SETUSER"):
-            words = shlex.split(line.replace("PASSWORD", "acl-test-pw"))
-            users[words[2]] = words[1:]
-    return users
 
 
 @pytest.fixture

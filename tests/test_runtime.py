@@ -1,15 +1,12 @@
-"""The daemon in-process, with fakes only at its edges: a probe that returns the depths a test
-sets, an actuator that records calls (and can block, fail or raise), and a clock the test moves.
-Every guard of the tracker is exercised through the real loop, executor, state files and sinks.
+"""The daemon in-process (tests/inprocess.py: fakes only at its edges). Every guard of the
+tracker is exercised through the real loop, executor, state files and sinks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,233 +14,13 @@ import pytest
 
 from supervisor.core.lease import Answer
 from supervisor.core.replicas import Container
-from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
+from supervisor.core.results import Outcome, RestartResult, StartResult
 from supervisor.core.unacked import Held
-from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime import trigger
-from supervisor.runtime.daemon import Daemon
 from supervisor.runtime.leasing import Leases
-from supervisor.sample import Progress, Sample, WorkerFacts
-from supervisor.sinks.audit import read_audit
+from supervisor.sample import Progress, WorkerFacts
 from tests.helpers import policy_dict
-
-ToToml = Callable[[dict[str, Any]], str]
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    lines = [f"name = {json.dumps(data['name'])}"]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class FakeProbe:
-    def __init__(self, depths: dict[str, int | None], name: str, clock: Clock) -> None:
-        self.depths, self.name, self.clock = depths, name, clock
-        self.closed = False
-        self.asked: list[tuple[str, ...]] = []
-
-    def sample(self, queues: Sequence[str] | None = None) -> Sample:
-        self.asked.append(tuple(queues or ()))
-        depth = self.depths.get(self.name)
-        if depth is None:
-            return Sample.failed(self.clock(), "connection refused")
-        return Sample(self.clock(), depth, {"celery": depth})
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeActuator:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.restart_result: RestartResult | Exception = RestartResult(
-            Outcome.DONE, "cold", ("w",), 0.1, changed=True
-        )
-        self.sigquit: list[bool] = []
-        self.start_results: list[StartResult] = []
-        self.containers: tuple[Container, ...] = (Container("w", "abc123"),)
-
-    def restart(
-        self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True
-    ) -> RestartResult:
-        self.calls.append("restart" if not only else f"restart {','.join(only)}")
-        self.sigquit.append(sigquit)
-        self.gate.wait(10)
-        if isinstance(self.restart_result, Exception):
-            raise self.restart_result
-        return self.restart_result
-
-    def identify(self, target: Target) -> tuple[Container, ...]:
-        return self.containers
-
-    def lookup(self, target: Target) -> LookupResult:
-        self.calls.append("lookup")
-        return LookupResult(("w",))
-
-    def ensure_running(self, target: Target) -> StartResult:
-        self.calls.append("ensure_running")
-        return self.start_results.pop(0) if self.start_results else StartResult(running=("w",))
-
-    def ping(self) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class FakeMonitor:
-    """The progress monitor's answers, set by the test: which workers consume what, their
-    progress, what each holds (reserved or active) and what they said of themselves."""
-
-    def __init__(self) -> None:
-        self.queues: dict[str, frozenset[str] | None] = {}
-        self.workers: dict[str, Progress] = {}
-        self.holding: dict[str, set[str]] = {}
-        self.asked: list[list[str]] = []  # every held_by question, with the workers asked
-        self.known: tuple[WorkerFacts, ...] = ()
-
-    def progress(self, queues: list[str]) -> Progress:
-        known = [p.processed for p in self.workers.values() if p.processed is not None]
-        if known:
-            return Progress(sum(known), "heartbeats")
-        return Progress(None, unknown="not watched in this test", unconsumed=None)
-
-    def consumers(self) -> dict[str, frozenset[str] | None]:
-        return dict(self.queues)
-
-    def by_worker(self, queues: list[str]) -> dict[str, Progress]:
-        return dict(self.workers)
-
-    def live_consumers(self, queues: list[str]) -> tuple[str, ...]:
-        return tuple(sorted(w for w, p in self.workers.items() if p.processed is not None))
-
-    def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]:
-        return tuple(f for f in self.known if f.worker in workers)
-
-    def held_by(self, workers: list[str]) -> frozenset[str] | None:
-        self.asked.append(list(workers))
-        if any(w not in self.holding for w in workers):
-            return None
-        return frozenset().union(*(self.holding[w] for w in workers))
-
-    def poll_at_least_every(self, seconds: float) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-class FakeUnacked:
-    """kombu's unacked hash as the test fills it; records what was given back."""
-
-    def __init__(self, held: list[Held] | None = None) -> None:
-        self.entries = list(held or [])
-        self.restored: list[tuple[str, ...]] = []
-
-    def held(self) -> list[Held]:
-        return list(self.entries)
-
-    def left(self) -> int:
-        return len(self.entries)
-
-    def restore(self, tags: tuple[str, ...]) -> Any:
-        from supervisor.adapters.unacked_store import Restored
-
-        self.restored.append(tags)
-        self.entries = [e for e in self.entries if e.tag not in tags]
-        return Restored(len(tags), len(self.entries))
-
-    def close(self) -> None:
-        pass
-
-
-class Harness:
-    def __init__(self, tmp: Path, **policy: Any) -> None:
-        self.tmp = tmp
-        self.clock = Clock()
-        self.depths: dict[str, int | None] = {}
-        self.actuator = FakeActuator()
-        self.probes: list[FakeProbe] = []
-        self.policy_file = tmp / "policies" / "w.toml"
-        self.write_policy(**policy)
-        self.daemon: Daemon | None = None
-
-    def write_policy(self, **sections: Any) -> None:
-        data = policy_dict(**{"name": "w", "target": {"container": "w"}, **sections})
-        self.policy_file.parent.mkdir(exist_ok=True)
-        self.policy_file.write_text(to_toml(data))
-
-    def probe(self, policy: Policy, clock: Callable[[], float]) -> FakeProbe:
-        probe = FakeProbe(self.depths, policy.name, self.clock)
-        self.probes.append(probe)
-        return probe
-
-    def start(
-        self,
-        dry_run: bool = False,
-        monitor: FakeMonitor | None = None,
-        leases: Leases | None = None,
-        unacked: FakeUnacked | None = None,
-    ) -> Daemon:
-        from supervisor.policy import load_policies
-
-        self.daemon = Daemon(
-            [self.policy_file.parent],
-            self.tmp / "state",
-            dry_run=dry_run,
-            actuator=self.actuator,
-            probe_factory=self.probe,
-            progress_factory=None if monitor is None else (lambda policy: monitor),
-            clock=self.clock,
-            monotonic=self.clock,
-            leases=leases,
-            unacked_factory=lambda policy: unacked or FakeUnacked(),
-        )
-        (self.tmp / "state").mkdir(exist_ok=True)
-        self.daemon.open(load_policies([self.policy_file.parent]))
-        return self.daemon
-
-    def tick(self, depth: int | None, seconds: float = 1.0) -> None:
-        """Move the clock, set the depth, and run one pass of the loop."""
-        assert self.daemon is not None
-        self.clock.t += seconds
-        self.depths["w"] = depth
-        self.daemon.pass_once()
-
-    def settle(self) -> None:
-        """Wait for the executor's calls in flight, then one more pass to take their results."""
-        assert self.daemon is not None
-        deadline = time.monotonic() + 10
-        while self.daemon.executor.in_flight and time.monotonic() < deadline:
-            self.daemon.waker.wait(0.05)
-            self.daemon.pass_once()
-
-    def audit(self, kind: str | None = None) -> list[dict[str, Any]]:
-        records = read_audit(self.tmp / "state" / "audit.jsonl")
-        return [r for r in records if kind is None or r["event"] == kind]
-
-    def saved(self, target: str = "container%3Aw") -> dict[str, Any]:
-        path = self.tmp / "state" / "state" / "targets" / f"{target}.json"
-        return dict(json.loads(path.read_text()))
-
-    def stop(self) -> None:
-        if self.daemon is not None:
-            self.actuator.gate.set()
-            self.daemon.close()
-            self.daemon = None
+from tests.inprocess import FakeMonitor, FakeUnacked, Harness, to_toml
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.unacked_store import UnackedStore
 from supervisor.core.unacked import Held, to_restore
 from tests.helpers import make_policy
-from tests.test_redis_acl import acl_commands
+from tests.shipped import acl_commands
 
 H = [Held("t1", "a", "celery"), Held("t2", "b", "celery"), Held("t3", "c", "mail")]
 

@@ -58,6 +58,7 @@ class EngineState:
     governor: GovernorState = field(default_factory=GovernorState)
     replicas: tuple[tuple[str, RunState], ...] = ()  # each replica's own run (replicas.py)
     orphan: RunState = field(default_factory=RunState)  # a backlog no live worker consumes
+    blind: bool = False  # escalated a stuck-looking worker whose progress cannot be seen
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,20 @@ def step(
     elif state.orphan.start is not None:
         state = replace(state, orphan=RunState())
     if diagnosis.verdict is not Verdict.STUCK:
-        return state, Decision(diagnosis)
+        return replace(state, blind=False), Decision(diagnosis)
+    if _blind(policy, sample, containers):
+        # when_progress_unknown = "escalate": depth alone cannot tell stuck from busy, and a
+        # person decided not to pay a busy worker's in-flight tasks for the difference.
+        ruling = Ruling(Gate.BUDGET, "progress unknown: when_progress_unknown = escalate")
+        if state.blind:
+            return state, Decision(diagnosis, ruling)
+        reason = (
+            f"{diagnosis.reason}; the worker's progress cannot be seen "
+            f"({sample.progress_unknown or 'unknown'}), and when_progress_unknown = escalate: "
+            "not restarting a worker that may be busy (a restart would lose its in-flight tasks)"
+        )
+        action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=diagnosis.depth)
+        return replace(state, blind=True), Decision(diagnosis, ruling, (action,))
 
     ruling = governor.rule(state.governor, policy.restart, now)
     if ruling.gate is Gate.ALLOW:
@@ -160,6 +174,16 @@ def trigger(
         ActionKind.RESTART, now, policy.name, reason, trigger=Trigger.MANUAL, streak=gov.streak
     )
     return EngineState(run=RunState(), governor=gov), action
+
+
+def _blind(policy: Policy, sample: Sample, replicas_chosen: tuple[str, ...]) -> bool:
+    """Stuck by depth alone, and the policy says a person decides then."""
+    return (
+        policy.detect.when_progress_unknown == "escalate"
+        and policy.detect.require_no_progress
+        and sample.processed is None
+        and not replicas_chosen
+    )
 
 
 def _cannot_help(policy: Policy, sample: Sample) -> tuple[str, ...]:

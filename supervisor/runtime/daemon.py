@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.core import claims, events, outage, replicas, tracker
+from supervisor.core import claims, events, outage, replicas, requests, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
@@ -544,40 +544,29 @@ class Daemon:
                 self.manual_trigger()
 
     def manual_trigger(self) -> None:
-        requests = trigger.take(self.state_dir)
-        for request in requests:
-            if request.t < self.started:
-                self.emit(events.trigger_discarded(request.name, request.t))
-        fresh = [r for r in requests if r.t >= self.started]
-        # A plain SIGUSR1 (`docker compose kill -s SIGUSR1`) asks for every policy.
-        if not requests or any(r.name is None for r in fresh):
-            names = sorted(self.supervised)
-        else:
-            names = list(dict.fromkeys(r.name for r in fresh if r.name is not None))
-        for name in names:
-            item = self.supervised.get(name)
-            if item is None:
-                self.emit(events.unknown_policy(name, list(self.supervised)))
-                continue
-            now = self.clock()
+        taken = trigger.take(self.state_dir)
+        asked = [requests.Asked(r.name, r.t) for r in taken]
+        fanout = requests.fan_out(asked, self.started, self.supervised)
+        for stale in fanout.stale:
+            self.emit(events.trigger_discarded(stale.name, stale.t))
+        for name in fanout.unknown:
+            self.emit(events.unknown_policy(name, list(self.supervised)))
+        for name in fanout.restart:
+            item = self.supervised[name]
+            standby = self._standby(item)
             self._apply(
                 item,
-                *tracker.on_trigger(
-                    item.policy, item.state, now, self.dry_run, standby=self._standby(item)
-                ),
+                *tracker.on_trigger(item.policy, item.state, self.clock(), self.dry_run, standby),
             )
 
     def reload(self) -> None:
         try:
             policies = load_policies(self.policy_paths)
-            problems = [
-                f"{p.name}: target: cannot change from {item.policy.target.key} while a restart "
-                "of it is not finished; reload again when it is"
-                for p in policies
-                if (item := self.supervised.get(p.name)) is not None
-                and item.policy.target.key != p.target.key
-                and tracker.unfinished(item.state)
-            ]
+            running = {
+                name: requests.Running(s.policy.target.key, tracker.unfinished(s.state))
+                for name, s in self.supervised.items()
+            }
+            problems = requests.reload_problems(running, [(p.name, p.target.key) for p in policies])
             if problems:
                 raise PolicyError(problems)
         except PolicyError as exc:

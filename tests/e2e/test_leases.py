@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness.parts import SupervisorProcess
-from tests.e2e.test_scenarios import Stack
+from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 PERIOD = 3.0  # seconds: the lease period of this test
-
-
-@pytest.fixture
-def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(docker_engine, redis_server_factory, tmp_path)
-    yield s
-    s.close()
 
 
 def supervise(stack: Stack, policy: Path, name: str) -> SupervisorProcess:

@@ -4,17 +4,15 @@ restarts a really stuck worker, and then escalates when the worker hangs again."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from harness.parts import wait_until
 from harness.services import PrometheusServer, free_port
-from tests.e2e.test_scenarios import Stack
-from tests.test_alerts_and_dashboard import RULES, alerts, dashboard_queries
+from tests.e2e.stack import Stack
+from tests.shipped import RULES, alerts, dashboard_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -27,13 +25,6 @@ def grafana(expr: str) -> str:
     for name, value in GRAFANA.items():
         expr = expr.replace(name, value)
     return expr
-
-
-@pytest.fixture
-def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(docker_engine, redis_server_factory, tmp_path)
-    yield s
-    s.close()
 
 
 def test_alerts_and_dashboard_on_a_real_prometheus_through_a_restart_and_an_escalation(

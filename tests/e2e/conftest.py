@@ -1,0 +1,26 @@
+"""Fixtures shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.parts import Webhook
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture
+def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(docker_engine, redis_server_factory, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
