@@ -91,9 +91,9 @@ def state_dir_setting(args: argparse.Namespace) -> Path:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from supervisor.policy import load_policies
+    from supervisor import deployment
 
-    for policy in load_policies(args.policies):
+    for policy in deployment.load(args.policies):
         print(
             f"ok: {policy.name} (target {policy.target.describe()}, "
             f"queues {', '.join(policy.broker.queues)})"

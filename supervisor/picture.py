@@ -14,7 +14,7 @@ from typing import Any
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import ActionKind
 from supervisor.core.events import EventKind
-from supervisor.replay import ReplayStep
+from supervisor.core.replay import ReplayStep
 from supervisor.trace import Row
 
 

@@ -25,7 +25,6 @@ from pydantic import (
     model_validator,
 )
 
-from supervisor.core.events import NOTIFIABLE
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import PolicyError
 
@@ -218,7 +217,32 @@ class Restart(_Section):
         return max(self.cooldown, min(backoff, self.backoff_max))
 
 
-NOTIFY_EVENTS: tuple[str, ...] = tuple(k.value for k in NOTIFIABLE)
+# What may be pushed to a phone: the names of those event kinds (core/events.py builds its
+# NOTIFIABLE from these, so an unknown name fails at import, in every test).
+NOTIFY_EVENTS: tuple[str, ...] = (
+    "restart",
+    "restart_failed",
+    "restart_refused",
+    "dry_run_restart",
+    "restart_resumed",
+    "restart_completed",
+    "start_error_begin",
+    "escalate",
+    "recovery",
+    "internal_error",
+)
+
+
+def from_webhook(url: str, fmt: str) -> str:
+    """The Apprise URL for a webhook of the settings before Apprise (`url` and `format`).
+
+    Apprise recognises Slack's, Discord's and Teams' own webhook URLs as they are; a plain JSON
+    webhook becomes `json://` (`jsons://` for https)."""
+    if fmt != "json":
+        return url
+    parts = urlsplit(url)
+    scheme = {"http": "json", "https": "jsons"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
 
 
 class Notify(_Section):
@@ -235,8 +259,6 @@ class Notify(_Section):
     def _webhook(cls, data: Any) -> Any:
         if not isinstance(data, dict) or ("url" not in data and "format" not in data):
             return data
-        from supervisor.sinks.notify_urls import from_webhook
-
         data = dict(data)
         url, fmt = data.pop("url", None), data.pop("format", "json")
         if not isinstance(url, str):
@@ -259,14 +281,11 @@ class Notify(_Section):
     @field_validator("urls")
     @classmethod
     def _apprise_urls(cls, urls: list[str]) -> list[str]:
-        from supervisor.sinks.notify_urls import check
-
+        # Whether Apprise knows each URL is checked with the deployment (deployment.py): the
+        # model itself stays free of plugins and of the environment.
         if not urls:
             raise ValueError("give at least one Apprise URL")
-        urls = [expand_env(u) for u in urls]
-        for url in urls:
-            check(url)
-        return urls
+        return [expand_env(u) for u in urls]
 
 
 class Policy(_Section):
@@ -395,7 +414,7 @@ def policy_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_policies(paths: list[Path]) -> list[Policy]:
+def load_policy_files(paths: list[Path]) -> list[tuple[Path, Policy]]:
     """Load every file (directories expanded); report all problems at once, or return all."""
     problems: list[str] = []
     loaded: list[tuple[Path, Policy]] = []
@@ -426,15 +445,12 @@ def load_policies(paths: list[Path]) -> list[Policy]:
             )
         else:
             targets[key] = (path, policy)
-    allowed = os.environ.get("SUPERVISOR_WORKER_CONTAINERS")
-    if allowed:
-        from supervisor.proxy_allowlist import uncovered
-
-        services = os.environ.get("SUPERVISOR_WORKER_SERVICES")
-        for path, policy in loaded:
-            why = uncovered(policy, allowed, services)
-            if why:
-                problems.append(f"{path}: target: {why}")
     if problems:
         raise PolicyError(problems)
-    return [p for _, p in loaded]
+    return loaded
+
+
+def load_policies(paths: list[Path]) -> list[Policy]:
+    """The policies of these files and directories, checked together, the same on any machine
+    (what the environment and the installed plugins say is checked by deployment.py)."""
+    return [p for _, p in load_policy_files(paths)]

@@ -1,54 +1,15 @@
-"""`supervisor replay`: the daemon's tracker run over a recorded trace with a virtual clock.
-
-The same `tracker.on_sample` the daemon calls decides here; only the executor differs: a restart
-is taken to be carried out and confirmed at once, at the sample that decided it.
-"""
+"""`supervisor replay POLICY TRACE`: the pure replay (core/replay.py) over a recorded trace,
+its actions printed as JSON lines, and drawn with `--plot`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from supervisor.core import tracker
-from supervisor.core.engine import Action, Decision
-from supervisor.core.results import LookupResult, Outcome, RestartResult
-from supervisor.core.tracker import DryRun, Restart, TrackerState
+from supervisor.core.replay import ReplayStep, replay
 from supervisor.errors import TraceError
 from supervisor.policy import Policy
-from supervisor.sample import Sample
 from supervisor.trace import read_trace
-
-
-@dataclass(frozen=True)
-class ReplayStep:
-    sample: Sample
-    decision: Decision | None
-    actions: tuple[Action, ...] = ()
-
-
-def replay(policy: Policy, samples: Iterable[Sample]) -> Iterator[ReplayStep]:
-    """Drive the tracker exactly as the daemon does, `now` being each sample's time."""
-    state = TrackerState()
-    for sample in samples:
-        state, step = tracker.on_sample(policy, state, sample, dry_run=False)
-        actions = tuple(c.action for c in step.commands if isinstance(c, Restart | DryRun))
-        escalations = tuple(
-            a for a in (step.decision.actions if step.decision else ()) if a not in actions
-        )
-        for command in step.commands:
-            if isinstance(command, Restart):
-                done = RestartResult(Outcome.DONE, policy.restart.method, seconds=0.0)
-                state, _ = tracker.on_result(policy, state, command, done, sample.t)
-            elif isinstance(command, DryRun):
-                state, _ = tracker.on_result(policy, state, command, LookupResult(), sample.t)
-        yield ReplayStep(sample, step.decision, escalations + actions)
-
-
-def actions(steps: Iterable[ReplayStep]) -> Iterator[Action]:
-    for step in steps:
-        yield from step.actions
 
 
 def run_replay(policy: Policy, trace: str, plot: Path | None = None) -> int:

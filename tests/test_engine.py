@@ -8,8 +8,8 @@ from pathlib import Path
 from supervisor.core import engine
 from supervisor.core.engine import ActionKind, EngineState, Trigger
 from supervisor.core.governor import Gate
+from supervisor.core.replay import actions, replay
 from supervisor.policy import Policy, load_policy
-from supervisor.replay import actions, replay
 from supervisor.sample import Sample
 from supervisor.trace import read_trace
 

@@ -19,13 +19,13 @@ import redis
 
 from harness.parts import SupervisorProcess, Webhook, write_policy
 from harness.services import free_port
-from supervisor import status
+from supervisor import deployment, status
 from supervisor.cli import main
 from supervisor.core import tracker
 from supervisor.core.events import NOTIFIABLE, Event
 from supervisor.core.governor import GovernorState
 from supervisor.errors import PolicyError
-from supervisor.policy import parse_policy
+from supervisor.policy import from_webhook, parse_policy
 from supervisor.runtime.state_store import StateStore
 from supervisor.sinks import log as logs
 from supervisor.sinks import notify as notifier
@@ -83,23 +83,24 @@ def test_notification_urls_are_shown_without_their_secrets(url: str, shown: str)
 
 
 def test_webhook_settings_from_before_apprise_become_apprise_urls() -> None:
-    assert notify_urls.from_webhook("https://h.example/hook?k=v", "json") == (
-        "jsons://h.example/hook?k=v"
-    )
-    assert notify_urls.from_webhook("http://h:8080/hook", "json") == "json://h:8080/hook"
+    assert from_webhook("https://h.example/hook?k=v", "json") == ("jsons://h.example/hook?k=v")
+    assert from_webhook("http://h:8080/hook", "json") == "json://h:8080/hook"
     slack = "https://hooks.slack.com/services/T0/B0/secret"
-    assert notify_urls.from_webhook(slack, "slack") == slack  # Apprise knows Slack's own URLs
+    assert from_webhook(slack, "slack") == slack  # Apprise knows Slack's own URLs
 
 
 def test_notify_section_is_validated_and_takes_env_secrets(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with pytest.raises(PolicyError, match=r"notify: url must be an http"):
         parse_policy(policy_dict(notify={"url": "ftp://x"}), "p.toml")
     with pytest.raises(PolicyError, match=r"notify: format must be .*got 'pager'"):
         parse_policy(policy_dict(notify={"url": "http://x", "format": "pager"}), "p.toml")
-    with pytest.raises(PolicyError, match=r"notify\.urls: Apprise does not recognise bogus://h/…"):
-        parse_policy(policy_dict(notify={"urls": ["bogus://h/secret"]}), "p.toml")
+    bogus = tmp_path / "p.toml"
+    bogus.write_text('name = "p"\n[broker]\nurl = "redis://h/0"\n[target]\ncontainer = "w"\n'
+                     '[notify]\nurls = ["bogus://h/secret"]\n')  # fmt: skip
+    with pytest.raises(PolicyError, match=r"p.toml: notify\.urls\.0: Apprise does not recognise"):
+        deployment.load([bogus])  # the deployment's check: the model knows no plugin
     with pytest.raises(PolicyError, match=r"notify\.urls: give at least one"):
         parse_policy(policy_dict(notify={"urls": []}), "p.toml")
     monkeypatch.setenv("HOOK_TOKEN", "abc")

@@ -36,6 +36,7 @@ from tenacity import (
     wait_random,
 )
 
+from supervisor.adapters.docker_errors import describe, describe_docker_error, is_transient
 from supervisor.adapters.swarm_actuator import SwarmActuator
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
@@ -64,38 +65,6 @@ class _Cold:
     by_docker: bool = False  # started again by its restart policy, not by us
     killed: bool = False  # it ignored SIGQUIT for stop_timeout
     stopped_at: float | None = None  # when it was seen stopped (epoch seconds)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return True
-    if isinstance(exc, APIError):
-        return bool(exc.is_server_error())
-    return isinstance(exc, DockerException)
-
-
-def describe_docker_error(exc: BaseException) -> str:
-    if isinstance(exc, APIError):
-        if exc.status_code == 403:  # the engine itself never says 403; a socket proxy does
-            return (
-                "403 refused by the Docker socket proxy: is the container in its allowlist "
-                "(SUPERVISOR_WORKER_CONTAINERS)?"
-            )
-        return f"{exc.status_code} {exc.explanation or exc}"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"Docker engine unreachable: {_first_line(exc)}"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"Docker engine timed out: {_first_line(exc)}"
-    return f"{type(exc).__name__}: {_first_line(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
 
 
 _CONTAINER_ID = re.compile(r"/(?:docker/)?containers/([0-9a-f]{64})/")
@@ -263,7 +232,7 @@ class DockerActuator:
                 policy.method,
                 names,
                 time.monotonic() - started,
-                error=_describe(exc),
+                error=describe(exc),
                 changed=changed,
                 by_restart_policy=tuple(by_docker),
                 killed=tuple(killed),
@@ -288,7 +257,7 @@ class DockerActuator:
                 return self._swarm.lookup(target)
             return LookupResult(tuple(c.name for c in self.find(target)))
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
-            return LookupResult(error=_describe(exc))
+            return LookupResult(error=describe(exc))
 
     def ensure_running(self, target: Target) -> StartResult:
         """Start the target's containers that are stopped, nothing else: what completes a
@@ -308,7 +277,7 @@ class DockerActuator:
                     raise ActuatorError(f"container {container.name!r} did not stay up")
             return StartResult(started=tuple(started), running=tuple(c.name for c in containers))
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
-            return StartResult(error=_describe(exc))
+            return StartResult(error=describe(exc))
 
     def _cold_restart(
         self,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from docker.errors import APIError, DockerException, NotFound
 from requests.exceptions import RequestException
 
+from supervisor.adapters.docker_errors import describe
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult, TaskRef
 from supervisor.errors import ActuatorError, TargetError
@@ -65,11 +66,7 @@ class _Done:
     def result(
         self, policy: Restart, started: float, exc: Exception | None = None
     ) -> RestartResult:
-        from supervisor.adapters.docker_actuator import describe_docker_error
-
-        error = None
-        if exc is not None:
-            error = str(exc) if isinstance(exc, ActuatorError) else describe_docker_error(exc)
+        error = describe(exc) if exc is not None else None
         return RestartResult(
             Outcome.FAILED if error else Outcome.DONE,
             policy.method,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.core.outage import Change, Transition
+from supervisor.policy import NOTIFY_EVENTS
 
 
 class EventKind(enum.Enum):
@@ -81,17 +82,7 @@ _ERROR = {
 }
 
 # What a person may want pushed to a phone; the policy's [notify] events picks among these.
-NOTIFIABLE: tuple[EventKind, ...] = (
-    EventKind.RESTART,
-    EventKind.RESTART_FAILED,
-    EventKind.DRY_RUN_RESTART,
-    EventKind.RESTART_RESUMED,
-    EventKind.RESTART_COMPLETED,
-    EventKind.START_ERROR_BEGIN,
-    EventKind.ESCALATE,
-    EventKind.RECOVERY,
-    EventKind.INTERNAL_ERROR,
-)
+NOTIFIABLE: tuple[EventKind, ...] = tuple(EventKind(name) for name in NOTIFY_EVENTS)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from supervisor import deployment
 from supervisor.core import claims, events, outage, replicas, requests, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
@@ -32,7 +33,7 @@ from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import PolicyError, StateError, UsageError
-from supervisor.policy import Policy, Target, load_policies
+from supervisor.policy import Policy, Target
 from supervisor.runtime import lock, restarting, trigger
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
@@ -171,7 +172,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT. Raises PolicyError or UsageError (nothing started) or
         AlreadyRunningError."""
-        policies = load_policies(self.policy_paths)
+        policies = deployment.load(self.policy_paths)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -561,7 +562,7 @@ class Daemon:
 
     def reload(self) -> None:
         try:
-            policies = load_policies(self.policy_paths)
+            policies = deployment.load(self.policy_paths)
             running = {
                 name: requests.Running(s.policy.target.key, tracker.unfinished(s.state))
                 for name, s in self.supervised.items()

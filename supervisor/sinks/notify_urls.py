@@ -15,18 +15,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 _FIELD_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
 
 
-def from_webhook(url: str, fmt: str) -> str:
-    """The Apprise URL for a webhook of the settings before Apprise (`url` and `format`).
-
-    Apprise recognises Slack's, Discord's and Teams' own webhook URLs as they are; a plain JSON
-    webhook becomes `json://` (`jsons://` for https)."""
-    if fmt != "json":
-        return url
-    parts = urlsplit(url)
-    scheme = {"http": "json", "https": "jsons"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
-
-
 def plugin(url: str) -> Any:
     import apprise
 
