@@ -16,7 +16,7 @@ from supervisor.core.lease import Answer
 from supervisor.core.replicas import Container
 from supervisor.core.results import Outcome, RestartResult, StartResult
 from supervisor.core.unacked import Held
-from supervisor.runtime import trigger
+from supervisor.runtime import control, trigger
 from supervisor.runtime.leasing import Leases
 from supervisor.sample import Progress, WorkerFacts
 from tests.helpers import policy_dict
@@ -44,7 +44,8 @@ def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) ->
     for i in range(80):  # stuck, and long past the 60 s cooldown
         h.tick(300 + i)
     trigger.take(h.tmp / "state")
-    h.daemon.manual_trigger()  # type: ignore[union-attr]
+    assert h.daemon is not None
+    control.manual_trigger(h.daemon)
     assert h.actuator.calls == ["restart w"]
     [refused] = h.audit("trigger_refused")
     assert "already in flight" in refused["reason"]
@@ -130,7 +131,7 @@ def test_a_named_request_restarts_that_policy_only_once(h: Harness) -> None:
     folder = h.tmp / "state" / trigger.TRIGGER_DIR
     folder.mkdir(exist_ok=True)
     (folder / "2-2.request").write_text(json.dumps({"name": "w", "t": h.clock.t, "pid": 2}))
-    d.manual_trigger()
+    control.manual_trigger(d)
     h.settle()
     [record] = h.audit("restart")
     assert record["trigger"] == "manual" and h.actuator.calls == ["restart"]
@@ -159,7 +160,7 @@ def test_reload_with_another_broker_restarts_the_run(h: Harness) -> None:
     for i in range(8):  # over the threshold and growing, under the 10 s window
         h.tick(200 + i)
     h.write_policy(broker={"url": "redis://127.0.0.1:6380/1"})
-    d.reload()
+    control.reload(d)
     assert h.probes[0].closed and len(h.probes) == 2
     for i in range(8):  # 8 more seconds: 16 in all, but only 8 on this broker
         h.tick(300 + i)

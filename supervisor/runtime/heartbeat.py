@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from supervisor.errors import SupervisorError
+
+if TYPE_CHECKING:  # types only: health must not import the daemon's modules
+    from supervisor.runtime.wiring import Supervised
 
 HEARTBEAT_FILE = "heartbeat.json"
 VERSION = 2
@@ -187,4 +191,23 @@ def _decode(data: object) -> Heartbeat:
         docker_error=data.get("docker_error"),
         policy_paths=tuple(str(p) for p in data.get("policy_paths") or ()),
         started=float(data.get("started", 0.0)),
+    )
+
+
+TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
+
+
+def policy_beat(item: Supervised) -> PolicyBeat:
+    """What the heartbeat says of one supervised target (the daemon's `Supervised`)."""
+    s, decision = item.state, item.last_decision
+    return PolicyBeat(
+        item.policy.detect.interval,
+        sampling=not s.sampling.active,
+        depth=s.recent[-1][1] if s.recent else None,
+        trend=tuple(d for _, d in s.recent[-TREND_SAMPLES:]),
+        verdict=decision.diagnosis.verdict.value if decision else None,
+        why=decision.describe() if decision else None,
+        call=s.call.value if s.call else None,
+        progress=item.progress,
+        warnings=s.warnings(item.policy),
     )

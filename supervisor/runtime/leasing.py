@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from supervisor.core import lease
+from supervisor.core import lease, tracker
 from supervisor.core.events import Event
 from supervisor.core.lease import Answer, Lease
 from supervisor.core.tracker import TrackerState
@@ -122,3 +122,26 @@ class Leases:
             self.forget(policy)
         for store in self._stores.values():
             store.close()
+
+    def refresh_target(
+        self, policy: Policy, state: TrackerState, now: float, force: bool = False
+    ) -> tuple[tuple[Event, ...], TrackerState | None]:
+        """Try or renew the target's lease: the events, and on a takeover the state to go on
+        from, which adopts the history the holders shared (cooldown, backoff, budget, an
+        unfinished restart) instead of the one this supervisor made up while standing by."""
+        evs, took_over = self.refresh(policy, now, force)
+        if not took_over:
+            return evs, None
+        shared, error = self.shared(policy)
+        if error is not None:
+            log.warning("%s: shared state: %s", policy.name, error)
+        history = shared.history if shared is not None else None
+        intent = shared.intent if shared is not None else None
+        return evs, tracker.adopt(state, history, intent)
+
+    def share_if_held(self, policy: Policy, state: TrackerState, now: float) -> None:
+        """The holder's saved state, shared where a standby taking over reads it."""
+        if self.holds(policy, now):
+            error = self.share(policy, state)
+            if error is not None:
+                log.warning("%s: cannot share the restart history in Redis: %s", policy.name, error)

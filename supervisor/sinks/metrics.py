@@ -21,6 +21,7 @@ from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event, EventKind
 from supervisor.core.tracker import TrackerState
+from supervisor.errors import UsageError
 from supervisor.policy import Policy
 from supervisor.sample import Sample
 
@@ -118,8 +119,15 @@ class Metrics:
         self._known: set[str] = set()
 
     def serve(self, address: str, port: int) -> int:
-        """Expose /metrics; returns the port (useful with port 0)."""
-        self._server, _ = start_http_server(port, addr=address, registry=self.registry)
+        """Expose /metrics; returns the port (useful with port 0). UsageError when it cannot
+        listen there (nothing has started yet: the operator fixes the setting)."""
+        try:
+            self._server, _ = start_http_server(port, addr=address, registry=self.registry)
+        except OSError as exc:
+            raise UsageError(
+                f"metrics port (--metrics-port / SUPERVISOR_METRICS_PORT): cannot listen on "
+                f"{address}:{port}: {exc.strerror or exc}"
+            ) from None
         return int(self._server.server_port)
 
     def close(self) -> None:

@@ -1,0 +1,74 @@
+"""What one tick sees of a target, put together for the tracker: the sample of its queues,
+with the workers' progress, the replicas (the target's containers mapped to their workers), the
+live consumers of the watched queues, what the target's workers said of themselves, and the
+target's containers as last read from Docker. Reading only: nothing here decides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from supervisor.core import claims, replicas
+from supervisor.runtime.wiring import ProgressSource, Supervised
+from supervisor.sample import Replica, Sample
+
+
+def enrich(
+    sample: Sample, item: Supervised, monitor: ProgressSource | None, queues: tuple[str, ...]
+) -> Sample:
+    """`sample` with what the monitor and Docker tell of the target now."""
+    if not sample.ok:
+        return sample
+    if monitor is not None:
+        wanted = list(queues)
+        progress = monitor.progress(wanted)
+        item.progress = (
+            f"{progress.processed} started tasks, from {progress.source}"
+            if progress.processed is not None
+            else f"unknown: {progress.unknown}"
+        )
+        sample = dataclasses.replace(
+            sample,
+            processed=progress.processed,
+            progress_source=progress.source,
+            progress_unknown=progress.unknown,
+            unconsumed=progress.unconsumed,
+            replicas=mapped_replicas(item, monitor, queues),
+            consumers=monitor.live_consumers(wanted),
+            facts=monitor.facts(target_workers(item, monitor)),
+        )
+    if item.identified:
+        sample = dataclasses.replace(sample, containers=tuple(c.name for c in item.containers))
+    return sample
+
+
+def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
+    """The queues the target's own workers consume, or None when none of them tells."""
+    consumers = monitor.consumers()
+    mapped = replicas.match_workers(consumers, item.containers)
+    known = [queues for w in mapped if (queues := consumers[w]) is not None]
+    if not known:
+        return None
+    return tuple(sorted(frozenset[str]().union(*known)))
+
+
+def refused(item: Supervised, everyone: list[Supervised]) -> dict[str, str]:
+    """The target's containers another policy found first (core/claims.py)."""
+    found = [(s.policy.name, [c.name for c in s.containers]) for s in everyone]
+    return claims.claims(found).get(item.policy.name, {})
+
+
+def target_workers(item: Supervised, monitor: ProgressSource) -> list[str]:
+    """Every worker known on the broker that runs in one of the target's containers."""
+    return sorted(replicas.match_workers(monitor.consumers(), item.containers))
+
+
+def mapped_replicas(
+    item: Supervised, monitor: ProgressSource, queues: tuple[str, ...]
+) -> tuple[Replica, ...]:
+    """The target's containers mapped to their workers' progress."""
+    workers = monitor.by_worker(list(queues))
+    mapped = replicas.match_workers(workers, item.containers)
+    return tuple(
+        Replica(container, worker, workers[worker].processed, workers[worker].source)
+        for worker, container in sorted(mapped.items())
+    )

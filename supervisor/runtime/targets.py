@@ -1,0 +1,127 @@
+"""The supervised targets and what each is read through: its probe, the progress monitor of its
+broker (one per broker, shared), its state file and its history. The daemon asks; this holds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from supervisor.core import events, tracker
+from supervisor.core.detector import Verdict
+from supervisor.core.engine import Decision
+from supervisor.core.events import Event
+from supervisor.core.tracker import TrackerState
+from supervisor.errors import StateError
+from supervisor.policy import Policy
+from supervisor.runtime import observing, wiring
+from supervisor.runtime.state_store import StateStore
+from supervisor.runtime.wiring import ProgressSource, Supervised
+from supervisor.sample import Sample
+from supervisor.sinks import log as log_sink
+from supervisor.trace import HistoryWriter, Row
+
+log = logging.getLogger("supervisor.daemon")
+
+
+class Targets:
+    def __init__(
+        self,
+        state_dir: Path,
+        probe_factory: wiring.ProbeFactory,
+        progress_factory: wiring.ProgressFactory | None,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.by_name: dict[str, Supervised] = {}
+        self.monitors: dict[tuple[str, str], ProgressSource] = {}
+        self._probe_factory, self._progress_factory = probe_factory, progress_factory
+        self._clock, self._monotonic = clock, monotonic
+        self.store = StateStore(state_dir)
+        self._history = HistoryWriter(state_dir)
+        self._history_failing = False
+
+    def add(self, policy: Policy) -> tuple[Supervised, tuple[Event, ...]]:
+        """Supervise `policy`'s target from what was saved for it (a file it cannot read is
+        moved aside and said)."""
+        found: tuple[Event, ...] = ()
+        state = TrackerState()
+        try:
+            stored = self.store.load(policy.target.key, policy.name)
+        except StateError as exc:
+            suffix = f"unusable-{int(self._clock())}"
+            aside = self.store.discard(policy.target.key, policy.name, suffix)
+            found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
+        if stored is not None:
+            state, found = tracker.restore(
+                policy,
+                stored.target,
+                stored.history,
+                stored.intent,
+                discovered=stored.discovered,
+                known=stored.known,
+            )
+        probe = self._probe_factory(policy, self._clock)
+        item = Supervised(policy, probe, state, self._monotonic())
+        self.by_name[policy.name] = item
+        self.monitor_for(policy)
+        return item, found
+
+    def remove(self, name: str) -> Supervised:
+        removed = self.by_name.pop(name)
+        removed.probe.close()
+        return removed
+
+    def reconfigure(self, item: Supervised, policy: Policy) -> Policy:
+        """`item` now supervised by `policy` (a reload); the policy it had."""
+        old, item.policy = item.policy, policy
+        if old.broker != policy.broker:
+            item.probe.close()
+            item.probe = self._probe_factory(policy, self._clock)
+        self.monitor_for(policy)
+        in_use = {(s.policy.broker.url, s.policy.broker.key_prefix) for s in self.by_name.values()}
+        for key in [k for k in self.monitors if k not in in_use]:
+            self.monitors.pop(key).stop()
+        return old
+
+    def monitor_for(self, policy: Policy) -> ProgressSource | None:
+        """The progress monitor of the policy's broker (made on first use), or None when the
+        policy does not watch progress."""
+        if self._progress_factory is None or not policy.detect.require_no_progress:
+            return None
+        key = (policy.broker.url, policy.broker.key_prefix)
+        if key not in self.monitors:
+            self.monitors[key] = self._progress_factory(policy)
+        self.monitors[key].poll_at_least_every(policy.detect.interval)
+        return self.monitors[key]
+
+    def sample(self, item: Supervised, monitor: ProgressSource | None) -> Sample:
+        queues = tracker.watched(item.policy, item.state)
+        return observing.enrich(item.probe.sample(queues), item, monitor, queues)
+
+    def save(self, item: Supervised) -> None:
+        """Raises OSError (the daemon reports it)."""
+        self.store.save(item.policy.target.key, item.policy.name, item.state)
+
+    def record(self, policy: Policy, sample: Sample, decision: Decision | None) -> None:
+        """The sample in the policy's history, for `report` (a full disk is logged once), and
+        the decision in the debug log."""
+        if decision is not None:
+            log_sink.for_policy(log, policy.name).debug(
+                "depth=%s processed=%s %s", sample.depth, sample.processed, decision.describe()
+            )
+        stuck = None if decision is None else decision.diagnosis.verdict is Verdict.STUCK
+        try:
+            self._history.append(policy.name, Row(sample, stuck, policy.detect.threshold))
+        except OSError as exc:
+            if not self._history_failing:
+                log.warning("cannot record %s's history: %s", policy.name, exc)
+            self._history_failing = True
+        else:
+            self._history_failing = False
+
+    def close(self) -> None:
+        for item in self.by_name.values():
+            item.probe.close()
+        for monitor in self.monitors.values():
+            monitor.stop()

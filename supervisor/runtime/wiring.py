@@ -1,0 +1,92 @@
+"""What the daemon is wired from: the edges it talks through (probe, progress monitor,
+actuator, kombu's unacked hash), the factories that make the real ones lazily (a command that
+does not run the daemon never imports Redis, Celery or docker-py), and one supervised target.
+Tests replace the factories with fakes at these edges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from supervisor.core.engine import Decision
+from supervisor.core.replicas import Container
+from supervisor.core.results import LookupResult, RestartResult, StartResult
+from supervisor.core.tracker import TrackerState
+from supervisor.policy import Policy, Target
+from supervisor.sample import Progress, Sample, WorkerFacts
+
+
+class Probe(Protocol):
+    def sample(self, queues: Sequence[str] | None = None) -> Sample: ...
+    def close(self) -> None: ...
+
+
+class ProgressSource(Protocol):
+    def progress(self, queues: list[str]) -> Progress: ...
+    def consumers(self) -> dict[str, frozenset[str] | None]: ...
+    def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
+    def by_worker(self, queues: list[str]) -> dict[str, Progress]: ...
+    def live_consumers(self, queues: list[str]) -> tuple[str, ...]: ...
+    def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]: ...
+    def poll_at_least_every(self, seconds: float) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Actuator(Protocol):
+    def restart(
+        self, target: Target, policy: Any, only: tuple[str, ...] = (), sigquit: bool = True
+    ) -> RestartResult: ...
+    def identify(self, target: Target) -> tuple[Container, ...]: ...
+    def lookup(self, target: Target) -> LookupResult: ...
+    def ensure_running(self, target: Target) -> StartResult: ...
+    def ping(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+ProbeFactory = Callable[[Policy, Callable[[], float]], Probe]
+ProgressFactory = Callable[[Policy], ProgressSource]
+UnackedFactory = Callable[[Policy], Any]
+
+
+@dataclass
+class Supervised:
+    """One policy's target as the loop keeps it between ticks."""
+
+    policy: Policy
+    probe: Probe
+    state: TrackerState
+    next_due: float = 0.0
+    last_decision: Decision | None = None
+    progress: str | None = None  # what the last sample knew of the workers' progress
+    containers: tuple[Container, ...] = ()  # the target's, to map workers to (every minute)
+    identified: bool = False  # `containers` was read from Docker at least once
+    identifying: Future[tuple[Container, ...]] | None = None
+    next_identify: float = 0.0
+
+
+def redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
+    from supervisor.adapters.redis_probe import RedisProbe
+
+    return RedisProbe(policy.broker, clock)
+
+
+def progress_monitor(policy: Policy) -> ProgressSource:
+    from supervisor.adapters.progress_probe import ProgressMonitor
+
+    monitor = ProgressMonitor(policy.broker, poll_every=policy.detect.interval)
+    monitor.start()
+    return monitor
+
+
+def unacked_store(policy: Policy) -> Any:
+    from supervisor.adapters.unacked_store import UnackedStore
+
+    return UnackedStore(policy.broker)
+
+
+def docker_actuator() -> Actuator:
+    from supervisor.adapters.docker_actuator import DockerActuator
+
+    return DockerActuator()
