@@ -87,3 +87,9 @@ def test_layers_only_point_down() -> None:
 
 def test_the_check_sees_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_daemon_only_wires() -> None:
+    """Its rules live in core/ and its parts in their own modules: it stays small."""
+    lines = (PACKAGE / "runtime" / "daemon.py").read_text().count("\n")
+    assert lines <= 300, f"runtime/daemon.py has {lines} lines"

@@ -22,7 +22,7 @@ from harness.services import free_port
 from supervisor import deployment, status
 from supervisor.cli import main
 from supervisor.core import tracker
-from supervisor.core.events import NOTIFIABLE, Event
+from supervisor.core.events import NOTIFIABLE
 from supervisor.core.governor import GovernorState
 from supervisor.errors import PolicyError
 from supervisor.policy import from_webhook, parse_policy
@@ -32,6 +32,8 @@ from supervisor.sinks import notify as notifier
 from supervisor.sinks import notify_urls
 from supervisor.sinks.notify import Notice, settings_for
 from supervisor.sinks.notify_urls import where
+from supervisor.sinks.render import text
+from tests.event_examples import examples
 from tests.helpers import make_policy, policy_dict
 
 # -- units -------------------------------------------------------------------------------------
@@ -383,9 +385,9 @@ def test_notices_submitted_from_many_threads_at_once_start_one_sender(webhook: W
 def test_every_notifiable_event_reaches_json_and_form_receivers(webhook: Webhook) -> None:
     policy = make_policy(notify={"urls": [webhook.json_url, webhook.form_url]})
     sender = notifier.Notifier()
+    every = examples(policy.name)
     for kind in NOTIFIABLE:
-        ev = Event(kind, "w", f"{kind.value} happened", {"reason": "depth 9 > 5"})
-        sender.on_event(ev, policy, dry_run=kind.value == "dry_run_restart")
+        sender.on_event(every[kind], policy, dry_run=kind.value == "dry_run_restart")
     sender.close()
     assert len(webhook.received) == 2 * len(NOTIFIABLE)
     for kind in NOTIFIABLE:
@@ -393,5 +395,5 @@ def test_every_notifiable_event_reaches_json_and_form_receivers(webhook: Webhook
         assert len(both) == 2, kind  # one JSON, one form
         for notice in both:
             assert notice["policy"] == policy.name and notice["reason"] == "depth 9 > 5"
-            assert notice["message"].endswith(f"{kind.value} happened")
+            assert notice["message"].endswith(text(every[kind]))
             assert notice["dry_run"] == ("true" if kind.value == "dry_run_restart" else "false")

@@ -420,5 +420,6 @@ def test_two_policies_on_one_container_the_second_never_touches_it(h: Harness) -
     assert conflict["policy"] == "b-second" and conflict["containers"] == {"p-w-1": "a-first"}
     assert "a-first" in conflict["text"] and "b-second" in conflict["text"]
     [refused] = h.audit("restart_refused")
-    assert refused["policy"] == "b-second" and "another policy's" in refused["why"]
+    assert refused["policy"] == "b-second"
+    assert "another policy's" in refused["refused_because"]
     assert h.actuator.calls == []

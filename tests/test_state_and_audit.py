@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.core import events as ev
 from supervisor.core import tracker
 from supervisor.core.engine import Trigger
-from supervisor.core.events import EventKind, event
+from supervisor.core.events import Why
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent
 from supervisor.errors import StateError
@@ -107,15 +108,17 @@ def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
 def test_audit_appends_one_json_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    log(event(EventKind.START, None, "started", dry_run=True, ignored=None))
-    log(event(EventKind.RESTART, "w", "restarted w", outcome="done", depths=[[1.0, 120]]))
+    log(ev.Started(dry_run=True, policies=("w",), pid=7))
+    why = Why(reason="stuck", trigger="automatic", decided_at=1.0, depths=((1.0, 120),))
+    log(ev.Restarted(policy="w", target="w", why=why, outcome="done", method="cold"))
     # flushed per record: readable while the log is open
     records = read_audit(path)
     assert [r["event"] for r in records] == ["start", "restart"]
-    assert records[0]["dry_run"] is True and "ignored" not in records[0]
+    assert records[0]["dry_run"] is True and "error" not in records[1]  # None: left out
     assert records[1]["policy"] == "w" and records[1]["depths"] == [[1.0, 120]]
-    assert records[1]["time"].endswith("Z") and records[1]["text"] == "restarted w"
+    assert records[1]["reason"] == "stuck" and records[1]["trigger"] == "automatic"
+    assert records[1]["time"].endswith("Z") and records[1]["text"].startswith("restarted ")
     log.close()
-    AuditLog(path)(event(EventKind.STOP, None, "stopped"))  # reopening appends
+    AuditLog(path)(ev.Stopped(pid=7))  # reopening appends
     assert len(path.read_text().splitlines()) == 3
     assert all(json.loads(line) for line in path.read_text().splitlines())

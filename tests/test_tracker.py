@@ -15,6 +15,7 @@ from supervisor.core.governor import GovernorState
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Call, DryRun, EnsureRunning, Intent, Restart, TrackerState
 from supervisor.sample import Sample
+from supervisor.sinks.render import text
 from tests.helpers import make_policy
 
 POLICY = make_policy(
@@ -67,7 +68,7 @@ def test_no_sample_is_judged_and_no_trigger_taken_while_a_restart_is_in_flight()
         assert step.commands == () and step.decision is None
     state, step = tracker.on_trigger(POLICY, state, t + 40, dry_run=False)
     assert step.commands == () and kinds(step) == ["trigger_refused"]
-    assert "already in flight" in step.events[0].text
+    assert "already in flight" in text(step.events[0])
 
 
 def test_a_confirmed_restart_clears_the_intent_and_recovery_is_told_once() -> None:
@@ -102,8 +103,8 @@ def test_a_restart_that_failed_after_stopping_the_worker_is_completed_at_every_s
     up = StartResult(started=("w",), running=("w",))
     state, step = tracker.on_result(POLICY, state, step.commands[0], up, t + 7)
     assert kinds(step) == ["restart_completed"] and step.persist
-    assert step.events[0].fields["started"] == ["w"]
-    assert step.events[0].fields["failed_for"] == 4.0
+    assert step.events[0].facts()["started"] == ["w"]
+    assert step.events[0].facts()["failed_for"] == 4.0
     assert state.intent is None
     assert state.history.recent == (t,)  # completing it counted nothing new
 
@@ -141,7 +142,7 @@ def test_dry_run_decides_and_counts_but_records_no_intent() -> None:
     [command] = step.commands
     assert isinstance(command, DryRun) and state.intent is None and state.call is Call.DRY_RUN
     state, step = tracker.on_result(POLICY, state, command, LookupResult(("w",)), t)
-    assert kinds(step) == ["dry_run_restart"] and step.events[0].fields["containers"] == ["w"]
+    assert kinds(step) == ["dry_run_restart"] and step.events[0].facts()["containers"] == ["w"]
     assert state.history.recent == (t,)
 
 
@@ -285,9 +286,9 @@ def test_the_progress_unknown_event_says_why_and_what_it_means() -> None:
     texts = []
     for t in range(0, 12):
         state, step = tracker.on_sample(WATCHED, state, unknown(float(t)), dry_run=False)
-        texts += [e.text for e in step.events]
-    [text] = texts
-    assert NO_SOURCE in text and "busy worker may be restarted" in text
+        texts += [text(e) for e in step.events]
+    [said] = texts
+    assert NO_SOURCE in said and "busy worker may be restarted" in said
 
 
 # -- misconfiguration ------------------------------------------------------------------------
@@ -301,7 +302,7 @@ def test_a_queue_without_consumer_is_told_once_it_held_and_again_when_it_changes
     for t, unconsumed in enumerate(script):
         sample = Sample(float(t), 5, unconsumed=unconsumed)
         state, step = tracker.on_sample(policy, state, sample, dry_run=False)
-        seen += [(e.kind.value, e.fields["queues"], t) for e in step.events]
+        seen += [(e.kind.value, e.facts()["queues"], t) for e in step.events]
     # told 10 s after it began; the 3 s blip with mail too is shorter than the grace
     assert seen == [("no_consumer", ["dataset"], 13), ("no_consumer", [], 31)]
     assert state.warnings(policy) == ()
@@ -313,9 +314,9 @@ def test_a_database_without_any_binding_is_probably_the_wrong_one() -> None:
     for t in range(12):
         sample = Sample(float(t), 0, unbound=("dataset", "mail"))
         state, step = tracker.on_sample(policy, state, sample, dry_run=False)
-        texts += [e.text for e in step.events]
-    [text] = texts
-    assert text.startswith("wrong database?") and "dataset, mail" in text
+        texts += [text(e) for e in step.events]
+    [said] = texts
+    assert said.startswith("wrong database?") and "dataset, mail" in said
     assert state.warnings(policy) == ("wrong database? no kombu binding for dataset, mail",)
     # One queue bound: it is the right database, the other queue is just idle.
     state = TrackerState()
@@ -342,8 +343,8 @@ def test_discovered_queues_join_the_listed_ones_and_a_change_is_audited_once() -
     state, step = tracker.on_discovered(DISCOVERS, TrackerState(), ("mail", "dataset"))
     assert tracker.watched(DISCOVERS, state) == ("celery", "dataset", "mail")
     assert kinds(step) == ["queues_changed"] and step.persist
-    assert step.events[0].fields["queues"] == ["celery", "dataset", "mail"]
-    assert step.events[0].fields["previous"] == ["celery"]
+    assert step.events[0].facts()["queues"] == ["celery", "dataset", "mail"]
+    assert step.events[0].facts()["previous"] == ["celery"]
     again, step = tracker.on_discovered(DISCOVERS, state, ("dataset", "mail"))
     assert again == state and step == tracker.Step()
 

@@ -1,8 +1,9 @@
-"""The one vocabulary of what the supervisor does and sees.
+"""The one vocabulary of what the supervisor does and sees: one frozen dataclass per event kind.
 
-An event has one name everywhere: the audit record's `event`, the notification's `event`, the
+An event carries its facts, the policy and target it is about, and whether the supervisor ran in
+dry-run. It has one name everywhere: the audit record's `event`, the notification's `event`, the
 `event` label of `iti_supervisor_events_total`, and the log line's first word. The pure core
-returns events; the sinks (audit, log, metrics, notifications) only render them.
+returns events; the sinks render them (sinks/render.py writes the sentence a person reads).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from supervisor.core.outage import Change, Transition
 from supervisor.policy import NOTIFY_EVENTS
@@ -24,6 +25,7 @@ class EventKind(enum.Enum):
     RELOAD_REFUSED = "reload_refused"
     RESTART = "restart"  # a restart carried out and confirmed
     RESTART_FAILED = "restart_failed"
+    RESTART_REFUSED = "restart_refused"  # a due restart had no container left to act on
     DRY_RUN_RESTART = "dry_run_restart"  # what a restart would have done
     RESTART_RESUMED = "restart_resumed"  # a restart left unfinished by a previous run
     RESTART_COMPLETED = "restart_completed"  # the target runs again after an unfinished restart
@@ -39,7 +41,6 @@ class EventKind(enum.Enum):
     STATE_DISCARDED = "state_discarded"
     TARGET_CHANGED = "target_changed"
     TARGET_CONFLICT = "target_conflict"  # a container of the target is another policy's
-    RESTART_REFUSED = "restart_refused"  # a due restart had no container left to act on
     INTERNAL_ERROR = "internal_error"
     PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
     PROGRESS_KNOWN = "progress_known"
@@ -54,43 +55,49 @@ class EventKind(enum.Enum):
     STANDBY = "standby"  # the restart this supervisor would have made, had it held the lease
 
 
-_WARNING = {
-    EventKind.RESTART,
-    EventKind.LEASE_ACQUIRED,
-    EventKind.LEASE_LOST,
-    EventKind.DRY_RUN_RESTART,
-    EventKind.RESTART_RESUMED,
-    EventKind.TRIGGER_REFUSED,
-    EventKind.TRIGGER_DISCARDED,
-    EventKind.TARGET_CHANGED,
-    EventKind.PROGRESS_UNKNOWN,
-    EventKind.TARGET_CONFLICT,
-    EventKind.NO_CONSUMER,
-    EventKind.NO_BINDINGS,
-}
-_ERROR = {
-    EventKind.RESTART_FAILED,
-    EventKind.RESTART_REFUSED,
-    EventKind.START_ERROR_BEGIN,
-    EventKind.ESCALATE,
-    EventKind.RELOAD_REFUSED,
-    EventKind.SAMPLE_ERROR_BEGIN,
-    EventKind.DOCKER_ERROR_BEGIN,
-    EventKind.LEASE_ERROR_BEGIN,
-    EventKind.STATE_DISCARDED,
-    EventKind.INTERNAL_ERROR,
-}
-
 # What a person may want pushed to a phone; the policy's [notify] events picks among these.
 NOTIFIABLE: tuple[EventKind, ...] = tuple(EventKind(name) for name in NOTIFY_EVENTS)
 
+_ERROR = frozenset(
+    {
+        EventKind.RESTART_FAILED,
+        EventKind.RESTART_REFUSED,
+        EventKind.START_ERROR_BEGIN,
+        EventKind.ESCALATE,
+        EventKind.RELOAD_REFUSED,
+        EventKind.SAMPLE_ERROR_BEGIN,
+        EventKind.DOCKER_ERROR_BEGIN,
+        EventKind.LEASE_ERROR_BEGIN,
+        EventKind.STATE_DISCARDED,
+        EventKind.INTERNAL_ERROR,
+    }
+)
+_WARNING = frozenset(
+    {
+        EventKind.RESTART,
+        EventKind.LEASE_ACQUIRED,
+        EventKind.LEASE_LOST,
+        EventKind.DRY_RUN_RESTART,
+        EventKind.RESTART_RESUMED,
+        EventKind.TRIGGER_REFUSED,
+        EventKind.TRIGGER_DISCARDED,
+        EventKind.TARGET_CHANGED,
+        EventKind.TARGET_CONFLICT,
+        EventKind.PROGRESS_UNKNOWN,
+        EventKind.NO_CONSUMER,
+        EventKind.NO_BINDINGS,
+    }
+)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Event:
-    kind: EventKind
-    policy: str | None
-    text: str  # one sentence for a person: the log line and the notification
-    fields: Mapping[str, Any] = field(default_factory=dict)  # the audit record's details
+    """What every event carries. Subclasses add their facts; `kind` names the class."""
+
+    kind: ClassVar[EventKind]
+    policy: str | None = None
+    target: str | None = None
+    dry_run: bool = False
 
     @property
     def level(self) -> int:
@@ -100,86 +107,356 @@ class Event:
             return logging.WARNING
         return logging.INFO
 
-
-def event(kind: EventKind, policy: str | None, text: str, **fields: Any) -> Event:
-    return Event(kind, policy, text, {k: v for k, v in fields.items() if v is not None})
-
-
-# -- the events of the supervisor itself (not of one target's restarts) ---------------------
-
-
-def started(policies: list[str], dry_run: bool, pid: int) -> Event:
-    mode = " (dry-run: no Docker call that changes anything)" if dry_run else ""
-    text = f"supervising {', '.join(sorted(policies))}{mode}"
-    return event(EventKind.START, None, text, dry_run=dry_run, pid=pid, policies=sorted(policies))
-
-
-def stopped(pid: int) -> Event:
-    return event(EventKind.STOP, None, "stopped", pid=pid)
+    def facts(self) -> dict[str, Any]:
+        """The audit record's details: every fact but the policy (the record has its own key),
+        a decision's facts (`why`) inline, and nothing that is None."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "policy" or value is None:
+                continue
+            if isinstance(value, Why):
+                out.update({k: v for k, v in value.as_dict().items() if v is not None})
+            else:
+                out[f.name] = _plain(value)
+        return out
 
 
-def internal_error(policy: str | None, where: str, error: str) -> Event:
-    return event(
-        EventKind.INTERNAL_ERROR,
-        policy,
-        f"internal error in {where}: {error}",
-        reason=error,
-        where=where,
-    )
+def _plain(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts, the way JSON and the audit's readers see them."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
-def reloaded(policies: list[str]) -> Event:
-    names = sorted(policies)
-    return event(EventKind.RELOAD, None, f"reloaded: {', '.join(names)}", policies=names)
+@dataclass(frozen=True)
+class Why:
+    """Why a restart was decided (or escalated): the facts the audit keeps of the decision."""
+
+    reason: str
+    trigger: str
+    decided_at: float
+    run_start: float | None = None
+    depths: tuple[tuple[float, int | None], ...] = ()
+    streak: int | None = None
+    broker: str | None = None
+    plan: Mapping[str, Any] | None = None  # core/plan.py's Plan.to_json()
+    replicas: tuple[Mapping[str, Any], ...] | None = None  # per-replica restarts: which
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
-def reload_refused(problems: list[str]) -> Event:
-    text = "reload refused, the running policies stay: " + "; ".join(problems)
-    return event(EventKind.RELOAD_REFUSED, None, text, problems=problems)
+# -- the supervisor itself -------------------------------------------------------------------
 
 
-def trigger_discarded(name: str | None, requested_at: float) -> Event:
-    text = (
-        f"a trigger request for {name or 'every policy'} made before this supervisor started "
-        "was discarded, not carried out"
-    )
-    return event(
-        EventKind.TRIGGER_DISCARDED,
-        name,
-        text,
-        requested_at=round(requested_at, 3),
-        reason="older than the daemon",
-    )
+@dataclass(frozen=True, kw_only=True)
+class Started(Event):
+    kind = EventKind.START
+    policies: tuple[str, ...]
+    pid: int
 
 
-def unknown_policy(name: str, supervised: list[str]) -> Event:
-    reason = f"no policy named {name!r}; supervised: {', '.join(sorted(supervised))}"
-    return event(
-        EventKind.TRIGGER_REFUSED, None, f"manual trigger refused: {reason}", reason=reason
-    )
+@dataclass(frozen=True, kw_only=True)
+class Stopped(Event):
+    kind = EventKind.STOP
+    pid: int
 
 
-def state_discarded(policy: str, error: str, kept_as: str) -> Event:
-    return event(
-        EventKind.STATE_DISCARDED,
-        policy,
-        f"{error}; moved to {kept_as}, starting with an empty restart history",
-        reason=error,
-        kept_as=kept_as,
-    )
+@dataclass(frozen=True, kw_only=True)
+class Reloaded(Event):
+    kind = EventKind.RELOAD
+    policies: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReloadRefused(Event):
+    kind = EventKind.RELOAD_REFUSED
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InternalError(Event):
+    kind = EventKind.INTERNAL_ERROR
+    where: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateDiscarded(Event):
+    kind = EventKind.STATE_DISCARDED
+    reason: str
+    kept_as: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerDiscarded(Event):
+    kind = EventKind.TRIGGER_DISCARDED
+    requested_at: float
+    reason: str = "older than the daemon"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerRefused(Event):
+    kind = EventKind.TRIGGER_REFUSED
+    reason: str
+
+
+# -- restarts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restarted(Event):
+    """A restart carried out: what the executor did, and why it was decided."""
+
+    kind = EventKind.RESTART
+    why: Why
+    outcome: str
+    method: str
+    containers: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+    started_at: tuple[str, ...] | None = None
+    called_at: float | None = None
+    by_restart_policy: tuple[str, ...] | None = None
+    killed: tuple[str, ...] | None = None
+    sigquit: bool = True
+    changed: bool = False  # a container was stopped: a failed restart must start it again
+    restored: int | None = None
+    unacked_left: int | None = None
+    restore_error: str | None = None
+    service: str | None = None  # a Swarm service's: which tasks, slots and nodes
+    tasks: tuple[Mapping[str, Any], ...] | None = None
+    new_tasks: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartFailed(Restarted):
+    kind = EventKind.RESTART_FAILED
+
+
+@dataclass(frozen=True, kw_only=True)
+class DryRunRestart(Event):
+    """What a live restart would have touched (in dry-run)."""
+
+    kind = EventKind.DRY_RUN_RESTART
+    why: Why
+    outcome: str = "dry_run"
+    containers: tuple[str, ...] = ()
+    error: str | None = None
+    service: str | None = None
+    tasks: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Standby(DryRunRestart):
+    """The restart a supervisor without the target's lease would have made."""
+
+    kind = EventKind.STANDBY
+    outcome: str = "standby"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartRefused(Event):
+    kind = EventKind.RESTART_REFUSED
+    why: Why
+    refused_because: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Escalated(Event):
+    kind = EventKind.ESCALATE
+    why: Why
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartResumed(Event):
+    kind = EventKind.RESTART_RESUMED
+    decided_at: float
+    trigger: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartCompleted(Event):
+    kind = EventKind.RESTART_COMPLETED
+    started: tuple[str, ...]
+    running: tuple[str, ...]
+    failed_for: float | None = None
+    reason: str | None = None  # the start error it overcame
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartErrorBegin(Event):
+    kind = EventKind.START_ERROR_BEGIN
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovery(Event):
+    kind = EventKind.RECOVERY
+    depth: int
+    threshold: int
+    reason: str
+
+
+# -- what is seen of the target --------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetChanged(Event):
+    kind = EventKind.TARGET_CHANGED
+    old_target: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetConflict(Event):
+    kind = EventKind.TARGET_CONFLICT
+    containers: Mapping[str, str]  # container -> the policy that keeps it ({}: none any more)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressUnknown(Event):
+    kind = EventKind.PROGRESS_UNKNOWN
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressKnown(Event):
+    kind = EventKind.PROGRESS_KNOWN
+    source: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoConsumer(Event):
+    kind = EventKind.NO_CONSUMER
+    queues: tuple[str, ...]  # (): every watched queue has a live consumer again
+    broker: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoBindings(Event):
+    kind = EventKind.NO_BINDINGS
+    queues: tuple[str, ...]  # (): bindings found again
+    broker: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuesChanged(Event):
+    kind = EventKind.QUEUES_CHANGED
+    queues: tuple[str, ...]
+    previous: tuple[str, ...]
+
+
+# -- outages: something the supervisor needs stopped answering, and answers again -------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutageBegin(Event):
+    reason: str  # the first error
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutageEnd(Event):
+    reason: str  # the error the outage began with
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleErrorBegin(OutageBegin):
+    kind = EventKind.SAMPLE_ERROR_BEGIN
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleErrorEnd(OutageEnd):
+    kind = EventKind.SAMPLE_ERROR_END
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerErrorBegin(OutageBegin):
+    kind = EventKind.DOCKER_ERROR_BEGIN
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerErrorEnd(OutageEnd):
+    kind = EventKind.DOCKER_ERROR_END
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseErrorBegin(OutageBegin):
+    kind = EventKind.LEASE_ERROR_BEGIN
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseErrorEnd(OutageEnd):
+    kind = EventKind.LEASE_ERROR_END
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseAcquired(Event):
+    kind = EventKind.LEASE_ACQUIRED
+    holder: str | None
+    previous: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseLost(Event):
+    kind = EventKind.LEASE_LOST
+    holder: str | None
 
 
 def outage(
     change: Transition | None,
-    kinds: tuple[EventKind, EventKind],
+    kinds: tuple[type[OutageBegin], type[OutageEnd]],
     policy: str | None,
-    failing: str,
-    back: str,
+    target: str | None = None,
 ) -> tuple[Event, ...]:
-    """The event of an outage's begin (`failing: error`) or end (`back after Ns`), if any."""
+    """The event of an outage's begin or end, if any."""
     if change is None:
         return ()
     if change.change is Change.BEGAN:
-        return (event(kinds[0], policy, f"{failing}: {change.error}", reason=change.error),)
-    text = f"{back} after {change.seconds:.1f}s"
-    return (event(kinds[1], policy, text, reason=change.error, seconds=round(change.seconds, 3)),)
+        return (kinds[0](policy=policy, target=target, reason=change.error),)
+    end = kinds[1](
+        policy=policy, target=target, reason=change.error, seconds=round(change.seconds, 3)
+    )
+    return (end,)
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    Started,
+    Stopped,
+    Reloaded,
+    ReloadRefused,
+    InternalError,
+    StateDiscarded,
+    TriggerDiscarded,
+    TriggerRefused,
+    Restarted,
+    RestartFailed,
+    DryRunRestart,
+    Standby,
+    RestartRefused,
+    Escalated,
+    RestartResumed,
+    RestartCompleted,
+    StartErrorBegin,
+    Recovery,
+    TargetChanged,
+    TargetConflict,
+    ProgressUnknown,
+    ProgressKnown,
+    NoConsumer,
+    NoBindings,
+    QueuesChanged,
+    SampleErrorBegin,
+    SampleErrorEnd,
+    DockerErrorBegin,
+    DockerErrorEnd,
+    LeaseErrorBegin,
+    LeaseErrorEnd,
+    LeaseAcquired,
+    LeaseLost,
+)

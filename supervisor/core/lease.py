@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from supervisor.core import events as ev
 from supervisor.core import outage
-from supervisor.core.events import Event, EventKind, event
-from supervisor.core.events import outage as outage_events
+from supervisor.core.events import Event
 from supervisor.core.outage import Outage
 
 RENEW_EVERY = 1 / 3  # of the period: two renewals may fail before the lease lapses
@@ -63,40 +63,18 @@ def observe(
     reports, or the error that kept Redis from answering. Returns the new lease, its events,
     and whether this supervisor just took the lease over (then it adopts the shared history)."""
     redis, change = outage.observe(lease.redis, error, sent)
-    evs = list(
-        outage_events(
-            change,
-            (EventKind.LEASE_ERROR_BEGIN, EventKind.LEASE_ERROR_END),
-            policy,
-            f"cannot reach Redis for the lease of {target}; not acting",
-            "the lease's Redis answers again",
-        )
-    )
+    evs = list(ev.outage(change, (ev.LeaseErrorBegin, ev.LeaseErrorEnd), policy, target))
     after = replace(lease, redis=redis, next_try=sent + period * RENEW_EVERY)
     if answer is None:  # not knowing whether it holds, it does not act
         return replace(after, holding=False, until=0.0), tuple(evs), False
     if answer is Answer.HELD:
         if lease.holding:
-            evs.append(
-                event(
-                    EventKind.LEASE_LOST,
-                    policy,
-                    f"lost the lease of {target} to {holder}; standing by",
-                    holder=holder,
-                )
-            )
+            evs.append(ev.LeaseLost(policy=policy, target=target, holder=holder))
         return replace(after, holding=False, until=0.0, holder=holder), tuple(evs), False
     took_over = not lease.holding
     if took_over:
         evs.append(
-            event(
-                EventKind.LEASE_ACQUIRED,
-                policy,
-                f"holds the lease of {target}; acting for it"
-                + (f" (after {lease.holder})" if lease.holder and lease.holder != holder else ""),
-                holder=holder,
-                previous=lease.holder,
-            )
+            ev.LeaseAcquired(policy=policy, target=target, holder=holder, previous=lease.holder)
         )
     until = sent + period * (1 - MARGIN)
     return replace(after, holding=True, until=until, holder=holder), tuple(evs), took_over

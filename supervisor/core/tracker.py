@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
 
 from supervisor.core import engine, outage, plan
+from supervisor.core import events as ev
 from supervisor.core.detector import RunState
 from supervisor.core.engine import Action, ActionKind, Decision, EngineState, Trigger
-from supervisor.core.events import Event, EventKind, event
-from supervisor.core.events import outage as outage_events
+from supervisor.core.events import Event, Why
 from supervisor.core.governor import GovernorState
 from supervisor.core.outage import Change, Outage
 from supervisor.core.plan import Plan, View
@@ -125,14 +123,14 @@ class TrackerState:
 @dataclass(frozen=True)
 class Restart:
     action: Action
-    fields: dict[str, Any]  # what the audit says of the decision
+    why: Why  # what the audit says of the decision
     plan: Plan  # exactly what the executor touches (core/plan.py)
 
 
 @dataclass(frozen=True)
 class DryRun:
     action: Action
-    fields: dict[str, Any]
+    why: Why
     standby: bool = False  # not dry-run: another supervisor holds the target's lease
     plan: Plan | None = None  # what a live restart would have touched
 
@@ -195,19 +193,10 @@ def on_claims(
     if now == state.refused:
         return state, Step()
     state = replace(state, refused=now)
-    if not now:
-        text = "no container of the target is another policy's any more"
-    else:
-        shared = "; ".join(f"{c} is also the target of policy {p!r}" for c, p in now)
-        text = f"{shared}: that policy keeps it, this one ({policy.name!r}) never restarts it"
-    ev = event(
-        EventKind.TARGET_CONFLICT,
-        policy.name,
-        text,
-        target=policy.target.describe(),
-        containers={c: p for c, p in now},
+    conflict = ev.TargetConflict(
+        policy=policy.name, target=policy.target.describe(), containers=dict(now)
     )
-    return state, Step((ev,))
+    return state, Step((conflict,))
 
 
 def _facts_key(known: tuple[WorkerFacts, ...]) -> tuple[WorkerFacts, ...]:
@@ -236,16 +225,10 @@ def on_discovered(
     before = watched(policy, state)
     state = replace(state, discovered=found)
     after = watched(policy, state)
-    text = (
-        f"watched queues changed, as the target's workers consume them: "
-        f"{', '.join(after) or 'none'} (were {', '.join(before) or 'none'})"
-    )
-    ev = event(
-        EventKind.QUEUES_CHANGED, policy.name, text, queues=list(after), previous=list(before)
-    )
+    changed = ev.QueuesChanged(policy=policy.name, queues=after, previous=before)
     # Another set of queues is another run: what was judged on the old set says nothing.
     state = replace(state, engine=replace(state.engine, run=RunState(), replicas=()), recent=())
-    return state, Step((ev,), persist=True)
+    return state, Step((changed,), persist=True)
 
 
 def restore(
@@ -287,18 +270,7 @@ def unfinished(state: TrackerState) -> bool:
 
 
 def target_changed(policy: Policy, old: str) -> Event:
-    return event(
-        EventKind.TARGET_CHANGED,
-        policy.name,
-        f"the target changed from {old} to {policy.target.key}: starting with a fresh "
-        "restart history",
-        old_target=old,
-        target=policy.target.key,
-    )
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return ev.TargetChanged(policy=policy.name, target=policy.target.key, old_target=old)
 
 
 def resume(policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
@@ -306,21 +278,14 @@ def resume(policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
     intent = state.intent
     if intent is None or state.call is not None:
         return state, Step()
-    target = policy.target.describe()
-    text = (
-        f"the {intent.trigger.value} restart of {target} decided at {_iso(intent.t)} was not "
-        "finished; starting its stopped containers (no new restart is counted)"
-    )
-    ev = event(
-        EventKind.RESTART_RESUMED,
-        policy.name,
-        text,
-        target=target,
+    resumed = ev.RestartResumed(
+        policy=policy.name,
+        target=policy.target.describe(),
         decided_at=round(intent.t, 3),
         trigger=intent.trigger.value,
         reason=intent.reason,
     )
-    return replace(state, call=Call.START), Step((ev,), (EnsureRunning(intent),))
+    return replace(state, call=Call.START), Step((resumed,), (EnsureRunning(intent),))
 
 
 def on_sample(
@@ -335,13 +300,7 @@ def on_sample(
     )
     state = replace(state, recent=recent, sampling=sampling)
     state, learnt = seen(state, sample)
-    events += outage_events(
-        change,
-        (EventKind.SAMPLE_ERROR_BEGIN, EventKind.SAMPLE_ERROR_END),
-        policy.name,
-        "cannot sample, deciding nothing until it can",
-        "sampling again",
-    )
+    events += ev.outage(change, (ev.SampleErrorBegin, ev.SampleErrorEnd), policy.name)
     state, told = _progress(policy, state, sample)
     events += told
     state, told = _misconfiguration(policy, state, sample)
@@ -354,8 +313,10 @@ def on_sample(
         and sample.depth is not None
         and sample.depth <= threshold
     ):
-        text = f"recovered: queue depth {sample.depth} is back under {threshold}"
-        events.append(event(EventKind.RECOVERY, policy.name, text, depth=sample.depth, reason=text))
+        reason = f"queue depth {sample.depth} is back under {threshold}"
+        events.append(
+            ev.Recovery(policy=policy.name, depth=sample.depth, threshold=threshold, reason=reason)
+        )
         state = replace(state, awaiting_recovery=False)
     if state.call is not None:
         return state, Step(tuple(events), persist=learnt)
@@ -370,16 +331,15 @@ def on_sample(
     run_start = decision.diagnosis.run_start
     workers = {r.container: r.worker for r in sample.replicas}
     for action in decision.actions:
-        fields = _decision_fields(policy, state, action, run_start.t if run_start else None)
+        why = _why(policy, state, action, run_start.t if run_start else None)
         if action.containers:
-            fields["replicas"] = [
-                {"container": c, "worker": workers.get(c)} for c in action.containers
-            ]
+            replicas = tuple({"container": c, "worker": workers.get(c)} for c in action.containers)
+            why = replace(why, replicas=replicas)
         if action.kind is ActionKind.ESCALATE:
-            text = f"ESCALATION, a person is needed: {action.reason}"
-            events.append(event(EventKind.ESCALATE, policy.name, text, **fields))
+            target = policy.target.describe()
+            events.append(ev.Escalated(policy=policy.name, target=target, why=why))
         else:
-            state, begun = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
+            state, begun = _begin(policy, state, action, why, dry_run=dry_run, standby=standby)
             if isinstance(begun, Event):
                 events.append(begun)
             else:
@@ -405,22 +365,13 @@ def _progress(
     since = progress.since
     if why is not None and since is not None and not state.progress_told:
         if sample.t - since >= progress_grace(policy):
-            text = (
-                f"progress unknown: {why}; the depth rule decides alone, so a busy worker "
-                "may be restarted"
-            )
-            ev = event(EventKind.PROGRESS_UNKNOWN, policy.name, text, reason=why)
-            return replace(state, progress_told=True), [ev]
+            unknown = ev.ProgressUnknown(policy=policy.name, reason=why)
+            return replace(state, progress_told=True), [unknown]
     elif change is not None and change.change is Change.ENDED and state.progress_told:
-        text = f"progress known again, from {sample.progress_source or 'the workers'}"
-        ev = event(
-            EventKind.PROGRESS_KNOWN,
-            policy.name,
-            text,
-            source=sample.progress_source,
-            seconds=round(change.seconds, 3),
+        known = ev.ProgressKnown(
+            policy=policy.name, source=sample.progress_source, seconds=round(change.seconds, 3)
         )
-        return replace(state, progress_told=False), [ev]
+        return replace(state, progress_told=False), [known]
     return state, []
 
 
@@ -432,26 +383,13 @@ def _misconfiguration(
     grace = progress_grace(policy)
     out: list[Event] = []
     unconsumed, changed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
+    broker = redact_url(policy.broker.url)
     if changed:
-        queues = list(unconsumed.told)
-        text = (
-            f"no live worker consumes {', '.join(queues)} on {redact_url(policy.broker.url)}: "
-            "restarting the target cannot drain them; check the worker's -Q list"
-            if queues
-            else "every watched queue has a live consumer again"
-        )
-        out.append(event(EventKind.NO_CONSUMER, policy.name, text, queues=queues))
+        out.append(ev.NoConsumer(policy=policy.name, queues=unconsumed.told, broker=broker))
     all_unbound = sample.unbound if len(sample.unbound) == len(policy.broker.queues) else ()
     unbound, changed = watch(state.unbound, all_unbound, sample.t, grace)
     if changed:
-        queues = list(unbound.told)
-        text = (
-            f"wrong database? {redact_url(policy.broker.url)} holds no kombu binding for "
-            f"{', '.join(queues)}: no worker or producer declared them there"
-            if queues
-            else "kombu bindings found for the watched queues"
-        )
-        out.append(event(EventKind.NO_BINDINGS, policy.name, text, queues=queues))
+        out.append(ev.NoBindings(policy=policy.name, queues=unbound.told, broker=broker))
     return replace(state, unconsumed=unconsumed, unbound=unbound), out
 
 
@@ -465,43 +403,36 @@ def on_trigger(
     elif state.intent is not None:
         refusal = "a restart of this target is not finished: its containers are being started"
     if refusal is not None:
-        ev = event(
-            EventKind.TRIGGER_REFUSED,
-            policy.name,
-            f"manual trigger refused: {refusal}",
-            target=policy.target.describe(),
-            reason=refusal,
+        refused = ev.TriggerRefused(
+            policy=policy.name, target=policy.target.describe(), reason=refusal
         )
-        return state, Step((ev,))
+        return state, Step((refused,))
     engine_state, action = engine.trigger(policy, state.engine, now)
     state = replace(state, engine=engine_state)
-    fields = _decision_fields(policy, state, action, None)
-    state, begun = _begin(policy, state, action, fields, dry_run=dry_run, standby=standby)
+    why = _why(policy, state, action, None)
+    state, begun = _begin(policy, state, action, why, dry_run=dry_run, standby=standby)
     if isinstance(begun, Event):
         return state, Step((begun,), persist=True)
     return state, Step(commands=(begun,), persist=True)
 
 
-def _decision_fields(
-    policy: Policy, state: TrackerState, action: Action, run_start: float | None
-) -> dict[str, Any]:
-    return {
-        "target": policy.target.describe(),
-        "decided_at": round(action.t, 3),
-        "run_start": round(run_start, 3) if run_start is not None else None,
-        "reason": action.reason,
-        "trigger": action.trigger.value,
-        "depths": [[round(t, 3), d] for t, d in state.recent],
-        "streak": action.streak,
-        "broker": redact_url(policy.broker.url),
-    }
+def _why(policy: Policy, state: TrackerState, action: Action, run_start: float | None) -> Why:
+    return Why(
+        reason=action.reason,
+        trigger=action.trigger.value,
+        decided_at=round(action.t, 3),
+        run_start=round(run_start, 3) if run_start is not None else None,
+        depths=tuple((round(t, 3), d) for t, d in state.recent),
+        streak=action.streak,
+        broker=redact_url(policy.broker.url),
+    )
 
 
 def _begin(
     policy: Policy,
     state: TrackerState,
     action: Action,
-    fields: dict[str, Any],
+    why: Why,
     *,
     dry_run: bool,
     standby: bool = False,
@@ -511,21 +442,23 @@ def _begin(
     restart was counted when it was decided: a target that cannot be acted on is not retried
     in a storm."""
     chosen = plan.restart_plan(action.containers, state.view, watched(policy, state), state.known)
-    fields = {**fields, "plan": chosen.to_json()}
+    why = replace(why, plan=chosen.to_json())
     if not chosen.containers and state.view.containers is not None:
-        why = (
+        because = (
             "every container of the target is another policy's: "
             + ", ".join(f"{c} ({p})" for c, p in state.refused)
             if state.refused
             else "no container of the target was found"
         )
-        text = f"restart of {policy.target.describe()} refused: {why}"
-        return state, event(EventKind.RESTART_REFUSED, policy.name, text, **{**fields, "why": why})
+        target = policy.target.describe()
+        return state, ev.RestartRefused(
+            policy=policy.name, target=target, why=why, refused_because=because
+        )
     if dry_run or standby:
-        command: Command = DryRun(action, fields, standby and not dry_run, chosen)
+        command: Command = DryRun(action, why, standby and not dry_run, chosen)
         return replace(state, call=Call.DRY_RUN), command
     intent = Intent(action.t, action.trigger, action.reason)
-    return replace(state, call=Call.RESTART, intent=intent), Restart(action, fields, chosen)
+    return replace(state, call=Call.RESTART, intent=intent), Restart(action, why, chosen)
 
 
 def on_result(
@@ -554,86 +487,55 @@ def failure(command: Command, error: str) -> Result:
 def _restarted(
     policy: Policy, state: TrackerState, command: Restart, result: RestartResult
 ) -> tuple[TrackerState, Step]:
-    fields = {
-        **command.fields,
-        "outcome": result.outcome.value,
-        "method": result.method,
-        "containers": list(result.containers),
-        "seconds": round(result.seconds, 3),
-        "error": result.error,
-        "started_at": list(result.started_at) or None,
-        "called_at": round(result.called_at, 3) if result.called_at is not None else None,
-        "by_restart_policy": list(result.by_restart_policy) or None,
-        "killed": list(result.killed) or None,
-        "sigquit": result.sigquit,
-        "restored": result.restored,
-        "unacked_left": result.unacked_left,
-        "restore_error": result.restore_error,
-    }
-    if result.tasks or result.new_tasks:  # a Swarm service: which tasks, slots and nodes
-        fields["service"] = policy.target.swarm_service
-        fields["tasks"] = [t.to_json() for t in result.tasks]
-        fields["new_tasks"] = [t.to_json() for t in result.new_tasks]
-    trigger = command.action.trigger.value
+    swarm = bool(result.tasks or result.new_tasks)  # a Swarm service: which tasks, slots, nodes
+    done = result.outcome is Outcome.DONE
+    kind = ev.Restarted if done else ev.RestartFailed
+    record = kind(
+        policy=policy.name,
+        target=policy.target.describe(),
+        why=command.why,
+        outcome=result.outcome.value,
+        method=result.method,
+        containers=result.containers,
+        seconds=round(result.seconds, 3),
+        error=result.error,
+        started_at=result.started_at or None,
+        called_at=round(result.called_at, 3) if result.called_at is not None else None,
+        by_restart_policy=result.by_restart_policy or None,
+        killed=result.killed or None,
+        sigquit=result.sigquit,
+        changed=result.changed,
+        restored=result.restored,
+        unacked_left=result.unacked_left,
+        restore_error=result.restore_error,
+        service=policy.target.swarm_service if swarm else None,
+        tasks=tuple(t.to_json() for t in result.tasks) if swarm else None,
+        new_tasks=tuple(t.to_json() for t in result.new_tasks) if swarm else None,
+    )
     state = replace(state, call=None, awaiting_recovery=True)
-    if result.outcome is Outcome.DONE:
-        by_docker = (
-            f"; started again by Docker's restart policy: {', '.join(result.by_restart_policy)}"
-            if result.by_restart_policy
-            else ""
-        )
-        gave_back = ""
-        if result.killed:
-            how = "" if result.sigquit else " (no SIGQUIT: its cold shutdown breaks)"
-            gave_back = (
-                f"; SIGKILLed {', '.join(result.killed)}{how}, {result.restored or 0} reserved "
-                f"message(s) given back, {result.unacked_left} left in unacked"
-            )
-            if result.restore_error:
-                gave_back += f" (could not give back: {result.restore_error})"
-        text = (
-            f"restarted {', '.join(result.containers)} ({trigger}, {result.method}, "
-            f"{result.seconds:.1f}s): {command.action.reason}{by_docker}{gave_back}"
-        )
-        ev = event(EventKind.RESTART, policy.name, text, **fields)
-        return replace(state, intent=None), Step((ev,), persist=True)
-    text = (
-        f"restart of {policy.target.describe()} FAILED after {result.seconds:.1f}s: {result.error}"
-    )
-    if result.changed:
-        text += "; its stopped containers will be started at every interval until they run"
-    else:
-        state = replace(state, intent=None)  # nothing was changed: the target is as it was
-    return state, Step(
-        (event(EventKind.RESTART_FAILED, policy.name, text, **fields),), persist=True
-    )
+    if done or not result.changed:
+        state = replace(state, intent=None)  # done, or nothing was changed: the target is as it was
+    return state, Step((record,), persist=True)
 
 
 def _looked_up(
     policy: Policy, state: TrackerState, command: DryRun, result: LookupResult
 ) -> tuple[TrackerState, Step]:
     containers = command.action.containers or result.containers
-    what = ", ".join(containers) or policy.target.describe()
-    text = f"would restart {what} ({command.action.trigger.value}): {command.action.reason}"
-    kind, outcome = EventKind.DRY_RUN_RESTART, "dry_run"
-    if command.standby:
-        kind, outcome = EventKind.STANDBY, "standby"
-        text = f"standby (another supervisor holds the lease): {text}"
-    swarm = {}
-    if result.tasks:
-        chosen = [t for t in result.tasks if not containers or t.container in containers]
-        swarm = {"service": policy.target.swarm_service, "tasks": [t.to_json() for t in chosen]}
-    ev = event(
-        kind,
-        policy.name,
-        text,
-        outcome=outcome,
-        containers=list(containers),
+    kind = ev.Standby if command.standby else ev.DryRunRestart
+    chosen = [t for t in result.tasks if not containers or t.container in containers]
+    tasks = tuple(t.to_json() for t in chosen) if result.tasks else None
+    looked = kind(
+        policy=policy.name,
+        target=policy.target.describe(),
+        dry_run=not command.standby,
+        why=command.why,
+        containers=containers,
         error=result.error,
-        **swarm,
-        **command.fields,
+        service=policy.target.swarm_service if tasks else None,
+        tasks=tasks,
     )
-    return replace(state, call=None, awaiting_recovery=True), Step((ev,))
+    return replace(state, call=None, awaiting_recovery=True), Step((looked,))
 
 
 def _started(
@@ -645,24 +547,17 @@ def _started(
     if not result.ok:
         if change is None:
             return state, Step()
-        text = f"cannot start {target} after a restart, retrying at every interval: {result.error}"
-        ev = event(
-            EventKind.START_ERROR_BEGIN, policy.name, text, target=target, reason=result.error
-        )
-        return state, Step((ev,))
-    started = ", ".join(result.started) or "none was stopped"
-    text = f"{target} runs again after an unfinished restart (started: {started})"
-    ev = event(
-        EventKind.RESTART_COMPLETED,
-        policy.name,
-        text,
+        failing = ev.StartErrorBegin(policy=policy.name, target=target, reason=str(result.error))
+        return state, Step((failing,))
+    completed = ev.RestartCompleted(
+        policy=policy.name,
         target=target,
-        started=list(result.started),
-        running=list(result.running),
+        started=result.started,
+        running=result.running,
         failed_for=round(change.seconds, 3) if change is not None else None,
         reason=change.error if change is not None else None,
     )
-    return replace(state, intent=None, awaiting_recovery=True), Step((ev,), persist=True)
+    return replace(state, intent=None, awaiting_recovery=True), Step((completed,), persist=True)
 
 
 def reconfigure(old: Policy, new_policy: Policy, state: TrackerState) -> TrackerState:

@@ -73,9 +73,10 @@ def manual_trigger(d: Daemon) -> None:
     asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir)]
     fanout = requests.fan_out(asked, d.started, d.supervised)
     for stale in fanout.stale:
-        d.emit(events.trigger_discarded(stale.name, stale.t))
+        d.emit(events.TriggerDiscarded(policy=stale.name, requested_at=round(stale.t, 3)))
     for name in fanout.unknown:
-        d.emit(events.unknown_policy(name, list(d.supervised)))
+        reason = f"no policy named {name!r}; supervised: {', '.join(sorted(d.supervised))}"
+        d.emit(events.TriggerRefused(reason=reason))
     for name in fanout.restart:
         item = d.supervised[name]
         standby = d.standby(item)
@@ -94,7 +95,7 @@ def reload(d: Daemon) -> None:
         if problems:
             raise PolicyError(problems)
     except PolicyError as exc:
-        d.emit(events.reload_refused(exc.problems))
+        d.emit(events.ReloadRefused(problems=tuple(exc.problems)))
         return
     wanted = {p.name for p in policies}
     for name in [n for n in d.supervised if n not in wanted]:
@@ -110,4 +111,4 @@ def reload(d: Daemon) -> None:
             continue
         old = d.targets.reconfigure(item, policy)
         d.apply(item, *tracker.retarget(old, policy, item.state))
-    d.emit(events.reloaded(list(d.supervised)))
+    d.emit(events.Reloaded(policies=tuple(sorted(d.supervised))))

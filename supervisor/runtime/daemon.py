@@ -120,9 +120,10 @@ class Daemon:
         self.audit = AuditLog(self.state_dir / AUDIT_FILE)
         self.emit.add("audit", self.audit, first=True)
         self.started = self.clock()
-        self.emit(events.started([p.name for p in policies], self.dry_run, os.getpid()))
-        for request in trigger.take(self.state_dir):
-            self.emit(events.trigger_discarded(request.name, request.t))
+        names = tuple(sorted(p.name for p in policies))
+        self.emit(events.Started(dry_run=self.dry_run, policies=names, pid=os.getpid()))
+        for r in trigger.take(self.state_dir):
+            self.emit(events.TriggerDiscarded(policy=r.name, requested_at=round(r.t, 3)))
         for policy in policies:
             self.add(policy)
         self.write_heartbeat()
@@ -141,7 +142,7 @@ class Daemon:
         self.write_heartbeat(stopped=True)
         self.notifier.close()
         self.metrics.close()
-        self.emit(events.stopped(os.getpid()))
+        self.emit(events.Stopped(pid=os.getpid()))
         if self.audit is not None:
             self.audit.close()
         self.waker.close()
@@ -176,7 +177,7 @@ class Daemon:
             fn()
         except Exception as exc:  # noqa: BLE001 - nothing vanishes, and the loop goes on
             log.error("internal error in %s:\n%s", what, traceback.format_exc().rstrip())
-            self.emit(events.internal_error(None, what, f"{type(exc).__name__}: {exc}"))
+            self.emit(events.InternalError(where=what, reason=f"{type(exc).__name__}: {exc}"))
 
     def _notify(self, ev: events.Event) -> None:
         item = self.supervised.get(ev.policy or "")
@@ -233,8 +234,8 @@ class Daemon:
     def _finish(self, done: Done[str, Command, Result]) -> None:
         result = done.result
         if done.error is not None or result is None:
-            error = done.error or "no result"
-            self.emit(events.internal_error(done.key, type(done.command).__name__, error))
+            error, where = done.error or "no result", type(done.command).__name__
+            self.emit(events.InternalError(policy=done.key, where=where, reason=error))
             result = tracker.failure(done.command, f"internal error: {error}")
         item = self.supervised.get(done.key)
         if item is None:
@@ -270,8 +271,8 @@ class Daemon:
         try:
             self.targets.save(item)
         except OSError as exc:
-            path = self.targets.store.path(item.policy.target.key)
-            self.emit(events.internal_error(item.policy.name, f"writing {path}", str(exc)))
+            where = f"writing {self.targets.store.path(item.policy.target.key)}"
+            self.emit(events.InternalError(policy=item.policy.name, where=where, reason=str(exc)))
         if self.leases is not None:
             self.leases.share_if_held(item.policy, item.state, self.monotonic())
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from supervisor.core import events, outage
-from supervisor.core.events import Event, EventKind
+from supervisor.core.events import Event
 from supervisor.core.outage import Outage, Transition
 from supervisor.runtime.wiring import Actuator, Supervised
 from supervisor.sinks import log as log_sink
@@ -63,8 +63,7 @@ class DockerReads:
             self._next_ping = now + DOCKER_CHECK_EVERY
             self._ping = self._pool.submit(actuator.ping)
             self._ping.add_done_callback(lambda _: self._wake())
-        kinds = (EventKind.DOCKER_ERROR_BEGIN, EventKind.DOCKER_ERROR_END)
-        return events.outage(change, kinds, None, "restarts would fail", "Docker back")
+        return events.outage(change, (events.DockerErrorBegin, events.DockerErrorEnd), None)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

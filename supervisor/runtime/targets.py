@@ -51,7 +51,10 @@ class Targets:
         except StateError as exc:
             suffix = f"unusable-{int(self._clock())}"
             aside = self.store.discard(policy.target.key, policy.name, suffix)
-            found, stored = (events.state_discarded(policy.name, str(exc), str(aside)),), None
+            discarded = events.StateDiscarded(
+                policy=policy.name, reason=str(exc), kept_as=str(aside)
+            )
+            found, stored = (discarded,), None
         if stored is not None:
             state, found = tracker.restore(
                 policy,

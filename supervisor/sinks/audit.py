@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.core.events import Event
+from supervisor.sinks.render import record
 
 AUDIT_FILE = "audit.jsonl"  # inside the state directory
 
@@ -30,11 +31,8 @@ class AuditLog:
         entry: dict[str, Any] = {
             "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "t": round(now.timestamp(), 3),
-            "event": ev.kind.value,
-            "policy": ev.policy,
-            **ev.fields,
+            **record(ev),
         }
-        entry.setdefault("text", ev.text)
         line = json.dumps(entry, default=str, ensure_ascii=False)
         with self._lock:
             self._file.write(line + "\n")

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from supervisor.core.events import Event
+from supervisor.sinks.render import text
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
 
@@ -63,4 +64,4 @@ _events = logging.getLogger("supervisor.events")
 
 def log_event(ev: Event) -> None:
     """The log sink: one line per event, led by the event's name."""
-    _events.log(ev.level, "%s: %s", ev.kind.value, ev.text, extra={"policy": ev.policy or "-"})
+    _events.log(ev.level, "%s: %s", ev.kind.value, text(ev), extra={"policy": ev.policy or "-"})

@@ -19,7 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 from supervisor.core import governor
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
-from supervisor.core.events import Event, EventKind
+from supervisor.core.events import DryRunRestart, Event, EventKind, Restarted
 from supervisor.core.tracker import TrackerState
 from supervisor.errors import UsageError
 from supervisor.policy import Policy
@@ -142,7 +142,8 @@ class Metrics:
         self.events.labels(policy, ev.kind.value).inc()
         outcome = _RESTART_OUTCOMES.get(ev.kind)
         if outcome is not None:
-            self.restarts.labels(policy, outcome, str(ev.fields.get("trigger", "automatic"))).inc()
+            trigger = ev.why.trigger if isinstance(ev, Restarted | DryRunRestart) else "automatic"
+            self.restarts.labels(policy, outcome, trigger).inc()
         elif ev.kind is EventKind.ESCALATE:
             self.escalations.labels(policy).inc()
 

@@ -26,6 +26,7 @@ from supervisor.errors import SupervisorError
 from supervisor.policy import Notify, Policy
 from supervisor.sinks import notify_urls
 from supervisor.sinks.notify_urls import where, with_fields
+from supervisor.sinks.render import text
 
 log = logging.getLogger("supervisor.notify")
 
@@ -153,18 +154,10 @@ class Notifier:
         if policy is None:
             return
         prefix = f"[{policy.name}] " + ("DRY-RUN " if dry_run else "")
-        details = {k: v for k, v in ev.fields.items() if k in _DETAILS}
-        self.submit(
-            settings_for(policy),
-            Notice(
-                ev.kind.value,
-                policy.name,
-                policy.target.describe(),
-                prefix + ev.text,
-                dry_run,
-                details,
-            ),
-        )
+        details = {k: v for k, v in ev.facts().items() if k in _DETAILS}
+        target = policy.target.describe()
+        notice = Notice(ev.kind.value, policy.name, target, prefix + text(ev), dry_run, details)
+        self.submit(settings_for(policy), notice)
 
     def submit(self, settings: Notify | None, notice: Notice) -> None:
         if settings is None:
