@@ -64,6 +64,7 @@ def measure(python: str, pool: str, backend: bool, work: Path) -> dict[str, obje
             "back in queue": int(client.llen("celery")),
             "left in unacked": int(client.hlen("unacked")),
             "BlockingSwitchOutError": "BlockingSwitchOutError" in log,
+            "NotImplementedError": "NotImplementedError" in log,
         }
     finally:
         if worker.poll() is None:
@@ -87,6 +88,10 @@ def main() -> None:
         ("prefork", True),
         ("gevent", False),
         ("gevent", True),
+        ("threads", False),
+        ("threads", True),
+        ("solo", False),
+        ("solo", True),
     ):
         with tempfile.TemporaryDirectory() as d:
             row = measure(args.python, pool, backend, Path(d))

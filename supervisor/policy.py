@@ -1,6 +1,6 @@
 """Policy files (`policies/*.toml`): one supervised worker each, validated before anything starts.
 
-The format is a public contract documented in the README; every key is checked here and an
+The format is a public contract documented in docs/policy.md; every key is checked here and an
 unknown or ill-typed one is refused with a message naming the file and the key.
 """
 
@@ -112,7 +112,7 @@ class Target(_Section):
     compose_project: str | None = None
     compose_service: str | None = None
     all: bool = False
-    # A Docker Swarm service: its running tasks are the replicas (README: Swarm).
+    # A Docker Swarm service: its running tasks are the replicas (docs/operations.md: Swarm).
     swarm_service: str | None = None
 
     @model_validator(mode="after")

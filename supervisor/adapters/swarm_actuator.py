@@ -228,7 +228,7 @@ class SwarmActuator:
                         f"task {t.ref.id} (slot {t.ref.slot}) of {name} runs on node "
                         f"{t.ref.node}, not on this supervisor's node {self.node()}: run the "
                         "supervisor as a global service, so that the one on that node acts "
-                        "(README: Swarm)"
+                        "(docs/operations.md: Swarm)"
                     )
                 if t.container_id is None:
                     raise TargetError(f"task {t.ref.id} of {name} has no container yet")
