@@ -30,6 +30,8 @@ LOG_FORMAT_ENV = "SUPERVISOR_LOG_FORMAT"
 POLICIES_ENV = "SUPERVISOR_POLICIES"
 LEASE_ENV = "SUPERVISOR_LEASE"
 DEFAULT_LEASE = 15.0
+DOCKER_RETRY_ENV = "SUPERVISOR_DOCKER_RETRY"
+DEFAULT_DOCKER_RETRY = 30.0  # seconds: an engine restarting comes back within it
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -80,6 +82,20 @@ def lease_setting(flag: str | None) -> float | None:
     if period < 1:
         raise UsageError(f"{where}={raw!r}: the lease period must be at least 1s")
     return period
+
+
+def docker_retry_setting() -> float:
+    """How long a transient Docker failure is retried within one call (SUPERVISOR_DOCKER_RETRY):
+    a duration, 0 for one try only."""
+    raw = os.environ.get(DOCKER_RETRY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DOCKER_RETRY
+    from supervisor.durations import parse_duration
+
+    try:
+        return parse_duration(float(raw) if raw.replace(".", "", 1).isdigit() else raw)
+    except ValueError as exc:
+        raise UsageError(f"{DOCKER_RETRY_ENV}={raw!r}: {exc}") from None
 
 
 def state_dir_setting(args: argparse.Namespace) -> Path:
@@ -149,12 +165,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     port = port_setting(args.metrics_port, METRICS_PORT_ENV)
     state_dir = state_dir_setting(args)
     period = lease_setting(args.lease)
+    retry = docker_retry_setting()
+    from supervisor.runtime import wiring
     from supervisor.runtime.daemon import Daemon
     from supervisor.runtime.leasing import Leases
 
     return Daemon(
         args.policies,
         state_dir,
+        actuator=wiring.docker_actuator(retry),
         leases=Leases(period) if period is not None else None,
         dry_run=dry_run,
         metrics_address=args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV),

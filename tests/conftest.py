@@ -42,10 +42,13 @@ def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(shared_redis_url: str) -> Iterator[str]:
-    """A clean database on the shared server for each test."""
-    client = redis.Redis.from_url(shared_redis_url)
+    """A clean database on the shared server for each test: one database per xdist worker
+    (`-n 2`), so that tests running side by side never flush each other's keys."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    url = f"{shared_redis_url.rsplit('/', 1)[0]}/{1 + int(worker or 0)}"
+    client = redis.Redis.from_url(url)
     client.flushdb()
-    yield shared_redis_url
+    yield url
     client.flushdb()
     client.close()
 

@@ -52,6 +52,12 @@ def make_policy(**sections: Any) -> Policy:
     return parse_policy(policy_dict(**sections), "test.toml")
 
 
+def no_docker(tmp: Any) -> dict[str, str]:
+    """The environment of a supervisor with no Docker engine: a socket that does not exist,
+    tried once per call rather than retried for the default 30 s."""
+    return {"DOCKER_HOST": f"unix://{tmp}/no-engine.sock", "SUPERVISOR_DOCKER_RETRY": "0"}
+
+
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m supervisor ARGS` as a separate process, as an operator runs it."""
     return subprocess.run(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.parts import SupervisorProcess, write_policy
+from tests import helpers
 from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def no_docker(tmp_path: Path) -> dict[str, str]:
-    return {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    return helpers.no_docker(tmp_path)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from supervisor.cli import main
 from supervisor.health import check
 from supervisor.runtime import heartbeat, lock
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+from tests.helpers import no_docker
 
 
 @pytest.fixture
@@ -95,9 +96,7 @@ def test_health_of_a_live_daemon_and_of_a_frozen_one(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     policy = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
-    sup = SupervisorProcess(
-        [policy], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
-    )
+    sup = SupervisorProcess([policy], tmp_path / "state", extra_env=no_docker(tmp_path))
     try:
         sup.wait_started()
         sup.wait_for((tmp_path / "state" / "heartbeat.json").exists, 20, "heartbeat")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.parts import WORKER_APP, SupervisorProcess, write_policy
+from tests.helpers import no_docker
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +42,7 @@ def test_wrong_database_and_queue_without_consumer_are_warned_about(
     ):
         path = write_policy(folder / f"{name}.toml", name, url, container)
         path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["{queue}"]'))
-    sup = SupervisorProcess(
-        [folder], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
-    )
+    sup = SupervisorProcess([folder], tmp_path / "state", extra_env=no_docker(tmp_path))
     try:
         sup.wait_started()
         sup.wait_for(

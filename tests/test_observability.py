@@ -34,7 +34,7 @@ from supervisor.sinks.notify import Notice, settings_for
 from supervisor.sinks.notify_urls import where
 from supervisor.sinks.render import text
 from tests.event_examples import examples
-from tests.helpers import make_policy, policy_dict
+from tests.helpers import make_policy, no_docker, policy_dict
 
 # -- units -------------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
         [path],
         tmp_path / "state",
         extra_env={
-            "DOCKER_HOST": f"unix://{tmp_path}/none.sock",
+            **no_docker(tmp_path),
             "SUPERVISOR_METRICS_PORT": str(port),
             "SUPERVISOR_METRICS_ADDRESS": "127.0.0.1",
         },
@@ -243,10 +243,13 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
         assert notice["event"] == "restart_failed" and notice["policy"] == "w"
         assert notice["type"] == "failure"
         assert "FAILED" in notice["message"] and "unreachable" in notice["message"]
-        metrics = scrape(port)
+        # The gauges are set at the next tick after the restart (the cooldown counts down).
+        allowed_in = 'iti_supervisor_restart_allowed_in_seconds{policy="w"}'
+        metrics = sup.wait_for(
+            lambda: (m := scrape(port)).get(allowed_in, 0) > 0 and m, 10, "the cooldown"
+        )
         key = 'iti_supervisor_restarts_total{outcome="failed",policy="w",trigger="manual"}'
         assert metrics[key] == 1
-        assert metrics['iti_supervisor_restart_allowed_in_seconds{policy="w"}'] > 0  # cooldown
         assert metrics["iti_supervisor_docker_up"] == 0
 
         out = subprocess.run(
@@ -302,9 +305,7 @@ def test_a_hung_webhook_never_delays_a_restart_decision(
 ) -> None:
     webhook.release.clear()  # the webhook accepts, then hangs
     path = policy_with_hook(tmp_path / "w.toml", redis_url, webhook.json_url, webhook.form_url)
-    sup = SupervisorProcess(
-        [path], tmp_path / "state", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
-    )
+    sup = SupervisorProcess([path], tmp_path / "state", extra_env=no_docker(tmp_path))
     try:
         sup.wait_started()
         sup.signal(signal.SIGUSR1)
@@ -334,7 +335,7 @@ def test_a_hung_webhook_never_delays_a_restart_decision(
 def test_status_names_an_unknown_policy(redis_url: str, tmp_path: Path) -> None:
     path = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
     history = GovernorState(time.time(), 1, (time.time(),), False)
-    StateStore(tmp_path / "state").save("w", "container:c", tracker.new(history))
+    StateStore(tmp_path / "state").save("container:c", "w", tracker.new(history))
     out = subprocess.run(
         [
             sys.executable,

@@ -23,6 +23,7 @@ from supervisor.cli import main
 from supervisor.picture import Mark, markers_from_audit, spans
 from supervisor.plot import METADATA_KEY
 from supervisor.trace import history_files
+from tests.helpers import no_docker
 
 EXAMPLES = REPO / "examples"
 SHIPPED = REPO / "policies" / "dify-worker.toml"
@@ -124,9 +125,7 @@ def test_report_draws_what_a_real_daemon_recorded_and_audited(
     client.delete("celery")
     path = write_policy(tmp_path / "w.toml", "w", redis_url, "iti-dify-worker")
     state = tmp_path / "state"
-    sup = SupervisorProcess(
-        [path], state, extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
-    )
+    sup = SupervisorProcess([path], state, extra_env=no_docker(tmp_path))
     try:
         sup.wait_started()
         for _ in range(8):

@@ -25,7 +25,8 @@ NODE = "facts@test"
 def threads_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "threads", "-c", "2",
-         "-Q", "celery", "-n", NODE, "--without-mingle", "--without-gossip", "-l", "warning"],
+         "-Q", "celery", "-n", NODE, "--heartbeat-interval", "1", "--without-mingle",
+         "--without-gossip", "-l", "warning"],
         cwd=WORKER_APP,
         env={"TEST_BROKER_URL": url, "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,

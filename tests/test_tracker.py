@@ -266,9 +266,9 @@ def known(t: float) -> Sample:
 
 def test_progress_unknown_is_told_once_after_the_grace_and_known_again_once() -> None:
     grace = tracker.progress_grace(WATCHED)
-    assert grace == 10.0
+    assert grace == 5.0
     samples = [unknown(float(t)) for t in range(0, 25)] + [known(float(t)) for t in range(25, 30)]
-    assert feed(WATCHED, samples) == ["progress_unknown@10", "progress_known@25"]
+    assert feed(WATCHED, samples) == ["progress_unknown@5", "progress_known@25"]
 
 
 def test_a_start_that_hears_the_workers_within_the_grace_says_nothing() -> None:
@@ -303,8 +303,8 @@ def test_a_queue_without_consumer_is_told_once_it_held_and_again_when_it_changes
         sample = Sample(float(t), 5, unconsumed=unconsumed)
         state, step = tracker.on_sample(policy, state, sample, dry_run=False)
         seen += [(e.kind.value, e.facts()["queues"], t) for e in step.events]
-    # told 10 s after it began; the 3 s blip with mail too is shorter than the grace
-    assert seen == [("no_consumer", ["dataset"], 13), ("no_consumer", [], 31)]
+    # told 5 s after it began; the 3 s blip with mail too is shorter than the grace
+    assert seen == [("no_consumer", ["dataset"], 8), ("no_consumer", [], 26)]
     assert state.warnings(policy) == ()
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.parts import SupervisorProcess, write_policy
 from supervisor.runtime import lock
-from tests.helpers import cli
+from tests.helpers import cli, no_docker
 
 
 @pytest.fixture
@@ -53,9 +53,7 @@ def test_trigger_refuses_an_unknown_policy_and_health_sees_a_kill_at_once(
 ) -> None:
     policy = write_policy(tmp_path / "w.toml", "w", redis_url, "c")
     state = tmp_path / "state"
-    sup = SupervisorProcess(
-        [policy], state, extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
-    )
+    sup = SupervisorProcess([policy], state, extra_env=no_docker(tmp_path))
     try:
         sup.wait_started()
         sup.wait_for((state / "heartbeat.json").exists, 20, "heartbeat")
@@ -114,7 +112,7 @@ def test_a_metrics_port_in_use_exits_2(tmp_path: Path) -> None:
             "--metrics-port",
             str(port),
             str(policy),
-            env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+            env=no_docker(tmp_path),
         )
     assert out.returncode == 2, out.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr

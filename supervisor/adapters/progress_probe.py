@@ -322,7 +322,7 @@ class ProgressMonitor:
                 # worker whose heartbeats come back frozen after a broker restart is judged on
                 # them, not as one the supervisor never saw.
                 self._events_error = f"{type(exc).__name__}: {exc}"
-                self._stop.wait(2.0)
+                self._stop.wait(1.0)  # retry soon: a failover or restart is over in seconds
 
     def _on_heartbeat(self, event: dict[str, Any]) -> None:
         hostname = str(event.get("hostname", ""))

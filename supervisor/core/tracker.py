@@ -350,8 +350,9 @@ def on_sample(
 
 def progress_grace(policy: Policy) -> float:
     """How long progress may be unknown before it is reported: long enough for a starting
-    supervisor to hear the first heartbeat or answer (the poll runs once per interval)."""
-    return max(3 * policy.detect.interval, 10.0)
+    supervisor to hear the first heartbeats (every 2 s) or answers (the poll runs once per
+    interval)."""
+    return max(3 * policy.detect.interval, 5.0)
 
 
 def _progress(

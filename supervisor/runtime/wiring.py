@@ -86,7 +86,10 @@ def unacked_store(policy: Policy) -> Any:
     return UnackedStore(policy.broker)
 
 
-def docker_actuator() -> Actuator:
+def docker_actuator(retry_seconds: float = 30.0) -> Actuator:
+    """The Docker actuator; a transient failure is retried for `retry_seconds` (0: one try)."""
     from supervisor.adapters.docker_actuator import DockerActuator
 
-    return DockerActuator()
+    if retry_seconds <= 0:
+        return DockerActuator(retry_attempts=1, retry_seconds=0.0)
+    return DockerActuator(retry_seconds=retry_seconds)

@@ -190,6 +190,7 @@ def sidecar(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterator[Side
 
 
 @pytest.mark.e2e
+@pytest.mark.exclusive  # it reads every API call the engine logs: no other test may run meanwhile
 def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -> None:
     dockerd_log = Path(os.environ.get("DOCKERD_LOG", ""))
     if not dockerd_log.is_file():
