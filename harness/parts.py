@@ -471,6 +471,34 @@ class SupervisorProcess:
         )
         return dict(mine[0])
 
+    def heartbeat(self) -> dict[str, Any]:
+        """The daemon's heartbeat file as it last wrote it ({} before the first)."""
+        try:
+            return dict(json.loads((self.state_dir / "heartbeat.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def wait_progress_known(self, timeout: float = 30) -> None:
+        """Until every policy's worker progress is known (a heartbeat or an answer was heard,
+        and the target's containers were read): what a judgement on progress needs."""
+
+        def known() -> bool:
+            policies = self.heartbeat().get("policies") or {}
+            return bool(policies) and all(
+                (p.get("progress") or "unknown").split()[0].isdigit() for p in policies.values()
+            )
+
+        self.wait_for(known, timeout, "the workers' progress")
+
+    def wait_sampled(self, timeout: float = 30) -> None:
+        """Until every policy has been sampled once."""
+
+        def sampled() -> bool:
+            policies = self.heartbeat().get("policies") or {}
+            return bool(policies) and all(p.get("depth") is not None for p in policies.values())
+
+        self.wait_for(sampled, timeout, "a first sample")
+
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 

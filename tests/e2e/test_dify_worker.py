@@ -130,6 +130,7 @@ def test_2_a_task_blocking_the_hub_is_restarted_by_depth_alone(dify: Dify) -> No
     assert "progress unknown" in record["reason"], record["reason"]
     assert "stuck at" not in record["reason"]
     drained(dify)  # the queue drains and nothing is left in unacked
+    assert not ran_twice(dify.client())  # what was given back ran once
 
 
 def test_3_a_busy_healthy_gevent_worker_is_never_restarted(dify: Dify) -> None:

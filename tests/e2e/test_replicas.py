@@ -3,7 +3,6 @@ is restarted; the healthy one keeps its StartedAt and none of its tasks is lost.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ def test_only_the_hung_replica_is_restarted(
     sup = SupervisorProcess([policy], tmp_path / "state")
     try:
         sup.wait_started()
-        time.sleep(3)  # the first heartbeats, and the containers read from Docker
+        sup.wait_progress_known()  # the first heartbeats, and the containers read from Docker
         app.send_task("tasks.poison", queue="only-a")
         producer = Producer(app, per_second=8, work_seconds=0.2).start()  # one replica: 5/s
         try:

@@ -47,7 +47,7 @@ def test_a_killed_workers_reserved_messages_are_given_back(
         deadline = time.monotonic() + 30
         while queue_state(server.url)[1] < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(2)  # the worker is mapped to its container (read once a minute, from start)
+        sup.wait_progress_known()  # the worker heard, its container read (once a minute)
         stranded = queue_state(server.url)[1]  # reserved behind the hung task
         assert stranded >= 3
         sup.signal(signal.SIGUSR1)

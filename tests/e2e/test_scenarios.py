@@ -54,7 +54,7 @@ def test_1_hung_worker_is_restarted_once_and_the_backlog_drains(stack: Stack) ->
 def test_2_busy_worker_with_a_growing_backlog_is_never_restarted(stack: Stack) -> None:
     before = stack.worker.started_at()
     sup = stack.supervise([stack.policy()])
-    time.sleep(4)  # let the supervisor hear the worker's heartbeats
+    sup.wait_progress_known()  # the supervisor hears the worker's heartbeats
     producer = stack.produce(per_second=8, work_seconds=0.25)  # consumer does about 4/s
     time.sleep(18)
     depth, _ = queue_state(stack.url)
@@ -182,7 +182,7 @@ def test_6_acks_late_poison_follows_backoff_stops_at_budget_and_escalates(stack:
 
 def test_7_redis_outage_is_audited_decides_nothing_and_sampling_resumes(stack: Stack) -> None:
     sup = stack.supervise([stack.policy()])
-    time.sleep(2)
+    sup.wait_sampled()
     stack.redis.stop()
     sup.wait_for(lambda: sup.events("sample_error_begin"), 30, "outage begins")
     time.sleep(4)
