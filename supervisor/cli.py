@@ -139,7 +139,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         sample = probe.sample()
     finally:
         probe.close()
-    print(json.dumps({"policy": policy.name, **sample.to_json()}))
+    from supervisor.broker_url import redact_tree
+
+    print(json.dumps(redact_tree({"policy": policy.name, **sample.to_json()})))
     if not sample.ok:
         logging.getLogger("supervisor").error("%s: sample failed: %s", policy.name, sample.error)
         return EXIT_FAILED
@@ -170,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from supervisor.runtime.daemon import Daemon
     from supervisor.runtime.leasing import Leases
 
-    return Daemon(
+    daemon = Daemon(
         args.policies,
         state_dir,
         actuator=wiring.docker_actuator(retry),
@@ -178,7 +180,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         dry_run=dry_run,
         metrics_address=args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV),
         metrics_port=port,
-    ).run()
+    )
+    try:
+        return daemon.run()
+    except PolicyError as exc:
+        _audit_refusal(state_dir, exc.problems)
+        raise
+
+
+def _audit_refusal(state_dir: Path, problems: list[str]) -> None:
+    """A refused start leaves a record of why in the audit log, when the state directory can
+    hold one: under a restart policy, the operator reads why it keeps stopping."""
+    from supervisor.core.events import StartRefused
+    from supervisor.sinks.audit import AUDIT_FILE, AuditLog
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        audit = AuditLog(state_dir / AUDIT_FILE)
+    except OSError:
+        return
+    try:
+        audit(StartRefused(problems=tuple(problems), pid=os.getpid()))
+    finally:
+        audit.close()
 
 
 def _status_policies(args: argparse.Namespace, state_dir: Path) -> list[Path]:
@@ -212,7 +236,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         policies = [p for p in policies if p.name in args.names]
     result = status.gather(policies, state_dir, time.time())
-    print(json.dumps(result, indent=2) if args.json else status.render(result))
+    from supervisor.broker_url import redact, redact_tree
+
+    print(json.dumps(redact_tree(result), indent=2) if args.json else redact(status.render(result)))
     return EXIT_OK
 
 
@@ -385,8 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.setup(verbose=args.verbose, json_lines=log_format == "json")
         code: int = args.func(args)
     except PolicyError as exc:
+        from supervisor.broker_url import redact
+
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(problem), file=sys.stderr)
         if args.command == "run":
             print("nothing started", file=sys.stderr)
         return EXIT_INVALID

@@ -11,7 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from supervisor import broker_url
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import PolicyError
 
@@ -56,17 +57,63 @@ class Broker(_Section):
     priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])
     priority_separator: str = "\x06\x16"
     timeout: PositiveDuration = 5.0
+    # TLS, for users who keep it out of the URL (Celery's broker_use_ssl): as in a rediss:// query.
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Sentinel: the monitored master's name (kombu's transport option `master_name`, Dify's
+    # CELERY_SENTINEL_MASTER_NAME), and the sentinels' own password when they have one.
+    master_name: str | None = None
+    sentinel_password: str | None = None
 
     @field_validator("url")
     @classmethod
-    def _redis_url(cls, url: str) -> str:
+    def _broker_url(cls, url: str) -> str:
         url = expand_env(url)
-        scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(
-                f"must be a redis://, rediss:// or unix:// URL, got {redact_url(url)!r}"
-            )
+        broker_url.parse(url)  # the same parse every command connects with
         return url
+
+    @field_validator("ssl_cert_reqs")
+    @classmethod
+    def _cert_reqs(cls, value: str | None) -> str | None:
+        if value is not None:
+            broker_url.cert_reqs(value)
+        return value
+
+    @field_validator("sentinel_password")
+    @classmethod
+    def _sentinel_password(cls, value: str | None) -> str | None:
+        return expand_env(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _connectable(self) -> Self:
+        parsed = self.endpoint()
+        if parsed.sentinel and not self.master_name:
+            raise ValueError(
+                "a sentinel:// URL needs master_name (Celery's broker_transport_options "
+                "master_name; Dify's CELERY_SENTINEL_MASTER_NAME)"
+            )
+        if self.master_name and not parsed.sentinel:
+            raise ValueError("master_name is for a sentinel:// URL")
+        if self.tls_options() and parsed.scheme not in ("rediss", "sentinel"):
+            raise ValueError("ssl_* keys need a rediss:// URL")
+        return self
+
+    def tls_options(self) -> dict[str, object]:
+        """The policy's own ssl_* keys as redis-py takes them."""
+        out: dict[str, object] = {}
+        if self.ssl_cert_reqs is not None:
+            out["ssl_cert_reqs"] = broker_url.cert_reqs(self.ssl_cert_reqs)
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+    def endpoint(self) -> broker_url.BrokerURL:
+        """The URL as every command connects to it (broker_url.py), the policy's TLS keys
+        filling in what the URL leaves out."""
+        return broker_url.parse(self.url, self.tls_options())
 
     @field_validator("queues")
     @classmethod
@@ -347,22 +394,33 @@ def expand_env(text: str) -> str:
             return default
         if found is None:
             raise ValueError(f"environment variable {name} is not set")
+        _secret(found)
         return found if whole else quote(found, safe="")
 
     return _ENV_REF.sub(value, text)
 
 
+def _secret(value: str) -> None:
+    """A value from the environment is masked wherever it would be shown; of a whole URL, only
+    its passwords are secret (the host and database are what status and errors must say)."""
+    if "://" not in value:
+        broker_url.register_secret(value)
+        broker_url.register_secret(quote(value, safe=""))
+        return
+    for part in value.split(";"):
+        try:
+            parts = urlsplit(part.strip())
+        except ValueError:
+            continue  # not a URL: the parse says so, with the password masked by its form
+        for found in (parts.password, *(v for k, v in parse_qsl(parts.query) if k == "password")):
+            if found:
+                broker_url.register_secret(found)
+                broker_url.register_secret(unquote(found))
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe for logs and audit records."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with every password masked, safe for logs and audit records (broker_url.py)."""
+    return broker_url.redact(url)
 
 
 def _describe_error(err: Any) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from harness.parts import docker_client, ensure_base_image
+from harness.parts import Webhook, docker_client, ensure_base_image
 from harness.services import RedisServer
 
 
@@ -66,3 +66,11 @@ def docker_engine():  # type: ignore[no-untyped-def]
     ensure_base_image(client)
     yield client
     client.close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A real HTTP receiver of notifications."""
+    hook = Webhook()
+    yield hook
+    hook.close()

@@ -13,6 +13,7 @@ def examples(policy: str = "w", target: str = "w") -> dict[EventKind, Event]:
     p: dict[str, str] = {"policy": policy, "target": target}
     made: list[Event] = [
         ev.Started(policies=(policy,), pid=1),
+        ev.StartRefused(problems=("w.toml: broker.url: port 'x' is not a port number",), pid=1),
         ev.Stopped(pid=1),
         ev.Reloaded(policies=(policy,)),
         ev.ReloadRefused(problems=("w.toml: name: bad",)),

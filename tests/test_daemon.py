@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.parts import SupervisorProcess, write_policy
+from supervisor.sinks.audit import read_audit
 from tests import helpers
 from tests.helpers import cli
 
@@ -54,7 +55,10 @@ def test_bad_policy_starts_nothing(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"{bad}: detect.window: duration must not be negative" in out.stderr
     assert "nothing started" in out.stderr
-    assert not (tmp_path / "state" / "audit.jsonl").exists()
+    # Nothing started, and the audit says why (under a restart policy, each refusal is there).
+    [refused] = read_audit(tmp_path / "state" / "audit.jsonl")
+    assert refused["event"] == "start_refused"
+    assert "detect.window: duration must not be negative" in refused["problems"][0]
 
 
 def test_sigterm_stops_cleanly_and_one_state_dir_has_one_supervisor(

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,13 +153,6 @@ def test_log_lines_carry_the_policy_and_hide_passwords(
 
 
 # -- a real HTTP webhook -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
 
 
 def policy_with_hook(path: Path, url: str, *hooks: str, **extra: Any) -> Path:

@@ -29,6 +29,7 @@ from celery import Celery
 from kombu.connection import Connection
 
 from supervisor.adapters.redis_probe import client_for
+from supervisor.broker_url import for_kombu
 from supervisor.durations import format_duration
 from supervisor.policy import Broker, redact_url
 from supervisor.sample import Progress, WorkerFacts
@@ -92,11 +93,17 @@ class ProgressMonitor:
         self._transport_options: dict[str, Any] = {}
         if broker.key_prefix:
             self._transport_options["global_keyprefix"] = broker.key_prefix
-        self._app = PinnedCelery(broker.url)
+        url = broker.endpoint()
+        if url.sentinel:
+            self._transport_options["master_name"] = broker.master_name
+            if broker.sentinel_password:
+                self._transport_options["sentinel_kwargs"] = {"password": broker.sentinel_password}
+        self._app = PinnedCelery(for_kombu(url))
         self._app.conf.update(
             broker_transport_options=self._transport_options,
             broker_connection_timeout=broker.timeout,
             broker_connection_retry_on_startup=False,
+            broker_use_ssl=dict(url.tls) or (url.scheme == "rediss") or None,
         )
         self._clock = clock
         self._inspect_timeout = inspect_timeout
@@ -113,6 +120,7 @@ class ProgressMonitor:
         # Why the supervisor's own event listener cannot read the broker now (None: it can):
         # then a silent worker is not the worker's fault, and its last facts are kept.
         self._events_error: str | None = None
+        self._control_error: str | None = None  # likewise for its remote-control requests
         self._wall = time.time
         self._listener = threading.Thread(
             target=self._listen, name=f"heartbeats {self._where}", daemon=True
@@ -272,6 +280,11 @@ class ProgressMonitor:
                     None,
                     unknown=f"cannot read worker events from the broker: {self._events_error}",
                 )
+            if last.source == REMOTE_CONTROL and self._control_error is not None:
+                return Progress(
+                    None,
+                    unknown=f"cannot ask the workers by remote control: {self._control_error}",
+                )
             how = "no heartbeat" if last.source == HEARTBEATS else "no answer to remote control"
             return Progress(None, unknown=f"{how} from {host} for {silent}")
         if pending:
@@ -371,8 +384,10 @@ class ProgressMonitor:
         while not self._stop.wait(self.poll_every):
             try:
                 self.poll_once()
+                self._control_error = None
             except Exception as exc:  # noqa: BLE001 - any broker fault: next interval retries
                 log.debug("remote-control poll on %s failed: %s", self._where, exc)
+                self._control_error = f"{type(exc).__name__}: {exc}"
 
     def live_workers(self) -> list[str]:
         """The workers whose remote-control queue is bound on the broker now."""

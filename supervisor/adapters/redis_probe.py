@@ -8,29 +8,57 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from supervisor.policy import Broker, redact_url
 from supervisor.sample import Sample
 
 
 def client_for(broker: Broker) -> redis.Redis:
-    """A client for the policy's broker URL and nothing else, bounded by its timeout."""
-    return redis.Redis.from_url(
-        broker.url,
-        socket_timeout=broker.timeout,
-        socket_connect_timeout=broker.timeout,
+    """A client for the policy's broker and nothing else, bounded by its timeout. Built from
+    the parsed URL (broker_url.py), the same one `check` validated. Behind sentinels, the client
+    asks them for the current master at every new connection, so it follows a failover and
+    never writes to a replica."""
+    url = broker.endpoint()
+    common: dict[str, Any] = {
+        "socket_timeout": broker.timeout,
+        "socket_connect_timeout": broker.timeout,
         # One attempt per call: the next tick is the retry, and a tick must stay bounded.
-        retry=Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 0),
         # No CLIENT SETINFO or MAINT_NOTIFICATIONS on connect: a least-privilege ACL user
         # needs only the commands it uses.
-        driver_info=None,
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        "driver_info": None,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        "username": url.username,
+        "password": url.password,
+        "db": url.db,
+    }
+    if url.sentinel:
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            [(e.host, e.port) for e in url.endpoints],
+            sentinel_kwargs={
+                "password": broker.sentinel_password,
+                "socket_timeout": broker.timeout,
+                "socket_connect_timeout": broker.timeout,
+                "retry": Retry(NoBackoff(), 0),  # one question per sentinel, then the next
+                **url.tls,
+            },
+            **url.tls,
+        )
+        assert broker.master_name is not None  # the policy requires it with sentinel://
+        master = sentinels.master_for(broker.master_name, **common)  # type: ignore[no-untyped-call]
+        return cast(redis.Redis, master)
+    if url.scheme == "unix":
+        return redis.Redis(unix_socket_path=url.path, **common)
+    endpoint = url.endpoints[0]
+    return redis.Redis(
+        host=endpoint.host, port=endpoint.port, ssl=url.scheme == "rediss", **url.tls, **common
     )
 
 
@@ -103,4 +131,7 @@ class RedisProbe:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, MasterNotFoundError):
+        # redis-py appends every sentinel client's repr: the first sentence says it all.
+        text = text.split(" : ", 1)[0] + " (no sentinel answered, or none knows it)"
     return f"{type(exc).__name__}: {text}"

@@ -20,6 +20,7 @@ from supervisor.policy import NOTIFY_EVENTS
 
 class EventKind(enum.Enum):
     START = "start"
+    START_REFUSED = "start_refused"  # `run` refused its policies: nothing started
     STOP = "stop"
     RELOAD = "reload"
     RELOAD_REFUSED = "reload_refused"
@@ -65,6 +66,7 @@ _ERROR = frozenset(
         EventKind.START_ERROR_BEGIN,
         EventKind.ESCALATE,
         EventKind.RELOAD_REFUSED,
+        EventKind.START_REFUSED,
         EventKind.SAMPLE_ERROR_BEGIN,
         EventKind.DOCKER_ERROR_BEGIN,
         EventKind.LEASE_ERROR_BEGIN,
@@ -156,6 +158,13 @@ class Why:
 class Started(Event):
     kind = EventKind.START
     policies: tuple[str, ...]
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartRefused(Event):
+    kind = EventKind.START_REFUSED
+    problems: tuple[str, ...]
     pid: int
 
 
@@ -427,6 +436,7 @@ def outage(
 
 EVENT_CLASSES: tuple[type[Event], ...] = (
     Started,
+    StartRefused,
     Stopped,
     Reloaded,
     ReloadRefused,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from supervisor.broker_url import redact_tree
 from supervisor.core.events import Event
 from supervisor.sinks.render import record
 
@@ -33,7 +34,8 @@ class AuditLog:
             "t": round(now.timestamp(), 3),
             **record(ev),
         }
-        line = json.dumps(entry, default=str, ensure_ascii=False)
+        # The one redaction (broker_url.py): no password or secret value reaches the file.
+        line = json.dumps(redact_tree(entry), default=str, ensure_ascii=False)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()

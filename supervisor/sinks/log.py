@@ -4,18 +4,12 @@ it is about (`-` when none), and anything that looks like a password in a URL is
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
+from supervisor.broker_url import redact
 from supervisor.core.events import Event
 from supervisor.sinks.render import text
-
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
-
-
-def redact(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 class _PolicyAndRedaction(logging.Filter):

@@ -21,6 +21,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
+from supervisor.broker_url import redact
 from supervisor.core.events import Event
 from supervisor.errors import SupervisorError
 from supervisor.policy import Notify, Policy
@@ -154,9 +155,14 @@ class Notifier:
         if policy is None:
             return
         prefix = f"[{policy.name}] " + ("DRY-RUN " if dry_run else "")
-        details = {k: v for k, v in ev.facts().items() if k in _DETAILS}
+        details = {
+            k: redact(v) if isinstance(v, str) else v
+            for k, v in ev.facts().items()
+            if k in _DETAILS
+        }
         target = policy.target.describe()
-        notice = Notice(ev.kind.value, policy.name, target, prefix + text(ev), dry_run, details)
+        said = redact(prefix + text(ev))
+        notice = Notice(ev.kind.value, policy.name, target, said, dry_run, details)
         self.submit(settings_for(policy), notice)
 
     def submit(self, settings: Notify | None, notice: Notice) -> None:

@@ -88,6 +88,7 @@ _TEXT: dict[type[ev.Event], Callable[[Any], str]] = {
         f"supervising {', '.join(sorted(e.policies))}"
         + (" (dry-run: no Docker call that changes anything)" if e.dry_run else "")
     ),
+    ev.StartRefused: lambda e: "not started, the policies are refused: " + "; ".join(e.problems),
     ev.Stopped: lambda e: "stopped",
     ev.Reloaded: lambda e: f"reloaded: {', '.join(sorted(e.policies))}",
     ev.ReloadRefused: lambda e: (

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from harness.parts import Webhook
 from tests.e2e.stack import Stack
 
 
@@ -17,10 +16,3 @@ def stack(docker_engine: Any, redis_server_factory: Any, tmp_path: Path) -> Iter
     s = Stack(docker_engine, redis_server_factory, tmp_path)
     yield s
     s.close()
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
