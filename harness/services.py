@@ -74,6 +74,96 @@ class RedisServer:
             self.proc = None
 
 
+class SentinelSet:
+    """A master, a replica and one sentinel watching them as MASTER_NAME, on loopback: what a
+    Sentinel deployment of Redis looks like, small enough for a test."""
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.master = RedisServer(workdir / "a")
+        self.replica = RedisServer(workdir / "b")
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Celery's spelling of a Sentinel broker on database 1."""
+        return f"sentinel://127.0.0.1:{self.port}/1"
+
+    def start(self) -> None:
+        for server in (self.master, self.replica):
+            server.workdir.mkdir(parents=True, exist_ok=True)
+            server.start()
+        self.replica.client().execute_command("REPLICAOF", "127.0.0.1", self.master.port)
+        self.wait_for(
+            lambda: self.replica.client().info("replication").get("master_link_status") == "up",
+            "the replica in sync",
+        )
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {self.MASTER_NAME} 4000\n"
+        )
+        self.proc = subprocess.Popen(
+            ["redis-sentinel", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.wait_for(lambda: self.current() == self.master.port, "the sentinel to see the master")
+        self.wait_for(self._replica_known, "the sentinel to see the replica")
+
+    def sentinel(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2)
+
+    def current(self) -> int | None:
+        """The port of the master the sentinel names now."""
+        try:
+            found = self.sentinel().execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME
+            )
+        except redis.RedisError:
+            return None
+        return int(found[1]) if found else None
+
+    def _replica_known(self) -> bool:
+        """The sentinel sees the replica in sync: what a failover needs to promote it."""
+        try:
+            replicas = self.sentinel().execute_command("SENTINEL", "REPLICAS", self.MASTER_NAME)
+        except redis.RedisError:
+            return False
+        return any(  # a dict of bytes per replica
+            r.get(b"master-link-status") == b"ok" and b"disconnected" not in r.get(b"flags", b"")
+            for r in replicas or ()
+        )
+
+    def failover(self) -> RedisServer:
+        """Promote the replica; the server that is master afterwards."""
+        before = self.current()
+        self.sentinel().execute_command("SENTINEL", "FAILOVER", self.MASTER_NAME)
+        self.wait_for(lambda: self.current() not in (None, before), "the failover")
+        new = self.replica if self.current() == self.replica.port else self.master
+        self.wait_for(lambda: new.client().execute_command("ROLE")[0] == b"master", "promotion")
+        return new
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"sentinel set: timed out waiting for {what}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+        self.master.stop()
+        self.replica.stop()
+
+
 class PrometheusServer:
     """A private Prometheus (Debian's `prometheus` package) scraping one target every second and
     evaluating the given rule files every second; queried through its HTTP API."""

@@ -14,18 +14,29 @@ from celery import Celery
 
 BROKER = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("TEST_KEY_PREFIX", "")
+MASTER_NAME = os.environ.get("TEST_MASTER_NAME", "")  # a sentinel:// broker's master
 
 # A Redis result backend, as Dify's worker has (it changes how a gevent worker shuts down).
 app = Celery("tasks", broker=BROKER, backend=os.environ.get("TEST_RESULT_BACKEND") or None)
 app.conf.update(
     worker_prefetch_multiplier=1,
     task_acks_late=False,
-    broker_transport_options={"global_keyprefix": PREFIX} if PREFIX else {},
+    broker_transport_options={
+        **({"global_keyprefix": PREFIX} if PREFIX else {}),
+        **({"master_name": MASTER_NAME} if MASTER_NAME else {}),
+    },
     worker_hijack_root_logger=False,
     # A worker that answers no remote control at all (no ping, stats or inspect).
     worker_enable_remote_control=os.environ.get("TEST_NO_REMOTE_CONTROL") != "1",
 )
-_results = redis.Redis.from_url(BROKER)
+if BROKER.startswith("sentinel://"):  # the results follow the master too, through the sentinel
+    from redis.sentinel import Sentinel
+
+    _where = BROKER.split(";")[0].removeprefix("sentinel://").split("/")
+    _host, _, _port = _where[0].rpartition(":")
+    _results = Sentinel([(_host, int(_port))]).master_for(MASTER_NAME, db=int(_where[1] or 0))
+else:
+    _results = redis.Redis.from_url(BROKER)
 
 
 if os.environ.get("TEST_IGNORE_SIGQUIT") == "1":

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from supervisor.adapters.redis_probe import client_for
+from supervisor.adapters.redis_probe import client_for, follow_master
 from supervisor.core.lease import Answer
 from supervisor.policy import Broker
 
@@ -68,6 +68,7 @@ class LeaseStore:
     ) -> tuple[Answer | None, str | None, str | None]:
         """Take or renew the target's lease: (answer, holder's token, error)."""
         try:
+            follow_master(self._client)  # a lease lives on the current master only
             got = self._client.eval(_HOLD, 1, lease_key(target), token, int(period * 1000))
         except redis.RedisError as exc:
             return None, None, _error(exc)

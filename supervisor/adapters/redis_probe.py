@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from supervisor.policy import Broker, redact_url
 from supervisor.sample import Sample
@@ -62,6 +62,15 @@ def client_for(broker: Broker) -> redis.Redis:
     )
 
 
+def follow_master(client: redis.Redis) -> None:
+    """Behind sentinels: ask them which server is the master now, and drop idle connections
+    to one that no longer is (a demoted master still answers reads, with stale data). One
+    round trip to a sentinel; nothing for a plain Redis. Raises a RedisError like any call."""
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        pool.get_master_address()  # type: ignore[no-untyped-call]
+
+
 class RedisProbe:
     def __init__(self, broker: Broker, clock: Callable[[], float] = time.time) -> None:
         self._broker = broker
@@ -86,6 +95,7 @@ class RedisProbe:
         watched = tuple(queues if queues is not None else self._broker.queues)
         keys = self.keys_of(watched)
         try:
+            follow_master(self._client)
             pipe = self._client.pipeline(transaction=False)
             for _, key in keys:
                 pipe.llen(key)

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from supervisor.adapters.redis_probe import client_for
+from supervisor.adapters.redis_probe import client_for, follow_master
 from supervisor.core.unacked import Held
 from supervisor.policy import Broker
 
@@ -37,6 +37,7 @@ class UnackedStore:
         self._client.close()
 
     def held(self) -> list[Held]:
+        follow_master(self._client)  # after a failover, the new master's unacked hash
         raw = self._client.hgetall(self._broker.unacked_key)
         index: list[tuple[bytes, float]] = self._client.zrange(  # type: ignore[assignment]
             self._broker.unacked_index_key, 0, -1, withscores=True
