@@ -1,0 +1,69 @@
+"""A Celery worker in a container behind Sentinel: after a failover, the worker hangs; the
+supervisor, which reaches the broker through the sentinel too, restarts it once and gives its
+reserved messages back on the new master, where every task then runs exactly once."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from harness.parts import SupervisorProcess, Worker, wait_exactly_once, wait_until, write_policy
+from harness.services import SentinelSet
+
+pytestmark = pytest.mark.e2e
+
+
+def test_after_a_failover_a_hung_worker_is_restarted_once_and_its_messages_given_back(
+    docker_engine: Any, tmp_path: Path
+) -> None:
+    s = SentinelSet(tmp_path / "sentinel")
+    s.workdir.mkdir()
+    s.start()
+    app = Celery("producer", broker=s.url, set_as_current=False)
+    app.conf.broker_transport_options = {"master_name": s.MASTER_NAME}
+    worker = Worker(
+        docker_engine,
+        s.url,
+        extra_args=("--prefetch-multiplier", "4"),
+        env={"TEST_IGNORE_SIGQUIT": "1", "TEST_MASTER_NAME": s.MASTER_NAME},
+    )
+    sup = None
+    try:
+        worker.wait_ready(app)
+        policy = write_policy(
+            tmp_path / "w.toml", "w", s.url, worker.name, restart={"stop_timeout": 2}
+        )
+        text = policy.read_text().replace("[target]", f'master_name = "{s.MASTER_NAME}"\n[target]')
+        policy.write_text(text)
+        sup = SupervisorProcess([policy], tmp_path / "state")
+        sup.wait_started()
+        sup.wait_progress_known()
+
+        new = s.failover()
+        broker = redis.Redis(port=new.port, db=1)
+        app.send_task("tasks.work", args=[100], queue="celery")  # the worker follows it too
+        wait_until(lambda: broker.hexists("test:runs", "100"), 60, "a task on the new master")
+
+        app.send_task("tasks.poison", queue="celery")  # hangs the only pool process
+        for i in range(6):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        wait_until(lambda: broker.hlen("unacked") >= 3, 30, "messages reserved behind it")
+        stranded = int(broker.hlen("unacked"))
+        sup.signal(signal.SIGUSR1)
+        [record] = sup.wait_for(lambda: sup.events("restart"), 60, "the restart")
+        assert record["killed"] == [worker.name], record
+        assert record["restored"] == stranded and record["unacked_left"] == 0, record
+        wait_exactly_once(broker, [*range(6), 100], 60)  # on the new master, each once
+        assert len(sup.events("restart")) == 1
+        assert not [r for r in sup.audit() if "ReadOnly" in str(r)]  # nothing hit a replica
+    finally:
+        if sup is not None:
+            sup.stop()
+        worker.remove()
+        app.close()
+        s.stop()
