@@ -18,14 +18,19 @@ from harness.services import SentinelSet
 pytestmark = pytest.mark.e2e
 
 
+def producer(s: SentinelSet) -> Celery:
+    app = Celery("producer", broker=s.url, set_as_current=False)
+    app.conf.broker_transport_options = {"master_name": s.MASTER_NAME}
+    return app
+
+
 def test_after_a_failover_a_hung_worker_is_restarted_once_and_its_messages_given_back(
     docker_engine: Any, tmp_path: Path
 ) -> None:
     s = SentinelSet(tmp_path / "sentinel")
     s.workdir.mkdir()
     s.start()
-    app = Celery("producer", broker=s.url, set_as_current=False)
-    app.conf.broker_transport_options = {"master_name": s.MASTER_NAME}
+    app = producer(s)
     worker = Worker(
         docker_engine,
         s.url,
@@ -46,6 +51,8 @@ def test_after_a_failover_a_hung_worker_is_restarted_once_and_its_messages_given
 
         new = s.failover()
         broker = redis.Redis(port=new.port, db=1)
+        app.close()  # a producer made after the failover publishes to the new master
+        app = producer(s)
         app.send_task("tasks.work", args=[100], queue="celery")  # the worker follows it too
         wait_until(lambda: broker.hexists("test:runs", "100"), 60, "a task on the new master")
 
