@@ -490,6 +490,15 @@ class SupervisorProcess:
 
         self.wait_for(known, timeout, "the workers' progress")
 
+    def wait_mapped(self, container: str, timeout: float = 30) -> None:
+        """Until the supervisor knows `container` and the Celery worker running in it."""
+
+        def mapped() -> bool:
+            policies = self.heartbeat().get("policies") or {}
+            return any((p.get("workers") or {}).get(container) for p in policies.values())
+
+        self.wait_for(mapped, timeout, f"{container} mapped to its worker")
+
     def wait_sampled(self, timeout: float = 30) -> None:
         """Until every policy has been sampled once."""
 

@@ -19,6 +19,7 @@ log = logging.getLogger("supervisor.daemon")
 
 DOCKER_CHECK_EVERY = 30.0
 IDENTIFY_EVERY = 60.0
+IDENTIFY_RETRY = 5.0  # after a read that failed
 
 
 class DockerReads:
@@ -46,6 +47,8 @@ class DockerReads:
                 item.identified = True
             except Exception as exc:  # noqa: BLE001 - Docker or the target is reported elsewhere
                 log_sink.for_policy(log, item.policy.name).debug("identify failed: %s", exc)
+                # Not found yet (a worker created after the supervisor): look again soon.
+                item.next_identify = min(item.next_identify, self._monotonic() + IDENTIFY_RETRY)
             item.identifying = None
         now, actuator = self._monotonic(), self._actuator()
         if item.identifying is None and now >= item.next_identify and actuator is not None:

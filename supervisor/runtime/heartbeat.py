@@ -55,6 +55,7 @@ class _Record:
 class PolicyBeat(_Record):
     __slots__ = (
         "call", "depth", "interval", "progress", "sampling", "trend", "verdict", "warnings", "why",
+        "workers",
     )  # fmt: skip
     interval: float
     sampling: bool
@@ -65,6 +66,9 @@ class PolicyBeat(_Record):
     call: str | None  # what the executor is doing for the target (restart, start...)
     progress: str | None  # the workers' progress as the last sample knew it, or why unknown
     warnings: tuple[str, ...]  # what is wrong with the policy's configuration now
+    # The target's containers as last read from Docker, each with its Celery worker (None: not
+    # mapped yet); None when they were never read.
+    workers: dict[str, str | None] | None
 
     def __init__(
         self,
@@ -78,10 +82,12 @@ class PolicyBeat(_Record):
         call: str | None = None,
         progress: str | None = None,
         warnings: tuple[str, ...] = (),
+        workers: dict[str, str | None] | None = None,
     ) -> None:
         self._init(
             interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
             verdict=verdict, why=why, call=call, progress=progress, warnings=tuple(warnings),
+            workers=workers,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -179,6 +185,7 @@ def _decode(data: object) -> Heartbeat:
             call=p.get("call"),
             progress=p.get("progress"),
             warnings=tuple(str(w) for w in p.get("warnings") or ()),
+            workers=p.get("workers"),
         )
         for name, p in dict(data["policies"]).items()
     }
@@ -210,4 +217,13 @@ def policy_beat(item: Supervised) -> PolicyBeat:
         call=s.call.value if s.call else None,
         progress=item.progress,
         warnings=s.warnings(item.policy),
+        workers=_workers(item),
     )
+
+
+def _workers(item: Supervised) -> dict[str, str | None] | None:
+    view = item.state.view
+    if view.containers is None:
+        return None
+    mapped = {c: w for w, c in view.workers}
+    return {c: mapped.get(c) for c in view.containers}

@@ -5,6 +5,7 @@ reserved messages back on the new master, where every task then runs exactly onc
 from __future__ import annotations
 
 import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,50 +28,55 @@ def producer(s: SentinelSet) -> Celery:
 def test_after_a_failover_a_hung_worker_is_restarted_once_and_its_messages_given_back(
     docker_engine: Any, tmp_path: Path
 ) -> None:
+    """The supervisor starts on the first master and must follow the failover alone; the
+    worker starts after it (how a worker re-establishes its own connections is Celery's)."""
     s = SentinelSet(tmp_path / "sentinel")
     s.workdir.mkdir()
     s.start()
-    app = producer(s)
-    worker = Worker(
-        docker_engine,
-        s.url,
-        extra_args=("--prefetch-multiplier", "4"),
-        env={"TEST_IGNORE_SIGQUIT": "1", "TEST_MASTER_NAME": s.MASTER_NAME},
+    name = f"iti-test-sentinel-{uuid.uuid4().hex[:8]}"
+    policy = write_policy(tmp_path / "w.toml", "w", s.url, name, restart={"stop_timeout": 2})
+    policy.write_text(
+        policy.read_text().replace("[target]", f'master_name = "{s.MASTER_NAME}"\n[target]')
     )
-    sup = None
+    sup = SupervisorProcess([policy], tmp_path / "state")
+    worker = None
+    app = None
     try:
-        worker.wait_ready(app)
-        policy = write_policy(
-            tmp_path / "w.toml", "w", s.url, worker.name, restart={"stop_timeout": 2}
-        )
-        text = policy.read_text().replace("[target]", f'master_name = "{s.MASTER_NAME}"\n[target]')
-        policy.write_text(text)
-        sup = SupervisorProcess([policy], tmp_path / "state")
         sup.wait_started()
-        sup.wait_progress_known()
-
+        sup.wait_sampled()  # connected, through the sentinel, to the first master
         new = s.failover()
         broker = redis.Redis(port=new.port, db=1)
-        app.close()  # a producer made after the failover publishes to the new master
         app = producer(s)
-        app.send_task("tasks.work", args=[100], queue="celery")  # the worker follows it too
-        wait_until(lambda: broker.hexists("test:runs", "100"), 60, "a task on the new master")
+        worker = Worker(
+            docker_engine,
+            s.url,
+            name=name,
+            extra_args=("--prefetch-multiplier", "4"),
+            env={"TEST_IGNORE_SIGQUIT": "1", "TEST_MASTER_NAME": s.MASTER_NAME},
+        )
+        worker.wait_ready(app)
+        sup.wait_mapped(name, 60)  # its heartbeats heard on the new master, its container read
+
+        def seen() -> str:
+            log = worker.logs()[-2000:] if worker is not None else ""
+            return f"queue {broker.llen('celery')}, unacked {broker.hlen('unacked')}\n{log}"
 
         app.send_task("tasks.poison", queue="celery")  # hangs the only pool process
         for i in range(6):
             app.send_task("tasks.work", args=[i], queue="celery")
-        wait_until(lambda: broker.hlen("unacked") >= 3, 30, "messages reserved behind it")
+        wait_until(lambda: broker.hlen("unacked") >= 3, 30, "messages reserved behind it", seen)
         stranded = int(broker.hlen("unacked"))
         sup.signal(signal.SIGUSR1)
         [record] = sup.wait_for(lambda: sup.events("restart"), 60, "the restart")
-        assert record["killed"] == [worker.name], record
+        assert record["killed"] == [name], record
         assert record["restored"] == stranded and record["unacked_left"] == 0, record
-        wait_exactly_once(broker, [*range(6), 100], 60)  # on the new master, each once
+        wait_exactly_once(broker, range(6), 60)  # on the new master, each once
         assert len(sup.events("restart")) == 1
         assert not [r for r in sup.audit() if "ReadOnly" in str(r)]  # nothing hit a replica
     finally:
-        if sup is not None:
-            sup.stop()
-        worker.remove()
-        app.close()
+        sup.stop()
+        if worker is not None:
+            worker.remove()
+        if app is not None:
+            app.close()
         s.stop()
