@@ -126,6 +126,12 @@ class FakeMonitor:
     def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]:
         return tuple(f for f in self.known if f.worker in workers)
 
+    def request_stop(self) -> None:
+        pass
+
+    def stop(self, timeout: float = 3.0) -> None:
+        pass
+
     def held_by(self, workers: list[str]) -> frozenset[str] | None:
         self.asked.append(list(workers))
         if any(w not in self.holding for w in workers):
@@ -133,9 +139,6 @@ class FakeMonitor:
         return frozenset().union(*(self.holding[w] for w in workers))
 
     def poll_at_least_every(self, seconds: float) -> None:
-        pass
-
-    def stop(self) -> None:
         pass
 
 

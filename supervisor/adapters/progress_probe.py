@@ -137,13 +137,20 @@ class ProgressMonitor:
         self._listener.start()
         self._poller.start()
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def request_stop(self) -> None:
+        """Ask both threads to end, without waiting (several monitors stop side by side)."""
         self._stop.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop and wait for both threads, `timeout` in all (daemon threads: a thread still
+        blocked in a connection attempt then ends with the process)."""
+        self.request_stop()
+        deadline = time.monotonic() + timeout
         for thread in (self._listener, self._poller):
             if thread.is_alive():
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
         self._redis.close()
         with self._ask_lock:
             if self._control is not None:

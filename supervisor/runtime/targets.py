@@ -4,6 +4,7 @@ broker (one per broker, shared), its state file and its history. The daemon asks
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,5 +127,8 @@ class Targets:
     def close(self) -> None:
         for item in self.by_name.values():
             item.probe.close()
+        for monitor in self.monitors.values():  # all at once: stopping waits on their threads
+            monitor.request_stop()
+        deadline = time.monotonic() + 3.0  # for all of them together
         for monitor in self.monitors.values():
-            monitor.stop()
+            monitor.stop(max(0.0, deadline - time.monotonic()))
