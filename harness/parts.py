@@ -75,6 +75,22 @@ def wait_exactly_once(client: redis.Redis, sent: Any, timeout: float) -> None:
     assert not ran_twice(client), f"ran more than once: {ran_twice(client)}"
 
 
+def local_worker(
+    broker_url: str, node: str, log: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker of harness/worker/tasks.py as a local process (no container), on
+    queue `celery`, in a session of its own so that its pool processes die with it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "celery", "-n", node,
+         "--without-mingle", "--without-gossip", "-l", "warning", *args],
+        cwd=WORKER_APP,
+        env={"TEST_BROKER_URL": broker_url, "PATH": "/usr/bin:/bin", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        start_new_session=True,
+    )  # fmt: skip
+
+
 def docker_client() -> docker.DockerClient:
     return docker.from_env(version="1.41", timeout=60)
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.parts import WORKER_APP, wait_until
+from harness.parts import local_worker, wait_until
 from supervisor.adapters.progress_probe import ProgressMonitor
 from tests.helpers import make_policy
 
@@ -23,16 +22,7 @@ NODE = "facts@test"
 
 
 def threads_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "threads", "-c", "2",
-         "-Q", "celery", "-n", NODE, "--heartbeat-interval", "1", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=WORKER_APP,
-        env={"TEST_BROKER_URL": url, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-        start_new_session=True,
-    )  # fmt: skip
+    return local_worker(url, NODE, log, "-P", "threads", "-c", "2", "--heartbeat-interval", "1")
 
 
 def test_facts_are_learnt_and_a_broker_restart_keeps_the_worker(

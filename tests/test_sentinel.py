@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.parts import WORKER_APP, wait_until
+from harness.parts import local_worker, wait_until
 from harness.services import SentinelSet
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.redis_probe import RedisProbe
@@ -37,16 +36,10 @@ def sentinels(tmp_path: Path) -> Any:
 
 
 def worker(s: SentinelSet, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-c", "1", "-Q", "celery",
-         "-n", "sentinel@test", "--heartbeat-interval", "1", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=WORKER_APP,
-        env={"TEST_BROKER_URL": s.url, "TEST_MASTER_NAME": s.MASTER_NAME, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-        start_new_session=True,
-    )  # fmt: skip
+    env = {"TEST_MASTER_NAME": s.MASTER_NAME}
+    return local_worker(
+        s.url, "sentinel@test", log, "-c", "1", "--heartbeat-interval", "1", env=env
+    )
 
 
 def test_sampling_progress_and_give_back_follow_a_failover(

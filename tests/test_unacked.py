@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 import redis
 from celery import Celery
 
-from harness.parts import WORKER_APP, wait_exactly_once, wait_until
+from harness.parts import local_worker, wait_exactly_once, wait_until
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.unacked_store import UnackedStore
 from supervisor.core.unacked import Held, to_restore
@@ -42,16 +41,7 @@ def test_what_was_delivered_after_the_stop_belongs_to_the_restarted_worker() -> 
 
 
 def worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-c", "1", "-Q", "celery",
-         "--prefetch-multiplier", "4", "-n", "held@test", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=WORKER_APP,
-        env={"TEST_BROKER_URL": url, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-        start_new_session=True,  # its pool processes die with it
-    )  # fmt: skip
+    return local_worker(url, "held@test", log, "-c", "1", "--prefetch-multiplier", "4")
 
 
 @pytest.mark.integration

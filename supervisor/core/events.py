@@ -434,39 +434,12 @@ def outage(
     return (end,)
 
 
-EVENT_CLASSES: tuple[type[Event], ...] = (
-    Started,
-    StartRefused,
-    Stopped,
-    Reloaded,
-    ReloadRefused,
-    InternalError,
-    StateDiscarded,
-    TriggerDiscarded,
-    TriggerRefused,
-    Restarted,
-    RestartFailed,
-    DryRunRestart,
-    Standby,
-    RestartRefused,
-    Escalated,
-    RestartResumed,
-    RestartCompleted,
-    StartErrorBegin,
-    Recovery,
-    TargetChanged,
-    TargetConflict,
-    ProgressUnknown,
-    ProgressKnown,
-    NoConsumer,
-    NoBindings,
-    QueuesChanged,
-    SampleErrorBegin,
-    SampleErrorEnd,
-    DockerErrorBegin,
-    DockerErrorEnd,
-    LeaseErrorBegin,
-    LeaseErrorEnd,
-    LeaseAcquired,
-    LeaseLost,
-)
+def _kinds(cls: type[Event]) -> list[type[Event]]:
+    found = [cls] if "kind" in vars(cls) else []
+    for sub in cls.__subclasses__():
+        found += _kinds(sub)
+    return found
+
+
+# Every event class, one per kind (tests/test_events.py checks that each kind has one).
+EVENT_CLASSES: tuple[type[Event], ...] = tuple(_kinds(Event))
