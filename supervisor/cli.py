@@ -131,12 +131,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import logging
 
     from supervisor.adapters.redis_probe import RedisProbe
+    from supervisor.errors import StateError
     from supervisor.policy import load_policy
+    from supervisor.runtime.state_store import StateStore, watched_queues
 
     policy = load_policy(args.policy)
+    try:  # the queues the daemon watches, discovered ones included (from its state directory)
+        stored = StateStore(state_dir_setting(args)).peek(policy.target.key, policy.name)
+    except StateError:
+        stored = None
     probe = RedisProbe(policy.broker)
     try:
-        sample = probe.sample()
+        sample = probe.sample(watched_queues(policy, stored))
     finally:
         probe.close()
     from supervisor.broker_url import redact_tree
@@ -316,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="sample a policy's queues once and print JSON")
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")
+    p.add_argument(
+        "--state-dir", type=Path, help="the daemon's, for the queues it discovered (default: "
+        f"${STATE_DIR_ENV} or ./{DEFAULT_STATE_DIR})",
+    )  # fmt: skip
     p.set_defaults(func=cmd_sample)
 
     plot_help = (

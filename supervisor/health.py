@@ -52,6 +52,10 @@ def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None =
             f"unhealthy: the loop last ticked {age:.0f}s ago (limit {limit:.0f}s); "
             f"pid {pid} is hung",
         )
+    blind = [f"{n} cannot judge: {p.cannot_judge}" for n, p in sorted(beat.policies.items())
+             if p.cannot_judge]  # fmt: skip
+    if blind:  # watching nothing it can judge is not healthy: `docker ps` should show it
+        return Health(False, "unhealthy: " + "; ".join(blind))
     notes = []
     for name, policy in sorted(beat.policies.items()):
         notes.append(

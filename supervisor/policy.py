@@ -277,6 +277,7 @@ NOTIFY_EVENTS: tuple[str, ...] = (
     "escalate",
     "recovery",
     "internal_error",
+    "cannot_judge",
 )
 
 

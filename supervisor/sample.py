@@ -116,6 +116,8 @@ class Sample:
     containers: tuple[str, ...] | None = None
     consumers: tuple[str, ...] | None = None
     facts: tuple[WorkerFacts, ...] = ()  # what the target's workers said of themselves
+    # Why the target's containers cannot be found now (None: found, or not read yet).
+    target_error: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -21,7 +21,7 @@ from supervisor.errors import StateError
 from supervisor.policy import Policy, redact_url
 from supervisor.runtime import heartbeat
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
-from supervisor.runtime.state_store import StateStore
+from supervisor.runtime.state_store import StateStore, watched_queues
 from supervisor.sinks.audit import AUDIT_FILE
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -111,11 +111,6 @@ def _policy_status(
     now: float,
     audit_records: int,
 ) -> dict[str, Any]:
-    probe = RedisProbe(policy.broker)
-    try:
-        sample = probe.sample()
-    finally:
-        probe.close()
     state_error = None
     history = GovernorState()
     unfinished = None
@@ -124,6 +119,11 @@ def _policy_status(
     except StateError as exc:
         state_error = str(exc)
         stored = None
+    probe = RedisProbe(policy.broker)
+    try:  # the queues the daemon watches: listed, and discovered as the state file keeps them
+        sample = probe.sample(watched_queues(policy, stored))
+    finally:
+        probe.close()
     if stored is not None and stored.target in (None, policy.target.key):
         history = stored.history
         if stored.intent is not None:

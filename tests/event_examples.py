@@ -33,6 +33,8 @@ def examples(policy: str = "w", target: str = "w") -> dict[EventKind, Event]:
         ev.Recovery(**p, depth=3, threshold=5, reason="depth 9 > 5"),
         ev.TargetChanged(**p, old_target="container:old"),
         ev.TargetConflict(**p, containers={target: "other"}),
+        ev.CannotJudge(**p, reason="no container matches container = w"),
+        ev.Judging(**p, reason="no container matches container = w"),
         ev.ProgressUnknown(**p, reason="no heartbeat"),
         ev.ProgressKnown(**p, source="heartbeats", seconds=3.0),
         ev.NoConsumer(**p, queues=("mail",), broker="redis://h/0"),

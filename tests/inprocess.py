@@ -80,7 +80,14 @@ class FakeActuator:
         return self.restart_result
 
     def identify(self, target: Target) -> tuple[Container, ...]:
+        if not self.containers:
+            from supervisor.errors import TargetError
+
+            raise TargetError(f"container {target.container!r} not found")
         return self.containers
+
+    def names(self) -> list[str]:
+        return ["docker-worker-1", "docker-api-1"]
 
     def lookup(self, target: Target) -> LookupResult:
         self.calls.append("lookup")

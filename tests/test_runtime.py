@@ -225,10 +225,14 @@ def test_discovered_queues_are_sampled_audited_and_kept_across_a_restart(h: Harn
     monitor = FakeMonitor()
     monitor.queues = {"celery@abc123": None}  # the target's worker, queues not known yet
     h.start(monitor=monitor)
-    h.tick(0)
+    for _ in range(7):  # past the grace: watching nothing is said, never "not stuck"
+        h.tick(0)
     assert h.probes[-1].asked[-1] == ()
     beat = json.loads((h.tmp / "state" / "heartbeat.json").read_text())
-    assert beat["policies"]["w"]["warnings"][0].startswith("no queue to watch yet")
+    assert beat["policies"]["w"]["warnings"][0].startswith("cannot judge: no queue to watch")
+    assert beat["policies"]["w"]["verdict"] == "cannot_judge"
+    [blind] = h.audit("cannot_judge")
+    assert "no queue to watch" in blind["reason"]
     monitor.queues = {"celery@abc123": frozenset({"dataset", "mail"}), "other@x": frozenset({"q"})}
     h.tick(0)
     assert h.probes[-1].asked[-1] == ("dataset", "mail")  # the target's worker's, not other's
@@ -423,3 +427,36 @@ def test_two_policies_on_one_container_the_second_never_touches_it(h: Harness) -
     assert refused["policy"] == "b-second"
     assert "another policy's" in refused["refused_because"]
     assert h.actuator.calls == []
+
+
+def test_a_target_that_is_not_there_is_said_never_judged_not_stuck(h: Harness) -> None:
+    """The shipped policy next to a stock Dify: its container is not there. After the grace it
+    is said once (naming the containers there are), the verdict is "cannot judge", health is
+    unhealthy and a metric says so; when the container appears, judging resumes, said once."""
+    from supervisor import health
+
+    h.actuator.containers = ()
+    h.start()
+    assert h.daemon is not None
+    for _ in range(8):
+        h.tick(150)
+    [blind] = h.audit("cannot_judge")
+    assert blind["reason"] == ("container 'w' not found (found: docker-api-1, docker-worker-1)"), (
+        blind["reason"]
+    )
+    beat = json.loads((h.tmp / "state" / "heartbeat.json").read_text())["policies"]["w"]
+    assert beat["verdict"] == "cannot_judge" and beat["why"].startswith("cannot judge: ")
+    registry = h.daemon.metrics.registry
+    assert registry.get_sample_value("iti_supervisor_cannot_judge", {"policy": "w"}) == 1
+    assert registry.get_sample_value("iti_supervisor_target_found", {"policy": "w"}) == 0
+    from supervisor.runtime import lock
+
+    with lock.Held(h.tmp / "state"):  # as `run` holds it
+        verdict = health.check(h.tmp / "state", h.clock.t)
+    assert not verdict.healthy and "w cannot judge: container 'w' not found" in verdict.message
+    h.actuator.containers = (Container("w", "abc123"),)
+    for _ in range(12):  # looked up again 5 s after a failed read, then the grace
+        h.tick(150)
+    [judging] = h.audit("judging")
+    assert "not found" in judging["reason"] and len(h.audit("cannot_judge")) == 1
+    assert registry.get_sample_value("iti_supervisor_cannot_judge", {"policy": "w"}) == 0

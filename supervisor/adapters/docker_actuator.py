@@ -133,6 +133,11 @@ class DockerActuator:
             return describe_docker_error(exc)
         return None
 
+    def names(self) -> list[str]:
+        """Every container's name (read-only), to say which there are when a target is not."""
+        listed = self._call("list", lambda: self.client.api.containers(all=True))
+        return [str(c["Names"][0]).lstrip("/") for c in listed if c.get("Names")]
+
     def find(self, target: Target) -> list[Any]:
         """The target's containers; raises TargetError when it cannot be acted on."""
         if target.container is not None:

@@ -43,6 +43,8 @@ class EventKind(enum.Enum):
     TARGET_CHANGED = "target_changed"
     TARGET_CONFLICT = "target_conflict"  # a container of the target is another policy's
     INTERNAL_ERROR = "internal_error"
+    CANNOT_JUDGE = "cannot_judge"  # no target, no queue or no worker: nothing can be judged
+    JUDGING = "judging"  # it can judge again
     PROGRESS_UNKNOWN = "progress_unknown"  # the depth rule decides alone: busy may look stuck
     PROGRESS_KNOWN = "progress_known"
     NO_CONSUMER = "no_consumer"  # `queues`: those no live worker consumes ([]: all consumed)
@@ -85,6 +87,7 @@ _WARNING = frozenset(
         EventKind.TRIGGER_DISCARDED,
         EventKind.TARGET_CHANGED,
         EventKind.TARGET_CONFLICT,
+        EventKind.CANNOT_JUDGE,
         EventKind.PROGRESS_UNKNOWN,
         EventKind.NO_CONSUMER,
         EventKind.NO_BINDINGS,
@@ -324,6 +327,20 @@ class TargetChanged(Event):
 class TargetConflict(Event):
     kind = EventKind.TARGET_CONFLICT
     containers: Mapping[str, str]  # container -> the policy that keeps it ({}: none any more)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CannotJudge(Event):
+    """The supervisor watches nothing it can judge, and says why, rather than "not stuck"."""
+
+    kind = EventKind.CANNOT_JUDGE
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Judging(Event):
+    kind = EventKind.JUDGING
+    reason: str  # why it could not, until now
 
 
 @dataclass(frozen=True, kw_only=True)

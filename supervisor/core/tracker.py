@@ -98,15 +98,18 @@ class TrackerState:
     view: View = field(default_factory=View)  # the target as the last sample saw it
     known: tuple[WorkerFacts, ...] = ()  # what its workers said while they answered (persisted)
     refused: tuple[tuple[str, str], ...] = ()  # (container, policy): another policy's (claims.py)
+    blind: Watch = field(default_factory=Watch)  # why nothing can be judged (told: said so)
+
+    @property
+    def cannot_judge(self) -> str | None:
+        """Why nothing can be judged now, as told (None: it can)."""
+        return self.blind.told[0] if self.blind.told else None
 
     def warnings(self, policy: Policy) -> tuple[str, ...]:
         """What is wrong with the configuration now, as reported."""
         out = []
-        if not watched(policy, self):
-            out.append(
-                "no queue to watch yet: none listed, and the target's workers have not said "
-                "which they consume (they send no heartbeats and answer no remote control?)"
-            )
+        if self.cannot_judge:
+            out.append(f"cannot judge: {self.cannot_judge}")
         if self.unconsumed.told:
             out.append(f"no live worker consumes {', '.join(self.unconsumed.told)}")
         if self.unbound.told:
@@ -305,6 +308,8 @@ def on_sample(
     events += told
     state, told = _misconfiguration(policy, state, sample)
     events += told
+    state, told = _blindness(policy, state, sample)
+    events += told
     threshold = policy.detect.threshold
     settled = state.call is None and state.intent is None
     if (
@@ -392,6 +397,49 @@ def _misconfiguration(
     if changed:
         out.append(ev.NoBindings(policy=policy.name, queues=unbound.told, broker=broker))
     return replace(state, unconsumed=unconsumed, unbound=unbound), out
+
+
+def blindness(policy: Policy, state: TrackerState, sample: Sample) -> str | None:
+    """Why the supervisor cannot judge the target now (None: it can): its containers cannot be
+    found, it watches no queue, or none of its workers was ever heard. Each would otherwise
+    look like a healthy "not stuck" forever."""
+    if sample.target_error is not None:
+        return sample.target_error
+    if not watched(policy, state):
+        return (
+            "no queue to watch: none listed, and no worker of the target has said which it "
+            "consumes yet (list a floor of queues in [broker] queues)"
+        )
+    seen = state.known or state.view.workers
+    if (
+        policy.detect.require_no_progress
+        and sample.consumers is not None
+        and state.view.containers
+        and not seen
+        and sample.processed is None
+    ):
+        return (
+            f"no worker of {policy.target.describe()} has ever been heard (no heartbeat, no "
+            "answer to remote control): the depth rule decides alone"
+        )
+    return None
+
+
+def _blindness(
+    policy: Policy, state: TrackerState, sample: Sample
+) -> tuple[TrackerState, list[Event]]:
+    if not sample.ok or state.call is not None or state.intent is not None:
+        return state, []
+    why = blindness(policy, state, sample)
+    before = state.cannot_judge
+    blind, changed = watch(state.blind, (why,) if why else (), sample.t, progress_grace(policy))
+    state = replace(state, blind=blind)
+    if not changed:
+        return state, []
+    target = policy.target.describe()
+    if why:
+        return state, [ev.CannotJudge(policy=policy.name, target=target, reason=why)]
+    return state, [ev.Judging(policy=policy.name, target=target, reason=before or "")]
 
 
 def on_trigger(

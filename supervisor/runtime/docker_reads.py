@@ -12,6 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from supervisor.core import events, outage
 from supervisor.core.events import Event
 from supervisor.core.outage import Outage, Transition
+from supervisor.core.replicas import Container
+from supervisor.errors import TargetError
+from supervisor.policy import Target
 from supervisor.runtime.wiring import Actuator, Supervised
 from supervisor.sinks import log as log_sink
 
@@ -20,6 +23,17 @@ log = logging.getLogger("supervisor.daemon")
 DOCKER_CHECK_EVERY = 30.0
 IDENTIFY_EVERY = 60.0
 IDENTIFY_RETRY = 5.0  # after a read that failed
+
+
+def _identify(actuator: Actuator, target: Target) -> tuple[Container, ...]:
+    """The target's containers; when there are none, the error names those there are (in this
+    background thread: a tick never waits on Docker)."""
+    try:
+        return actuator.identify(target)
+    except TargetError as exc:
+        names = actuator.names()
+        shown = ", ".join(sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
+        raise TargetError(f"{exc} (found: {shown or 'no container'})") from None
 
 
 class DockerReads:
@@ -45,7 +59,11 @@ class DockerReads:
             try:
                 item.containers = item.identifying.result()
                 item.identified = True
-            except Exception as exc:  # noqa: BLE001 - Docker or the target is reported elsewhere
+                item.identify_error = None
+            except TargetError as exc:  # the target is not there: nothing can be judged
+                item.identify_error = str(exc)
+                item.next_identify = min(item.next_identify, self._monotonic() + IDENTIFY_RETRY)
+            except Exception as exc:  # noqa: BLE001 - Docker unreachable is reported elsewhere
                 log_sink.for_policy(log, item.policy.name).debug("identify failed: %s", exc)
                 # Not found yet (a worker created after the supervisor): look again soon.
                 item.next_identify = min(item.next_identify, self._monotonic() + IDENTIFY_RETRY)
@@ -53,7 +71,7 @@ class DockerReads:
         now, actuator = self._monotonic(), self._actuator()
         if item.identifying is None and now >= item.next_identify and actuator is not None:
             item.next_identify = now + IDENTIFY_EVERY
-            item.identifying = self._pool.submit(actuator.identify, item.policy.target)
+            item.identifying = self._pool.submit(_identify, actuator, item.policy.target)
 
     def reachability(self) -> tuple[Event, ...]:
         """The engine's outage begun or ended since the last call, if any."""

@@ -54,8 +54,8 @@ class _Record:
 
 class PolicyBeat(_Record):
     __slots__ = (
-        "call", "depth", "interval", "progress", "sampling", "trend", "verdict", "warnings", "why",
-        "workers",
+        "call", "cannot_judge", "depth", "interval", "progress", "sampling", "trend", "verdict",
+        "warnings", "why", "workers",
     )  # fmt: skip
     interval: float
     sampling: bool
@@ -69,6 +69,7 @@ class PolicyBeat(_Record):
     # The target's containers as last read from Docker, each with its Celery worker (None: not
     # mapped yet); None when they were never read.
     workers: dict[str, str | None] | None
+    cannot_judge: str | None  # why nothing can be judged (health is unhealthy meanwhile)
 
     def __init__(
         self,
@@ -83,11 +84,12 @@ class PolicyBeat(_Record):
         progress: str | None = None,
         warnings: tuple[str, ...] = (),
         workers: dict[str, str | None] | None = None,
+        cannot_judge: str | None = None,
     ) -> None:
         self._init(
             interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
             verdict=verdict, why=why, call=call, progress=progress, warnings=tuple(warnings),
-            workers=workers,
+            workers=workers, cannot_judge=cannot_judge,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -186,6 +188,7 @@ def _decode(data: object) -> Heartbeat:
             progress=p.get("progress"),
             warnings=tuple(str(w) for w in p.get("warnings") or ()),
             workers=p.get("workers"),
+            cannot_judge=p.get("cannot_judge"),
         )
         for name, p in dict(data["policies"]).items()
     }
@@ -207,13 +210,18 @@ TREND_SAMPLES = 30  # depths kept in the heartbeat for `supervisor status`
 def policy_beat(item: Supervised) -> PolicyBeat:
     """What the heartbeat says of one supervised target (the daemon's `Supervised`)."""
     s, decision = item.state, item.last_decision
+    verdict = decision.diagnosis.verdict.value if decision else None
+    why = decision.describe() if decision else None
+    if s.cannot_judge and verdict != "stuck":  # never "not stuck" for what it cannot see
+        verdict, why = "cannot_judge", f"cannot judge: {s.cannot_judge}"
     return PolicyBeat(
         item.policy.detect.interval,
         sampling=not s.sampling.active,
         depth=s.recent[-1][1] if s.recent else None,
         trend=tuple(d for _, d in s.recent[-TREND_SAMPLES:]),
-        verdict=decision.diagnosis.verdict.value if decision else None,
-        why=decision.describe() if decision else None,
+        verdict=verdict,
+        why=why,
+        cannot_judge=s.cannot_judge,
         call=s.call.value if s.call else None,
         progress=item.progress,
         warnings=s.warnings(item.policy),

@@ -38,6 +38,8 @@ def enrich(
         )
     if item.identified:
         sample = dataclasses.replace(sample, containers=tuple(c.name for c in item.containers))
+    if item.identify_error is not None:
+        sample = dataclasses.replace(sample, target_error=item.identify_error)
     return sample
 
 

@@ -21,6 +21,7 @@ from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
 from supervisor.errors import StateError
+from supervisor.policy import Policy
 from supervisor.runtime.files import write_atomic
 from supervisor.sample import WorkerFacts
 
@@ -138,3 +139,13 @@ def decode(data: Any) -> Stored:
     discovered = tuple(str(q) for q in data.get("discovered") or ())
     known = tuple(WorkerFacts.from_json(f) for f in data.get("workers") or ())
     return Stored(str(data["target"]), history, intent, discovered, known)
+
+
+def watched_queues(policy: Policy, stored: Stored | None) -> list[str]:
+    """The queues the daemon watches for `policy`: those listed, and with discover_queues those
+    its workers said they consume, as the state file keeps them (what `status` and `sample`
+    show, the same as the daemon samples)."""
+    listed = list(policy.broker.queues)
+    if not policy.broker.discover_queues or stored is None:
+        return listed
+    return listed + [q for q in stored.discovered if q not in listed]

@@ -66,6 +66,15 @@ class Metrics:
             "unacked_messages", "Messages reserved but not acknowledged (kombu's unacked hash)", p
         )
         self.stuck = gauge("stuck", "1 when the worker is judged stuck, else 0", p)
+        self.cannot_judge = gauge(
+            "cannot_judge",
+            "1 while nothing can be judged: no container found, no queue watched, or no worker "
+            "of the target ever heard",
+            p,
+        )
+        self.target_found = gauge(
+            "target_found", "1 when the target's containers were found, 0 when not", p
+        )
         self.run_seconds = gauge(
             "run_seconds", "How long the depth has been over the threshold and not decreasing", p
         )
@@ -160,6 +169,11 @@ class Metrics:
         if name not in self._known:
             self._start_counters(name)
         self.threshold.labels(name).set(policy.detect.threshold)
+        self.cannot_judge.labels(name).set(1 if state.cannot_judge else 0)
+        if sample.target_error is not None:
+            self.target_found.labels(name).set(0)
+        elif sample.containers is not None:
+            self.target_found.labels(name).set(1)
         self.escalated.labels(name).set(1 if state.history.escalated else 0)
         at = governor.allowed_at(state.history, policy.restart, now)
         self.set_restart_allowed_in(name, None if at is None else max(0.0, at - now))

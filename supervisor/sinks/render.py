@@ -127,6 +127,8 @@ _TEXT: dict[type[ev.Event], Callable[[Any], str]] = {
         "starting with a fresh restart history"
     ),
     ev.TargetConflict: _conflict,
+    ev.CannotJudge: lambda e: f"cannot judge: {e.reason}; nothing is decided until it can",
+    ev.Judging: lambda e: f"judging again (it could not: {e.reason})",
     ev.ProgressUnknown: lambda e: (
         f"progress unknown: {e.reason}; the depth rule decides alone, "
         "so a busy worker may be restarted"
