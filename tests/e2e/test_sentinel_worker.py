@@ -65,11 +65,11 @@ def test_after_a_failover_a_hung_worker_is_restarted_once_and_its_messages_given
         for i in range(6):
             app.send_task("tasks.work", args=[i], queue="celery")
         wait_until(lambda: broker.hlen("unacked") >= 3, 30, "messages reserved behind it", seen)
-        stranded = int(broker.hlen("unacked"))
         sup.signal(signal.SIGUSR1)
         [record] = sup.wait_for(lambda: sup.events("restart"), 60, "the restart")
         assert record["killed"] == [name], record
-        assert record["restored"] == stranded and record["unacked_left"] == 0, record
+        # All it had reserved (3 or 4, as the worker's prefetch went on) is back, none left.
+        assert record["restored"] >= 3 and record["unacked_left"] == 0, record
         wait_exactly_once(broker, range(6), 60)  # on the new master, each once
         assert len(sup.events("restart")) == 1
         assert not [r for r in sup.audit() if "ReadOnly" in str(r)]  # nothing hit a replica
