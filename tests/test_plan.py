@@ -98,3 +98,12 @@ def test_facts_round_trip_and_bad_ones_are_named() -> None:
         assert "concurrency" in str(exc)
     else:
         raise AssertionError("a bad fact was accepted")
+
+
+def test_a_chosen_replica_that_is_not_the_targets_is_left_out() -> None:
+    """The engine judges every replica it sees; one of them another policy keeps (claims.py)
+    is not in the view, and the plan never names it."""
+    view = View(("a",), (("wa", "a"),), ("wa", "wb"))
+    assert restart_plan(("a", "b"), view, ("q",)).containers == ("a",)
+    assert restart_plan(("b",), view, ("q",)).containers == ()
+    assert restart_plan(("b",), View(None), ("q",)).containers == ("b",)  # never read: as chosen

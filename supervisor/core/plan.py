@@ -129,8 +129,12 @@ def restart_plan(
     Only the stopped containers' workers are asked what they hold, so a healthy sibling's
     reserved messages are never given back; a live worker outside them that consumes the queues
     (a sibling replica, another service) means only what the stopped ones reported is theirs.
-    Without a monitor nobody can be told apart, so nothing unreported is taken as theirs."""
-    containers = chosen or view.containers or ()
+    Without a monitor nobody can be told apart, so nothing unreported is taken as theirs.
+    A chosen replica the view does not hold (another policy's container) is left out."""
+    if view.containers is None:
+        containers = chosen
+    else:
+        containers = tuple(c for c in chosen if c in view.containers) if chosen else view.containers
     stopped = set(containers)
     workers = tuple(sorted(w for w, c in view.workers if c in stopped))
     # Unknown consumers count as others: then only what the stopped workers reported is theirs.
