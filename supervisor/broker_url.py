@@ -207,6 +207,26 @@ def register_secret(value: str) -> None:
             _secrets.add(value)
 
 
+def register_secret_value(value: str) -> None:
+    """A value from the environment (`${NAME}` of a policy) is masked wherever it would be
+    shown; of a whole URL only its passwords are secret (the host and database are what status
+    and errors must say)."""
+    if "://" not in value:
+        register_secret(value)
+        register_secret(quote(value, safe=""))
+        return
+    for part in value.split(";"):
+        try:
+            parts = urlsplit(part.strip())
+            query = parse_qsl(parts.query)
+        except ValueError:
+            continue  # not a URL: its parse says so, the password masked by its form
+        for found in (parts.password, *(v for k, v in query if k == "password")):
+            if found:
+                register_secret(found)
+                register_secret(unquote(found))
+
+
 def redact_tree(value: Any) -> Any:
     """`value` (a record: dicts, lists, strings) with `redact` applied to every string in it."""
     if isinstance(value, str):

@@ -131,9 +131,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import logging
 
     from supervisor.adapters.redis_probe import RedisProbe
+    from supervisor.core.tracker import watched_of
     from supervisor.errors import StateError
     from supervisor.policy import load_policy
-    from supervisor.runtime.state_store import StateStore, watched_queues
+    from supervisor.runtime.state_store import StateStore
 
     policy = load_policy(args.policy)
     try:  # the queues the daemon watches, discovered ones included (from its state directory)
@@ -142,7 +143,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         stored = None
     probe = RedisProbe(policy.broker)
     try:
-        sample = probe.sample(watched_queues(policy, stored))
+        sample = probe.sample(watched_of(policy, stored.discovered if stored else ()))
     finally:
         probe.close()
     from supervisor.broker_url import redact_tree

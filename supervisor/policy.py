@@ -11,7 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -395,33 +395,10 @@ def expand_env(text: str) -> str:
             return default
         if found is None:
             raise ValueError(f"environment variable {name} is not set")
-        _secret(found)
+        broker_url.register_secret_value(found)  # masked wherever it would be shown
         return found if whole else quote(found, safe="")
 
     return _ENV_REF.sub(value, text)
-
-
-def _secret(value: str) -> None:
-    """A value from the environment is masked wherever it would be shown; of a whole URL, only
-    its passwords are secret (the host and database are what status and errors must say)."""
-    if "://" not in value:
-        broker_url.register_secret(value)
-        broker_url.register_secret(quote(value, safe=""))
-        return
-    for part in value.split(";"):
-        try:
-            parts = urlsplit(part.strip())
-        except ValueError:
-            continue  # not a URL: the parse says so, with the password masked by its form
-        for found in (parts.password, *(v for k, v in parse_qsl(parts.query) if k == "password")):
-            if found:
-                broker_url.register_secret(found)
-                broker_url.register_secret(unquote(found))
-
-
-def redact_url(url: str) -> str:
-    """The URL with every password masked, safe for logs and audit records (broker_url.py)."""
-    return broker_url.redact(url)
 
 
 def _describe_error(err: Any) -> str:

@@ -14,14 +14,15 @@ from typing import Any
 
 from supervisor import health
 from supervisor.adapters.redis_probe import RedisProbe
-from supervisor.core import governor
+from supervisor.broker_url import redact
+from supervisor.core import governor, tracker
 from supervisor.core.governor import GovernorState
 from supervisor.durations import format_duration
 from supervisor.errors import StateError
-from supervisor.policy import Policy, redact_url
+from supervisor.policy import Policy
 from supervisor.runtime import heartbeat
 from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
-from supervisor.runtime.state_store import StateStore, watched_queues
+from supervisor.runtime.state_store import StateStore
 from supervisor.sinks.audit import AUDIT_FILE
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -121,7 +122,7 @@ def _policy_status(
         stored = None
     probe = RedisProbe(policy.broker)
     try:  # the queues the daemon watches: listed, and discovered as the state file keeps them
-        sample = probe.sample(watched_queues(policy, stored))
+        sample = probe.sample(tracker.watched_of(policy, stored.discovered if stored else ()))
     finally:
         probe.close()
     if stored is not None and stored.target in (None, policy.target.key):
@@ -135,7 +136,7 @@ def _policy_status(
     return {
         "name": policy.name,
         "target": policy.target.describe(),
-        "broker": redact_url(policy.broker.url),
+        "broker": redact(policy.broker.url),
         "threshold": policy.detect.threshold,
         "sample": {
             "ok": sample.ok,

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.broker_url import redact as redact_url
 from supervisor.cli import main
 from supervisor.errors import PolicyError
-from supervisor.policy import load_policies, load_policy, parse_policy, redact_url
+from supervisor.policy import load_policies, load_policy, parse_policy
 
 from .helpers import policy_dict
 

@@ -29,9 +29,9 @@ from celery import Celery
 from kombu.connection import Connection
 
 from supervisor.adapters.redis_probe import client_for
-from supervisor.broker_url import for_kombu
+from supervisor.broker_url import for_kombu, redact
 from supervisor.durations import format_duration
-from supervisor.policy import Broker, redact_url
+from supervisor.policy import Broker
 from supervisor.sample import Progress, WorkerFacts
 
 log = logging.getLogger("supervisor.progress")
@@ -89,7 +89,7 @@ class ProgressMonitor:
         poll_every: float = 10.0,
     ) -> None:
         self._broker = broker
-        self._where = redact_url(broker.url)
+        self._where = redact(broker.url)
         self._transport_options: dict[str, Any] = {}
         if broker.key_prefix:
             self._transport_options["global_keyprefix"] = broker.key_prefix
@@ -210,14 +210,7 @@ class ProgressMonitor:
         """One request on a connection of its own (the kept one may be busy with a poll)."""
         try:
             with self.connection() as conn:
-                inspect = self._app.control.inspect(
-                    destination=hosts,
-                    timeout=self._inspect_timeout,
-                    limit=len(hosts),
-                    connection=conn,
-                )
-                replies: dict[str, Any] | None = getattr(inspect, what)()
-                return replies
+                return self._inspect(conn, hosts, what)
         except Exception as exc:  # noqa: BLE001 - not answering is what this tells
             log.debug("%s of %s failed: %s", what, hosts, exc)
             return None
@@ -436,17 +429,19 @@ class ProgressMonitor:
             if self._control is None:
                 self._control = self.connection()
             try:
-                inspect = self._app.control.inspect(
-                    destination=hosts,
-                    timeout=self._inspect_timeout,
-                    limit=len(hosts),
-                    connection=self._control,
-                )
-                replies: dict[str, Any] | None = getattr(inspect, what)()
+                return self._inspect(self._control, hosts, what)
             except Exception:
                 self._control.release()  # type: ignore[no-untyped-call]
                 self._control = None
                 raise
+
+    def _inspect(self, conn: Connection, hosts: list[str], what: str) -> dict[str, Any] | None:
+        """One remote-control request addressed to `hosts` on `conn`; the wait ends at their
+        replies (`limit`), or after `inspect_timeout`."""
+        inspect = self._app.control.inspect(
+            destination=hosts, timeout=self._inspect_timeout, limit=len(hosts), connection=conn
+        )
+        replies: dict[str, Any] | None = getattr(inspect, what)()
         return replies
 
     def _lookup_queues(self, hosts: list[str]) -> None:

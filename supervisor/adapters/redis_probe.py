@@ -16,7 +16,8 @@ from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
-from supervisor.policy import Broker, redact_url
+from supervisor.broker_url import redact
+from supervisor.policy import Broker
 from supervisor.sample import Sample
 
 
@@ -87,7 +88,7 @@ class RedisProbe:
 
     @property
     def where(self) -> str:
-        return redact_url(self._broker.url)
+        return redact(self._broker.url)
 
     def sample(self, queues: Sequence[str] | None = None) -> Sample:
         """One sample of `queues` (default: the policy's listed ones)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from supervisor.broker_url import redact
 from supervisor.core import engine, outage, plan
 from supervisor.core import events as ev
 from supervisor.core.detector import RunState
@@ -40,7 +41,7 @@ from supervisor.core.governor import GovernorState
 from supervisor.core.outage import Change, Outage
 from supervisor.core.plan import Plan, View
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
-from supervisor.policy import Policy, redact_url
+from supervisor.policy import Policy
 from supervisor.sample import Sample, WorkerFacts
 
 
@@ -135,7 +136,6 @@ class DryRun:
     action: Action
     why: Why
     standby: bool = False  # not dry-run: another supervisor holds the target's lease
-    plan: Plan | None = None  # what a live restart would have touched
 
 
 @dataclass(frozen=True)
@@ -208,10 +208,16 @@ def _facts_key(known: tuple[WorkerFacts, ...]) -> tuple[WorkerFacts, ...]:
 
 def watched(policy: Policy, state: TrackerState) -> tuple[str, ...]:
     """The queues to sample: those listed, and those discovered (with discover_queues)."""
+    return watched_of(policy, state.discovered)
+
+
+def watched_of(policy: Policy, discovered: tuple[str, ...]) -> tuple[str, ...]:
+    """The queues listed, and with discover_queues those discovered (as a state file keeps
+    them: what `status` and `sample` show is what the daemon samples)."""
     listed = tuple(policy.broker.queues)
     if not policy.broker.discover_queues:
         return listed
-    return listed + tuple(q for q in state.discovered if q not in listed)
+    return listed + tuple(q for q in discovered if q not in listed)
 
 
 def on_discovered(
@@ -232,22 +238,6 @@ def on_discovered(
     # Another set of queues is another run: what was judged on the old set says nothing.
     state = replace(state, engine=replace(state.engine, run=RunState(), replicas=()), recent=())
     return state, Step((changed,), persist=True)
-
-
-def restore(
-    policy: Policy,
-    target: str | None,
-    history: GovernorState,
-    intent: Intent | None,
-    *,
-    discovered: tuple[str, ...] = (),
-    known: tuple[WorkerFacts, ...] = (),
-) -> tuple[TrackerState, tuple[Event, ...]]:
-    """The state of a policy from what was saved for `target` (None: saved before targets were
-    recorded, taken as this policy's). Another target's history is not this one's."""
-    if target is None or target == policy.target.key:
-        return new(history, intent, discovered, known), ()
-    return TrackerState(), (target_changed(policy, target),)
 
 
 def adopt(state: TrackerState, shared: GovernorState | None, intent: Intent | None) -> TrackerState:
@@ -389,7 +379,7 @@ def _misconfiguration(
     grace = progress_grace(policy)
     out: list[Event] = []
     unconsumed, changed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
-    broker = redact_url(policy.broker.url)
+    broker = redact(policy.broker.url)
     if changed:
         out.append(ev.NoConsumer(policy=policy.name, queues=unconsumed.told, broker=broker))
     all_unbound = sample.unbound if len(sample.unbound) == len(policy.broker.queues) else ()
@@ -473,7 +463,7 @@ def _why(policy: Policy, state: TrackerState, action: Action, run_start: float |
         run_start=round(run_start, 3) if run_start is not None else None,
         depths=tuple((round(t, 3), d) for t, d in state.recent),
         streak=action.streak,
-        broker=redact_url(policy.broker.url),
+        broker=redact(policy.broker.url),
     )
 
 
@@ -504,7 +494,7 @@ def _begin(
             policy=policy.name, target=target, why=why, refused_because=because
         )
     if dry_run or standby:
-        command: Command = DryRun(action, why, standby and not dry_run, chosen)
+        command: Command = DryRun(action, why, standby and not dry_run)
         return replace(state, call=Call.DRY_RUN), command
     intent = Intent(action.t, action.trigger, action.reason)
     return replace(state, call=Call.RESTART, intent=intent), Restart(action, why, chosen)

@@ -32,7 +32,7 @@ from supervisor.runtime.heartbeat import Heartbeat, policy_beat
 from supervisor.runtime.leasing import Leases
 from supervisor.runtime.targets import Targets
 from supervisor.runtime.waker import Waker
-from supervisor.runtime.wiring import Actuator, Supervised
+from supervisor.runtime.wiring import Actuator, ProgressSource, Supervised
 from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.fanout import Fanout
@@ -73,13 +73,8 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
-        self.emit = Fanout(
-            [
-                ("log", log_sink.log_event),
-                ("metrics", self.metrics.on_event),
-                ("notifications", self._notify),
-            ]
-        )
+        self.emit = Fanout([("log", log_sink.log_event), ("metrics", self.metrics.on_event)])
+        self.emit.add("notifications", self._notify)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -193,19 +188,23 @@ class Daemon:
         if step.persist:
             self.save(item)
         self.emit(*step.events)
-        for command in step.commands:
-            self.executor.submit(item.policy.name, command, partial(self._call, item))
+        if step.commands:  # taken in the loop's thread: the executor's reads no loop state
+            monitor = self.targets.monitor_for(item.policy)
+            call = partial(self._call, self.actuator, item.policy, monitor)
+            for command in step.commands:
+                self.executor.submit(item.policy.name, command, call)
 
-    def _call(self, item: Supervised, command: Command) -> Result:
+    def _call(
+        self, actuator: Actuator | None, policy: Policy, monitor: ProgressSource | None, c: Command
+    ) -> Result:
         """Carry out one command of the tracker's, in the executor's thread."""
-        actuator, policy = self.actuator, item.policy
         assert actuator is not None
+        command = c
         if isinstance(command, Restart):
             lost = self.leases.fence(policy) if self.leases is not None else None
             if lost is not None:  # another supervisor may be acting: touch nothing
                 error = f"not restarted, {lost} (checked right before the restart)"
                 return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
-            monitor = self.targets.monitor_for(policy)
             return restarting.restart(policy, command.plan, actuator, monitor, self.unacked_factory)
         if isinstance(command, DryRun):
             return actuator.lookup(policy.target)
@@ -220,7 +219,7 @@ class Daemon:
             self.apply(item, *tracker.on_discovered(policy, item.state, found))
         refused = observing.refused(item, list(self.supervised.values()))
         self.apply(item, *tracker.on_claims(policy, item.state, refused))
-        sample = self.targets.sample(item, monitor)
+        sample = item.last_sample = self.targets.sample(item, monitor)
         standby = self.standby(item)
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run, standby)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())

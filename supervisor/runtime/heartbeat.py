@@ -223,10 +223,20 @@ def policy_beat(item: Supervised) -> PolicyBeat:
         why=why,
         cannot_judge=s.cannot_judge,
         call=s.call.value if s.call else None,
-        progress=item.progress,
+        progress=_progress(item),
         warnings=s.warnings(item.policy),
         workers=_workers(item),
     )
+
+
+def _progress(item: Supervised) -> str | None:
+    """The workers' progress as the last sample knew it, or why it did not (None: not watched)."""
+    sample = item.last_sample
+    if sample is None:
+        return None
+    if sample.processed is not None:
+        return f"{sample.processed} started tasks, from {sample.progress_source}"
+    return f"unknown: {sample.progress_unknown}" if sample.progress_unknown else None
 
 
 def _workers(item: Supervised) -> dict[str, str | None] | None:

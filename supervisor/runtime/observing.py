@@ -21,11 +21,6 @@ def enrich(
     if monitor is not None:
         wanted = list(queues)
         progress = monitor.progress(wanted)
-        item.progress = (
-            f"{progress.processed} started tasks, from {progress.source}"
-            if progress.processed is not None
-            else f"unknown: {progress.unknown}"
-        )
         sample = dataclasses.replace(
             sample,
             processed=progress.processed,

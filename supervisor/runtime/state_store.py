@@ -21,7 +21,6 @@ from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
 from supervisor.errors import StateError
-from supervisor.policy import Policy
 from supervisor.runtime.files import write_atomic
 from supervisor.sample import WorkerFacts
 
@@ -50,19 +49,14 @@ class StateStore:
     def load(self, target: str, policy: str) -> Stored | None:
         """What was saved for `target`, None when nothing was; StateError when unusable. A file
         from before (named after `policy`) counts when its target is this one, and is moved."""
-        path = self.path(target)
-        stored = self._read(path)
-        if stored is not None:
-            return stored
-        legacy = self.legacy_path(policy)
-        stored = self._read(legacy)
-        if stored is None or stored.target not in (None, target):
-            return None
-        try:
-            write_atomic(path, legacy.read_bytes())
-            legacy.unlink()
-        except OSError:
-            pass  # read again from the old name next time; the first save writes the new one
+        path, legacy = self.path(target), self.legacy_path(policy)
+        stored = self.peek(target, policy)
+        if stored is not None and not path.exists():
+            try:  # it came from the old name: moved to the target's
+                write_atomic(path, legacy.read_bytes())
+                legacy.unlink()
+            except OSError:
+                pass  # read again from the old name next time; the first save writes the new one
         return stored
 
     def peek(self, target: str, policy: str) -> Stored | None:
@@ -139,13 +133,3 @@ def decode(data: Any) -> Stored:
     discovered = tuple(str(q) for q in data.get("discovered") or ())
     known = tuple(WorkerFacts.from_json(f) for f in data.get("workers") or ())
     return Stored(str(data["target"]), history, intent, discovered, known)
-
-
-def watched_queues(policy: Policy, stored: Stored | None) -> list[str]:
-    """The queues the daemon watches for `policy`: those listed, and with discover_queues those
-    its workers said they consume, as the state file keeps them (what `status` and `sample`
-    show, the same as the daemon samples)."""
-    listed = list(policy.broker.queues)
-    if not policy.broker.discover_queues or stored is None:
-        return listed
-    return listed + [q for q in stored.discovered if q not in listed]

@@ -57,14 +57,8 @@ class Targets:
             )
             found, stored = (discarded,), None
         if stored is not None:
-            state, found = tracker.restore(
-                policy,
-                stored.target,
-                stored.history,
-                stored.intent,
-                discovered=stored.discovered,
-                known=stored.known,
-            )
+            # The file is the target's own (state_store.py): its history is this policy's.
+            state = tracker.new(stored.history, stored.intent, stored.discovered, stored.known)
         probe = self._probe_factory(policy, self._clock)
         item = Supervised(policy, probe, state, self._monotonic())
         self.by_name[policy.name] = item

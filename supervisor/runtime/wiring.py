@@ -61,7 +61,7 @@ class Supervised:
     state: TrackerState
     next_due: float = 0.0
     last_decision: Decision | None = None
-    progress: str | None = None  # what the last sample knew of the workers' progress
+    last_sample: Sample | None = None  # what the last tick saw (the heartbeat tells of it)
     containers: tuple[Container, ...] = ()  # the target's, to map workers to (every minute)
     identified: bool = False  # `containers` was read from Docker at least once
     identify_error: str | None = None  # why the target's containers are not found now
