@@ -150,6 +150,7 @@ def _policy_status(
         "why": live.why if live else None,
         "unfinished_restart": unfinished,
         "progress": live.progress if live else None,
+        "workers": live.workers if live else None,  # container -> its Celery worker
         "warnings": list(live.warnings) if live else [],
         "restarts_in_budget_window": [_iso(t) for t in in_window],
         "max_restarts": r.max_restarts,
@@ -196,6 +197,9 @@ def render(status: dict[str, Any]) -> str:
             lines.append("  verdict      unknown (the supervisor is not running)")
         if p["progress"]:
             lines.append(f"  progress     {p['progress']}")
+        if p.get("workers"):
+            seen = ", ".join(f"{c} ({w or 'not heard'})" for c, w in sorted(p["workers"].items()))
+            lines.append(f"  workers      {seen}")
         for warning in p["warnings"]:
             lines.append(f"  WARNING      {warning}")
         restarts = p["restarts_in_budget_window"]

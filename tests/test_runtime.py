@@ -457,6 +457,8 @@ def test_a_target_that_is_not_there_is_said_never_judged_not_stuck(h: Harness) -
     h.actuator.containers = (Container("w", "abc123"),)
     for _ in range(12):  # looked up again 5 s after a failed read, then the grace
         h.tick(150)
+    beat = json.loads((h.tmp / "state" / "heartbeat.json").read_text())["policies"]["w"]
+    assert beat["workers"] == {"w": None}  # found now; its worker not heard (no monitor here)
     [judging] = h.audit("judging")
     assert "not found" in judging["reason"] and len(h.audit("cannot_judge")) == 1
     assert registry.get_sample_value("iti_supervisor_cannot_judge", {"policy": "w"}) == 0
