@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,11 @@ class Harness:
         self.clock.t += seconds
         self.depths["w"] = depth
         self.daemon.pass_once()
+        # The target's containers are read off the loop: let that read finish, so that the
+        # next tick sees it whatever the machine's load (the fake answers at once).
+        for item in self.daemon.supervised.values():
+            if item.identifying is not None:
+                wait([item.identifying], timeout=5)
 
     def settle(self) -> None:
         """Wait for the executor's calls in flight, then one more pass to take their results."""
