@@ -351,10 +351,11 @@ SHORTER = {
 }
 
 
-def shipped_policy(folder: Path, **changes: Any) -> Path:
-    """policies/dify-worker.toml with its durations shortened (SHORTER) and `changes` made,
-    nothing else: its broker comes from SUPERVISOR_BROKER_URL, its queues are discovered."""
-    text = (REPO / "policies" / "dify-worker.toml").read_text()
+def shipped_policy(folder: Path, source: Path | None = None, **changes: Any) -> Path:
+    """policies/dify-worker.toml (or `source`, another shipped policy) with its durations
+    shortened (SHORTER) and `changes` made, nothing else: its broker comes from
+    SUPERVISOR_BROKER_URL, its queues are discovered."""
+    text = (source or REPO / "policies" / "dify-worker.toml").read_text()
     for key, value in {**SHORTER, **changes}.items():
         toml = f'"{value}"' if isinstance(value, str) else str(value)
         text, n = re.subn(rf"^{key} = [^#\n]*", f"{key} = {toml}  ", text, flags=re.M)

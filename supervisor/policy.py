@@ -84,7 +84,13 @@ class Broker(_Section):
     @field_validator("sentinel_password")
     @classmethod
     def _sentinel_password(cls, value: str | None) -> str | None:
-        return expand_env(value) if value is not None else None
+        # Empty after expansion is none: a recipe passes "${CELERY_SENTINEL_PASSWORD:-}".
+        return (expand_env(value) or None) if value is not None else None
+
+    @field_validator("master_name")
+    @classmethod
+    def _master_name(cls, value: str | None) -> str | None:
+        return (expand_env(value, secret=False) or None) if value is not None else None
 
     @model_validator(mode="after")
     def _connectable(self) -> Self:
@@ -161,6 +167,13 @@ class Target(_Section):
     all: bool = False
     # A Docker Swarm service: its running tasks are the replicas (docs/operations.md: Swarm).
     swarm_service: str | None = None
+
+    @field_validator("container", "compose_project", "compose_service", "swarm_service")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        # `${COMPOSE_PROJECT_NAME:-docker}`: one policy for every Dify project. Names are no
+        # secrets, so they are not masked.
+        return expand_env(value, secret=False) if value is not None else None
 
     @model_validator(mode="after")
     def _one_way_to_find_it(self) -> Self:
@@ -372,9 +385,10 @@ class Policy(_Section):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(text: str) -> str:
+def expand_env(text: str, secret: bool = True) -> str:
     """Replace `${NAME}` by the environment variable NAME, so that secrets stay out of files;
     `${NAME:-default}` takes `default` when NAME is unset or empty, as a shell does.
+    A value is masked wherever it would be shown unless `secret` is false (a container name).
 
     A reference inside a URL (a password) is URL-quoted; one that is the whole value (a whole
     broker URL from the environment) is taken as it is. A default is the file's own text. When
@@ -385,16 +399,18 @@ def expand_env(text: str) -> str:
     def value(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         found = os.environ.get(name)
-        secret = os.environ.get(f"{name}_FILE")
-        if found is None and secret:
+        from_file = os.environ.get(f"{name}_FILE")
+        if found is None and from_file:
             try:
-                found = Path(secret).read_text(encoding="utf-8").strip()
+                found = Path(from_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ValueError(f"{name}_FILE={secret}: {exc.strerror or exc}") from None
+                raise ValueError(f"{name}_FILE={from_file}: {exc.strerror or exc}") from None
         if default is not None and not found:
             return default
         if found is None:
             raise ValueError(f"environment variable {name} is not set")
+        if not secret:
+            return found
         broker_url.register_secret_value(found)  # masked wherever it would be shown
         return found if whole else quote(found, safe="")
 

@@ -9,6 +9,7 @@ cached, so only the first run on a machine pays for debootstrap (about a minute)
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import subprocess
@@ -90,8 +91,17 @@ def ensure_stand_in_image(client: docker.DockerClient) -> str:
 
 
 def build_supervisor_image(client: docker.DockerClient, repo: Path) -> str:
-    """The sidecar image from this repository's Dockerfile, on the stand-in base."""
+    """The sidecar image from this repository's Dockerfile, on the stand-in base. Tests in
+    other processes wait for one build (about 100 s here) and reuse its cache, rather than
+    each paying for it at the same time."""
     base = ensure_stand_in_image(client)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(client, repo, base)
+
+
+def _build(client: docker.DockerClient, repo: Path, base: str) -> str:
     try:
         client.images.build(
             path=str(repo),

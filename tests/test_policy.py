@@ -261,3 +261,36 @@ def test_a_secret_comes_from_name_file_when_name_is_unset(
     monkeypatch.setenv("SUP_PW_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match=r"SUP_PW_FILE=.*missing"):
         expand_env("${SUP_PW}")
+
+
+def test_the_dify_recipes_policy_takes_its_target_and_sentinel_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/dify/dify-worker.toml: the project name is no secret (it is shown as it is,
+    never masked), and an empty Sentinel setting from Dify's .env means none."""
+    from supervisor.broker_url import redact
+
+    dify = REPO / "deploy" / "dify" / "dify-worker.toml"
+    monkeypatch.setenv("SUPERVISOR_BROKER_URL", "redis://:difyai123456@redis:6379/1")
+    monkeypatch.delenv("DIFY_COMPOSE_PROJECT", raising=False)
+    monkeypatch.setenv("SUPERVISOR_SENTINEL_MASTER_NAME", "")
+    monkeypatch.setenv("SUPERVISOR_SENTINEL_PASSWORD", "")
+    policy = load_policy(dify)
+    assert policy.target.compose_project == "docker" and policy.target.all
+    assert policy.broker.master_name is None and policy.broker.sentinel_password is None
+    assert len(policy.broker.queues) == 20 and policy.broker.discover_queues
+    monkeypatch.setenv("DIFY_COMPOSE_PROJECT", "prod")
+    policy = load_policy(dify)
+    assert policy.target.describe() == "prod/worker"
+    assert redact("prod-worker-1 on redis://:difyai123456@redis") == (
+        "prod-worker-1 on redis://:***@redis"
+    )
+    monkeypatch.setenv(
+        "SUPERVISOR_BROKER_URL", "sentinel://:pw@s1:26379/1;sentinel://:pw@s2:26379/1"
+    )
+    monkeypatch.setenv("SUPERVISOR_SENTINEL_MASTER_NAME", "mymaster")
+    monkeypatch.setenv("SUPERVISOR_SENTINEL_PASSWORD", "sentinel-pw")
+    policy = load_policy(dify)
+    assert policy.broker.master_name == "mymaster"
+    assert policy.broker.sentinel_password == "sentinel-pw"
+    assert "sentinel-pw" not in redact("auth sentinel-pw")  # a password stays masked

@@ -6,6 +6,7 @@
 install_missing() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
@@ -15,6 +16,30 @@ install_missing() {
         apt-get update -q >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
     fi
+    install_compose_v2
+}
+
+# Compose v2 (`docker compose`), which users run: this Debian's docker-compose is v1, which
+# cannot parse Dify's compose file. The next Debian release (trixie) packages v2 as a Docker CLI
+# plugin: fetch that one package with a source list of our own, unpack it, and install the
+# plugin where every docker CLI looks. Nothing of the machine's apt configuration changes.
+install_compose_v2() {
+    docker compose version >/dev/null 2>&1 && return 0
+    local dir=/var/cache/iti-worker-supervisor/compose-v2 deb
+    rm -rf "$dir" && mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/x"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
+        "http://deb.debian.org/debian trixie main" >"$dir/sources.list"
+    local apt=(apt-get -q -o "Dir::Etc::SourceList=$dir/sources.list"
+        -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$dir/lists"
+        -o "Dir::Cache::Archives=$dir/archives" -o APT::Sandbox::User=root)
+    echo "services: installing Compose v2 (trixie's docker-compose, as a CLI plugin)" >&2
+    "${apt[@]}" update >/dev/null
+    (cd "$dir" && "${apt[@]}" download docker-compose >/dev/null)
+    deb=$(ls "$dir"/docker-compose_*.deb)
+    dpkg -x "$deb" "$dir/x"
+    install -D -m 0755 "$dir/x/usr/libexec/docker/cli-plugins/docker-compose" \
+        /usr/local/lib/docker/cli-plugins/docker-compose
+    docker compose version >&2
 }
 
 stop_services() {
