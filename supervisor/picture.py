@@ -14,6 +14,7 @@ from typing import Any
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import ActionKind
 from supervisor.core.events import EventKind
+from supervisor.core.evidence import summary
 from supervisor.core.replay import ReplayStep
 from supervisor.trace import Row
 
@@ -33,6 +34,7 @@ class Marker:
     mark: Mark
     reason: str
     depth: int | None = None
+    hung: str = ""  # a restart's: what the stopped workers were running (core/evidence.py)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def markers_from_audit(policy: str, records: Iterable[Mapping[str, Any]]) -> tup
         reason = str(r.get("reason") or r.get("error") or r.get("text") or "")
         if mark is Mark.RESTART_FAILED and r.get("error"):
             reason = f"{r.get('reason', '')} (failed: {r['error']})".strip()
-        out.append(Marker(float(t), mark, reason, depth if isinstance(depth, int) else None))
+        hung = summary(r.get("hung") or (), r.get("silent") or ()) if r.get("hung") else ""
+        out.append(Marker(float(t), mark, reason, depth if isinstance(depth, int) else None, hung))
     return tuple(sorted(out, key=lambda m: m.t))
 
 

@@ -80,7 +80,9 @@ def _notes(picture: Picture) -> list[str]:
             else f"t={m.t:g}"
         )
         lines += textwrap.wrap(
-            f"{n}. {when} {m.mark.value}: {m.reason}", width=180, subsequent_indent="      "
+            f"{n}. {when} {m.mark.value}: {m.reason}" + (f" ({m.hung})" if m.hung else ""),
+            width=180,
+            subsequent_indent="      ",
         )
     if len(picture.markers) > _LISTED:
         lines.append(f"... and {len(picture.markers) - _LISTED} more")

@@ -257,6 +257,14 @@ class Restart(_Section):
     max_restarts: int = Field(default=3, ge=0)
     budget_window: PositiveDuration = 7200.0
     stop_timeout: Duration = 30.0
+    # What hung (core/evidence.py): the running tasks' arguments too (cut, secrets masked).
+    record_args: bool = False
+    # Before a cold shutdown, ask the workers for their stacks (Celery logs every thread's on
+    # SIGUSR1) and keep what they log within a second in the state directory.
+    capture_stacks: bool = False
+    # Park a message running at this many hang restarts in a row instead of giving it back
+    # (core/quarantine.py); 0: never.
+    quarantine_after: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -283,6 +291,7 @@ NOTIFY_EVENTS: tuple[str, ...] = (
     "restart",
     "restart_failed",
     "restart_refused",
+    "quarantined",
     "dry_run_restart",
     "restart_resumed",
     "restart_completed",

@@ -52,6 +52,7 @@ def run_report(state_dir: Path, names: Sequence[str], plot: Path | None) -> int:
                         "event": marker.mark.value,
                         "policy": name,
                         "reason": marker.reason,
+                        **({"hung": marker.hung} if marker.hung else {}),
                     }
                 )
             )

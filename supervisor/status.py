@@ -16,6 +16,7 @@ from supervisor import health
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.broker_url import redact
 from supervisor.core import governor, tracker
+from supervisor.core.evidence import summary
 from supervisor.core.governor import GovernorState
 from supervisor.durations import format_duration
 from supervisor.errors import StateError
@@ -161,6 +162,27 @@ def _policy_status(
         "next_restart_in_seconds": None if at is None else round(at - now, 1),
         "state_error": state_error,
         "audit": audit_tail(state_dir / AUDIT_FILE, policy.name, audit_records),
+        "last_restart_hung": _last_hung(state_dir, policy.name),
+    }
+
+
+def _last_hung(state_dir: Path, policy: str) -> dict[str, Any] | None:
+    """What the workers were running at the last restart the audit's tail holds."""
+    restarts = [
+        r
+        for r in audit_tail(state_dir / AUDIT_FILE, policy, 200)
+        if r["event"] in ("restart", "restart_failed") and ("hung" in r or "silent" in r)
+    ]
+    if not restarts:
+        return None
+    last = restarts[-1]
+    return {
+        "time": last["time"],
+        "tasks": last.get("hung") or [],
+        "silent": last.get("silent") or [],
+        "parked": last.get("parked") or [],
+        "stacks": last.get("stacks"),
+        "text": summary(last.get("hung") or (), last.get("silent") or ()),
     }
 
 
@@ -219,6 +241,14 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"  next restart {nxt}")
         if p["unfinished_restart"]:
             lines.append(f"  unfinished   {p['unfinished_restart']}: its containers are started")
+        hung = p["last_restart_hung"]
+        if hung:
+            said = hung["text"] or "no task was running"
+            lines.append(f"  last hung    at {hung['time']}: {said}")
+            if hung["parked"]:
+                lines.append(f"  parked       {', '.join(hung['parked'])} (supervisor quarantine)")
+            if hung["stacks"]:
+                lines.append(f"  stacks       {hung['stacks']} in the state directory")
         if p["state_error"]:
             lines.append(f"  state        {p['state_error']}")
         if p["audit"]:

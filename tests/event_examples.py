@@ -26,6 +26,22 @@ def examples(policy: str = "w", target: str = "w") -> dict[EventKind, Event]:
         ev.DryRunRestart(**p, dry_run=True, why=WHY, containers=(target,)),
         ev.Standby(**p, why=WHY, containers=(target,)),
         ev.RestartRefused(**p, why=WHY, refused_because="every container is another's"),
+        ev.Quarantined(
+            **p,
+            tasks=(
+                {
+                    "name": "tasks.parse",
+                    "id": "abc",
+                    "worker": "celery@w",
+                    "queue": "celery",
+                    "running_for": 61.0,
+                    "comes_back": True,
+                },
+            ),
+            after=2,
+            key="iti-supervisor:quarantine:container:w",
+            reason="running at 2 hang restarts in a row",
+        ),
         ev.Escalated(**p, why=WHY),
         ev.RestartResumed(**p, decided_at=100.0, trigger="manual", reason="depth 9 > 5"),
         ev.RestartCompleted(**p, started=(target,), running=(target,), reason="depth 9 > 5"),

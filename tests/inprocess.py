@@ -13,6 +13,7 @@ from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
+from supervisor.core.evidence import Holding
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.core.unacked import Held
@@ -112,7 +113,8 @@ class FakeMonitor:
     def __init__(self) -> None:
         self.queues: dict[str, frozenset[str] | None] = {}
         self.workers: dict[str, Progress] = {}
-        self.holding: dict[str, set[str]] = {}
+        self.reserved: dict[str, set[str]] = {}
+        self.running: dict[str, list[dict[str, Any]]] = {}
         self.asked: list[list[str]] = []  # every held_by question, with the workers asked
         self.known: tuple[WorkerFacts, ...] = ()
 
@@ -140,11 +142,16 @@ class FakeMonitor:
     def stop(self, timeout: float = 3.0) -> None:
         pass
 
-    def held_by(self, workers: list[str]) -> frozenset[str] | None:
+    def holding(self, workers: list[str]) -> Holding | None:
+        """`running`: per worker, the requests it runs (Celery's `active`); `reserved`: the ids
+        it holds besides (reserved). A worker in neither did not answer."""
         self.asked.append(list(workers))
-        if any(w not in self.holding for w in workers):
-            return None
-        return frozenset().union(*(self.holding[w] for w in workers))
+        answered = [w for w in workers if w in self.reserved or w in self.running]
+        return Holding(
+            {w: tuple(self.running.get(w, ())) for w in answered},
+            {w: tuple({"id": i} for i in sorted(self.reserved.get(w, ()))) for w in answered},
+            tuple(w for w in workers if w not in answered),
+        )
 
     def poll_at_least_every(self, seconds: float) -> None:
         pass
@@ -156,6 +163,7 @@ class FakeUnacked:
     def __init__(self, held: list[Held] | None = None) -> None:
         self.entries = list(held or [])
         self.restored: list[tuple[str, ...]] = []
+        self.parked: list[Held] = []
 
     def held(self) -> list[Held]:
         return list(self.entries)
@@ -169,6 +177,14 @@ class FakeUnacked:
         self.restored.append(tags)
         self.entries = [e for e in self.entries if e.tag not in tags]
         return Restored(len(tags), len(self.entries))
+
+    def park(self, entries: dict[str, Any], key: str) -> Any:
+        from supervisor.adapters.unacked_store import Parked
+
+        moved = [e for e in self.entries if e.task_id in entries]
+        self.parked.extend(moved)
+        self.entries = [e for e in self.entries if e not in moved]
+        return Parked(tuple(sorted(str(e.task_id) for e in moved)), key)
 
     def close(self) -> None:
         pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisor.core.evidence import Holding
 from supervisor.core.plan import ColdShutdown, Plan
 from supervisor.core.results import Outcome, RestartResult
 from supervisor.core.unacked import Held
@@ -27,13 +28,18 @@ class Actuator:
 
 
 class Monitor:
+    """Each worker asked holds `answer` (reserved), or none answers (None)."""
+
     def __init__(self, answer: frozenset[str] | None) -> None:
         self.answer = answer
         self.asked: list[list[str]] = []
 
-    def held_by(self, workers: list[str]) -> frozenset[str] | None:
+    def holding(self, workers: list[str]) -> Holding:
         self.asked.append(workers)
-        return self.answer
+        if self.answer is None:
+            return Holding({}, {}, tuple(workers))
+        reserved = tuple({"id": i} for i in sorted(self.answer))
+        return Holding(dict.fromkeys(workers, ()), dict.fromkeys(workers, reserved))
 
 
 HELD = [Held("t1", "a", "celery", 1.0), Held("t2", "b", "celery", 2.0)]

@@ -357,7 +357,7 @@ def test_a_restarted_replica_never_gives_back_its_healthy_siblings_messages(h: H
     h.actuator.containers = (Container("p-w-1", "aaa"), Container("p-w-2", "bbb"))
     monitor = FakeMonitor()
     monitor.queues = {"celery@aaa": frozenset({"celery"}), "celery@bbb": frozenset({"celery"})}
-    monitor.holding = {"celery@aaa": {"hung"}, "celery@bbb": {"b1", "b2"}}
+    monitor.reserved = {"celery@aaa": {"hung"}, "celery@bbb": {"b1", "b2"}}
     unacked = FakeUnacked(
         [
             Held("t-hung", "hung", "celery", 1.0),
@@ -462,3 +462,47 @@ def test_a_target_that_is_not_there_is_said_never_judged_not_stuck(h: Harness) -
     [judging] = h.audit("judging")
     assert "not found" in judging["reason"] and len(h.audit("cannot_judge")) == 1
     assert registry.get_sample_value("iti_supervisor_cannot_judge", {"policy": "w"}) == 0
+
+
+def test_a_poison_message_is_parked_at_the_nth_hang_restart_and_each_restart_says_what_hung(
+    h: Harness,
+) -> None:
+    """acks_late: the hung task's message comes back after each restart and hangs the new
+    worker. With quarantine_after = 2 the first restart gives it back, the second parks it
+    (not given back), says so once, and every restart record names what was running."""
+    h.write_policy(
+        restart={"quarantine_after": 2, "cooldown": 1, "backoff_initial": 1, "backoff_max": 1}
+    )
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": frozenset({"celery"})}
+    monitor.workers = {"celery@abc123": Progress(7, "heartbeats")}  # frozen: stuck
+    poison = {
+        "id": "p",
+        "name": "tasks.parse",
+        "time_start": 1.0,
+        "acknowledged": False,
+        "delivery_info": {"routing_key": "celery"},
+    }
+    monitor.running = {"celery@abc123": [poison]}
+    unacked = FakeUnacked([Held("t-p", "p", "celery", 1.0)])
+    h.actuator.restart_result = RestartResult(
+        Outcome.DONE, "cold", ("w",), 0.1, changed=True, killed=("w",), stopped_at=1e12
+    )
+    h.start(monitor=monitor, unacked=unacked)
+    make_stuck(h, start=200, samples=15)
+    h.settle()
+    [first] = h.audit("restart")
+    assert first["hung"][0]["name"] == "tasks.parse" and first["hung"][0]["comes_back"]
+    assert "hung in tasks.parse" in first["text"] and first.get("parked") is None
+    assert unacked.restored == [("t-p",)] and unacked.parked == []
+    assert h.saved()["streaks"] == {"p": 1}
+    unacked.entries = [Held("t-p2", "p", "celery", 2.0)]  # the new worker took it: hung again
+    make_stuck(h, start=400, samples=15)
+    h.settle()
+    restarts = h.audit("restart")
+    assert len(restarts) == 2 and restarts[1]["parked"] == ["p"]
+    assert [e.tag for e in unacked.parked] == ["t-p2"] and unacked.restored[1:] == [()]
+    [parked] = h.audit("quarantined")
+    assert parked["tasks"][0]["id"] == "p" and parked["after"] == 2
+    assert parked["key"] == "iti-supervisor:quarantine:container:w"
+    assert "POISON" in parked["text"] and "supervisor quarantine" in parked["text"]

@@ -63,7 +63,9 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
         app.send_task("tasks.poison", queue="celery")  # hangs the only pool process
         ids = [app.send_task("tasks.work", args=[i], queue="celery").id for i in range(6)]
         wait_until(lambda: admin.hlen("unacked") >= 3, 30, "reserved messages")
-        held = monitor.held_by([["celery", "held@test"][1]])
+        holding = monitor.holding(["held@test"])
+        assert holding is not None
+        held = holding.ids
         assert held is not None and set(ids[:3]) <= held
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)

@@ -331,6 +331,31 @@ class DockerActuator:
         attrs = container.attrs
         return attrs["State"].get("StartedAt"), int(attrs.get("RestartCount") or 0)
 
+    def stacks(self, names: tuple[str, ...], wait: float = 1.0) -> str:
+        """What the workers log when asked for their stacks: Celery dumps every thread's
+        stack on SIGUSR1. Sent to each container, then its log since the signal, read until it
+        stops growing, `wait` seconds at most."""
+        sent_at = time.time()
+        for name in names:
+            self._signal_name(name, "SIGUSR1")
+        deadline, seen = time.monotonic() + wait, {n: b"" for n in names}
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = {n: self._logs_since(n, sent_at) for n in names}
+            if all(now.values()) and now == seen:
+                break
+            seen = now
+        return "".join(
+            f"== {n}: logged after SIGUSR1 ==\n{seen[n].decode(errors='replace')}\n" for n in names
+        )
+
+    def _signal_name(self, name: str, signal: str) -> None:
+        self._call("kill", lambda: self.client.api.kill(name, signal=signal))
+
+    def _logs_since(self, name: str, since: float) -> bytes:
+        raw = self._call("logs", lambda: self.client.api.logs(name, since=since))
+        return raw if isinstance(raw, bytes) else b""
+
     def _signal(self, container: Any, signal: str) -> None:
         try:
             self._call("kill", lambda: self.client.api.kill(container.name, signal=signal))

@@ -30,6 +30,7 @@ from kombu.connection import Connection
 
 from supervisor.adapters.redis_probe import client_for
 from supervisor.broker_url import for_kombu, redact
+from supervisor.core.evidence import Holding
 from supervisor.durations import format_duration
 from supervisor.policy import Broker
 from supervisor.sample import Progress, WorkerFacts
@@ -189,22 +190,25 @@ class ProgressMonitor:
                     out[host] = Progress(None, unknown=f"nothing from {host} for {silent}")
         return out
 
-    def held_by(self, workers: list[str]) -> frozenset[str] | None:
-        """The ids of the tasks these workers hold (reserved or active): both asked at once,
-        each on its own connection, so a worker that cannot answer costs one bounded wait
-        (`inspect_timeout`), not one per question. None when any of them does not answer."""
+    def holding(self, workers: list[str]) -> Holding | None:
+        """What these workers hold, as they say: their active and reserved requests, both asked
+        at once, each on its own connection, so a worker that cannot answer costs one bounded
+        wait (`inspect_timeout`), not one per question. Those that did not answer are named."""
         if not workers:
             return None
         with ThreadPoolExecutor(2, thread_name_prefix="held-by") as pool:
-            asked = [pool.submit(self._ask_once, workers, what) for what in ("reserved", "active")]
-            answers = [f.result() for f in asked]
-        held: set[str] = set()
-        for replies in answers:
-            if replies is None or set(replies) != set(workers):
-                return None
-            for tasks in replies.values():
-                held |= {str(t.get("id")) for t in tasks or () if isinstance(t, dict)}
-        return frozenset(held)
+            asked = [pool.submit(self._ask_once, workers, what) for what in ("active", "reserved")]
+            active, reserved = (f.result() or {} for f in asked)
+
+        def requests(replies: dict[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
+            return {
+                w: tuple(t for t in replies[w] or () if isinstance(t, dict))
+                for w in workers
+                if w in replies
+            }
+
+        silent = tuple(w for w in workers if w not in active or w not in reserved)
+        return Holding(requests(active), requests(reserved), silent)
 
     def _ask_once(self, hosts: list[str], what: str) -> dict[str, Any] | None:
         """One request on a connection of its own (the kept one may be busy with a poll)."""

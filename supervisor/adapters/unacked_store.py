@@ -5,14 +5,18 @@ the message, marked redelivered, onto its queue's priority list."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 from bisect import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from supervisor.adapters.redis_probe import client_for, follow_master
+from supervisor.core import quarantine
 from supervisor.core.unacked import Held
 from supervisor.policy import Broker
 
@@ -21,10 +25,21 @@ MUTEX_EXPIRE = 300  # kombu's unacked_mutex_expire, seconds
 SEPARATOR = "\x06\x16"  # kombu's Redis binding separator
 
 
+class _MutexHeldError(Exception):
+    """kombu's unacked_mutex stayed held by someone else."""
+
+
 @dataclass(frozen=True)
 class Restored:
     count: int
     left: int | None  # entries still in unacked afterwards
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Parked:
+    task_ids: tuple[str, ...]  # those moved to the dead-letter list
+    key: str
     error: str | None = None
 
 
@@ -68,19 +83,118 @@ class UnackedStore:
             return Restored(0, self.left())
         count = 0
         try:
-            lock = self._client.lock(
-                self._broker.key_prefix + MUTEX_KEY, timeout=MUTEX_EXPIRE, blocking_timeout=10
-            )
-            if not lock.acquire():
-                return Restored(0, self.left(), "kombu's unacked_mutex stayed held")
-            try:
+            with self._mutex():
                 for tag in tags:
                     count += self._restore_one(tag)
-            finally:
-                lock.release()
+        except _MutexHeldError:
+            return Restored(0, self.left(), "kombu's unacked_mutex stayed held")
         except redis.RedisError as exc:
             return Restored(count, self.left(), f"{type(exc).__name__}: {exc}")
         return Restored(count, self.left())
+
+    def park(self, entries: dict[str, quarantine.Entry], key: str) -> Parked:
+        """Move the messages of these task ids from `unacked` to the dead-letter list `key`,
+        each in one transaction under kombu's unacked_mutex (so neither kombu's restore nor a
+        worker's cold shutdown can give it back meanwhile). An entry's `message` is filled in
+        from unacked. Never raises for a Redis fault."""
+        done: list[str] = []
+        try:
+            with self._mutex():
+                by_id = {h.task_id: h.tag for h in self.held() if h.task_id in entries}
+                for task_id, entry in entries.items():
+                    tag = by_id.get(task_id)
+                    if tag is not None and self._park_one(tag, entry, key):
+                        done.append(task_id)
+        except _MutexHeldError:
+            return Parked((), key, "kombu's unacked_mutex stayed held")
+        except redis.RedisError as exc:
+            return Parked(tuple(done), key, f"{type(exc).__name__}: {exc}")
+        missing = sorted(set(entries) - set(done))
+        error = (
+            f"not in unacked: {', '.join(missing)} (acknowledged early: lost with the restart)"
+            if missing
+            else None
+        )
+        return Parked(tuple(done), key, error)
+
+    def _park_one(self, tag: str, entry: quarantine.Entry, key: str) -> bool:
+        unacked, index = self._broker.unacked_key, self._broker.unacked_index_key
+        parked = False
+
+        def transaction(pipe: Any) -> None:
+            nonlocal parked
+            raw = pipe.hget(unacked, tag)
+            pipe.multi()
+            parked = False
+            if raw is None:
+                return
+            payload, exchange, routing_key = json.loads(raw)
+            kept = dataclasses.replace(entry, message=(payload, exchange, routing_key))
+            pipe.zrem(index, tag)
+            pipe.hdel(unacked, tag)
+            pipe.rpush(key, json.dumps(kept.to_json()))
+            parked = True
+
+        self._client.transaction(transaction, unacked)
+        return parked
+
+    def requeue(self, key: str, task_id: str) -> quarantine.Entry | None:
+        """Put a parked message back on its queue, as kombu's restore delivers it (next to be
+        taken), and out of the dead-letter list, in one transaction."""
+        return self._take(key, task_id, requeue=True)
+
+    def drop(self, key: str, task_id: str) -> quarantine.Entry | None:
+        return self._take(key, task_id, requeue=False)
+
+    def parked(self, key: str) -> list[tuple[quarantine.Entry | None, bytes]]:
+        """The dead-letter list: each entry (None when it cannot be read) and its raw text."""
+        return self.parked_in(self._client, key)
+
+    def _take(self, key: str, task_id: str, requeue: bool) -> quarantine.Entry | None:
+        taken: quarantine.Entry | None = None
+
+        def transaction(pipe: Any) -> None:
+            nonlocal taken
+            taken = None
+            found = [(e, raw) for e, raw in self.parked_in(pipe, key) if e and e.task_id == task_id]
+            pipe.multi()
+            if not found:
+                return
+            entry, raw = found[0]
+            pipe.lrem(key, 1, raw)
+            if requeue:
+                payload, exchange, routing_key = entry.message
+                queue = entry.queue or self._queue_of(exchange, routing_key)
+                if queue is None:
+                    raise redis.RedisError(f"no queue bound for {exchange!r}/{routing_key!r}")
+                pipe.rpush(self._list_for(queue, payload), json.dumps(payload))
+            taken = entry
+
+        self._client.transaction(transaction, key)
+        return taken
+
+    @staticmethod
+    def parked_in(pipe: Any, key: str) -> list[tuple[quarantine.Entry | None, bytes]]:
+        out: list[tuple[quarantine.Entry | None, bytes]] = []
+        for raw in pipe.lrange(key, 0, -1):
+            try:
+                out.append((quarantine.Entry.from_json(json.loads(raw)), raw))
+            except (ValueError, TypeError, KeyError):
+                out.append((None, raw))
+        return out
+
+    @contextlib.contextmanager
+    def _mutex(self) -> Iterator[None]:
+        """kombu's unacked_mutex, as its own restore takes it."""
+        lock = self._client.lock(
+            self._broker.key_prefix + MUTEX_KEY, timeout=MUTEX_EXPIRE, blocking_timeout=10
+        )
+        if not lock.acquire():
+            raise _MutexHeldError
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _restore_one(self, tag: str) -> int:
         unacked, index = self._broker.unacked_key, self._broker.unacked_index_key

@@ -56,6 +56,7 @@ class EventKind(enum.Enum):
     LEASE_ERROR_BEGIN = "lease_error_begin"  # Redis does not answer: not acting, not knowing
     LEASE_ERROR_END = "lease_error_end"
     STANDBY = "standby"  # the restart this supervisor would have made, had it held the lease
+    QUARANTINED = "quarantined"  # a poison message parked instead of given back
 
 
 # What a person may want pushed to a phone; the policy's [notify] events picks among these.
@@ -79,6 +80,7 @@ _ERROR = frozenset(
 _WARNING = frozenset(
     {
         EventKind.RESTART,
+        EventKind.QUARANTINED,
         EventKind.LEASE_ACQUIRED,
         EventKind.LEASE_LOST,
         EventKind.DRY_RUN_RESTART,
@@ -242,6 +244,12 @@ class Restarted(Event):
     service: str | None = None  # a Swarm service's: which tasks, slots and nodes
     tasks: tuple[Mapping[str, Any], ...] | None = None
     new_tasks: tuple[Mapping[str, Any], ...] | None = None
+    # What the stopped workers were running (core/evidence.py): None when none was asked.
+    hung: tuple[Mapping[str, Any], ...] | None = None
+    silent: tuple[str, ...] | None = None  # asked, did not answer: what they ran is unknown
+    parked: tuple[str, ...] | None = None  # task ids whose messages were quarantined
+    park_error: str | None = None
+    stacks: str | None = None  # file in the state directory with the stacks the workers logged
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +276,19 @@ class Standby(DryRunRestart):
 
     kind = EventKind.STANDBY
     outcome: str = "standby"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quarantined(Event):
+    """Poison messages: tasks running at `after` hang restarts in a row of the target, whose
+    messages were moved to the dead-letter list `key` instead of being given back."""
+
+    kind = EventKind.QUARANTINED
+    target: str
+    tasks: tuple[Mapping[str, Any], ...]
+    after: int
+    key: str
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)

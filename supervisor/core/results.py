@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from supervisor.core.evidence import HungTask
+
 
 class Outcome(enum.Enum):
     DONE = "done"
@@ -49,6 +51,15 @@ class RestartResult:
     # A Swarm service's: the tasks acted on, and those that replaced them.
     tasks: tuple[TaskRef, ...] = ()
     new_tasks: tuple[TaskRef, ...] = ()
+    # What the stopped workers were running (core/evidence.py); None: nobody was asked.
+    hung: tuple[HungTask, ...] | None = None
+    silent: tuple[str, ...] = ()  # workers asked that did not answer
+    # Poison messages parked instead of given back (core/quarantine.py): their task ids, the
+    # dead-letter list they are in, or why they could not be parked.
+    parked: tuple[str, ...] = ()
+    parked_in: str | None = None
+    park_error: str | None = None
+    stacks: str | None = None  # the file of the stacks the workers logged, in the state dir
 
 
 @dataclass(frozen=True)

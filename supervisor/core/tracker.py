@@ -32,7 +32,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from supervisor.broker_url import redact
-from supervisor.core import engine, outage, plan
+from supervisor.core import engine, outage, plan, quarantine
 from supervisor.core import events as ev
 from supervisor.core.detector import RunState
 from supervisor.core.engine import Action, ActionKind, Decision, EngineState, Trigger
@@ -100,6 +100,8 @@ class TrackerState:
     known: tuple[WorkerFacts, ...] = ()  # what its workers said while they answered (persisted)
     refused: tuple[tuple[str, str], ...] = ()  # (container, policy): another policy's (claims.py)
     blind: Watch = field(default_factory=Watch)  # why nothing can be judged (told: said so)
+    # task id -> hang restarts in a row it was running at (core/quarantine.py; persisted)
+    streaks: tuple[tuple[str, int], ...] = ()
 
     @property
     def cannot_judge(self) -> str | None:
@@ -129,6 +131,9 @@ class Restart:
     action: Action
     why: Why  # what the audit says of the decision
     plan: Plan  # exactly what the executor touches (core/plan.py)
+    # The running task ids whose messages are parked, not given back (core/quarantine.py):
+    # decided from this restart's own answer, so the streaks so far go with the command.
+    streaks: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,9 +165,14 @@ def new(
     intent: Intent | None = None,
     discovered: tuple[str, ...] = (),
     known: tuple[WorkerFacts, ...] = (),
+    streaks: tuple[tuple[str, int], ...] = (),
 ) -> TrackerState:
     return TrackerState(
-        engine=EngineState(governor=history), intent=intent, discovered=discovered, known=known
+        engine=EngineState(governor=history),
+        intent=intent,
+        discovered=discovered,
+        known=known,
+        streaks=streaks,
     )
 
 
@@ -497,7 +507,8 @@ def _begin(
         command: Command = DryRun(action, why, standby and not dry_run)
         return replace(state, call=Call.DRY_RUN), command
     intent = Intent(action.t, action.trigger, action.reason)
-    return replace(state, call=Call.RESTART, intent=intent), Restart(action, why, chosen)
+    command = Restart(action, why, chosen, state.streaks)
+    return replace(state, call=Call.RESTART, intent=intent), command
 
 
 def on_result(
@@ -550,11 +561,33 @@ def _restarted(
         service=policy.target.swarm_service if swarm else None,
         tasks=tuple(t.to_json() for t in result.tasks) if swarm else None,
         new_tasks=tuple(t.to_json() for t in result.new_tasks) if swarm else None,
+        hung=tuple(t.to_json() for t in result.hung) if result.hung is not None else None,
+        silent=result.silent or None,
+        parked=result.parked or None,
+        park_error=result.park_error,
+        stacks=result.stacks,
     )
+    events: list[Event] = [record]
+    if result.parked:
+        events.append(
+            ev.Quarantined(
+                policy=policy.name,
+                target=policy.target.describe(),
+                tasks=tuple(t.to_json() for t in result.hung or () if t.id in result.parked),
+                after=policy.restart.quarantine_after,
+                key=result.parked_in or "",
+                reason=f"running at {policy.restart.quarantine_after} hang restarts in a row",
+            )
+        )
+    if result.hung is not None:
+        automatic = command.action.trigger is not Trigger.MANUAL
+        running = [t.id for t in result.hung]
+        streaks = quarantine.next_streaks(running, dict(command.streaks), automatic)
+        state = replace(state, streaks=tuple(sorted(streaks.items())))
     state = replace(state, call=None, awaiting_recovery=True)
     if done or not result.changed:
         state = replace(state, intent=None)  # done, or nothing was changed: the target is as it was
-    return state, Step((record,), persist=True)
+    return state, Step(tuple(events), persist=True)
 
 
 def _looked_up(

@@ -25,7 +25,7 @@ from supervisor.core.results import Outcome, RestartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
 from supervisor.errors import UsageError
 from supervisor.policy import Policy
-from supervisor.runtime import control, lock, observing, restarting, trigger, wiring
+from supervisor.runtime import control, lock, observing, restarting, stacks, trigger, wiring
 from supervisor.runtime.docker_reads import DockerReads
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, policy_beat
@@ -205,7 +205,9 @@ class Daemon:
             if lost is not None:  # another supervisor may be acting: touch nothing
                 error = f"not restarted, {lost} (checked right before the restart)"
                 return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
-            return restarting.restart(policy, command.plan, actuator, monitor, self.unacked_factory)
+            keep = stacks.keeper(self.state_dir, policy.name)
+            args = (command.plan, actuator, monitor, self.unacked_factory)
+            return restarting.restart(policy, *args, streaks=command.streaks, keep_stacks=keep)
         if isinstance(command, DryRun):
             return actuator.lookup(policy.target)
         return actuator.ensure_running(policy.target)

@@ -1,7 +1,10 @@
-"""One live restart as the executor carries it out: ask the workers being restarted which tasks
-they hold, restart their containers, and when one had to be SIGKILLed, give its reserved
-messages back to their queues at once (core/unacked.py decides which) instead of leaving them in
-kombu's unacked hash for the visibility timeout. Every restart reports what is left there."""
+"""One live restart as the executor carries it out: ask the workers being restarted what they
+hold, keep what hung as evidence (core/evidence.py), park the poison messages the core's rule
+picks (core/quarantine.py), optionally ask the workers for their stacks, restart their
+containers, and when one had to be SIGKILLed, give its reserved messages back to their queues at
+once (core/unacked.py decides which) instead of leaving them in kombu's unacked hash for the
+visibility timeout. Every restart reports what is left there. It decides nothing itself: each
+choice is a core function of the plan's facts and the workers' answer."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from supervisor.core import unacked
+from supervisor.core import evidence, quarantine, unacked
+from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
 from supervisor.core.results import RestartResult
 from supervisor.policy import Policy, Target
@@ -22,28 +26,92 @@ class Restarter(Protocol):
     ) -> RestartResult: ...
 
 
-class HeldBy(Protocol):
-    def held_by(self, workers: list[str]) -> frozenset[str] | None: ...
+class Holder(Protocol):
+    def holding(self, workers: list[str]) -> Holding | None: ...
+
+
+# Keeps the text of the workers' stacks in the state directory: (text, when) -> file name.
+KeepStacks = Callable[[str, float], str]
 
 
 def restart(
     policy: Policy,
     plan: Plan,
     actuator: Restarter,
-    monitor: HeldBy | None,
+    monitor: Holder | None,
     store_for: Callable[[Policy], Any],
+    *,
+    streaks: tuple[tuple[str, int], ...] = (),
+    keep_stacks: KeepStacks | None = None,
 ) -> RestartResult:
     """Carry out `plan`, deciding nothing: ask its workers (and only them) what they hold,
-    restart its containers with or without SIGQUIT as it says, and give back what
-    core/unacked.py picks from the plan's facts."""
+    park what core/quarantine.py picks, restart its containers with or without SIGQUIT as it
+    says, and give back what core/unacked.py picks from the plan's facts."""
     workers = list(plan.workers)
-    held_ids = monitor.held_by(workers) if monitor is not None and workers else None
-    called_at = time.time()
-    result = actuator.restart(
-        policy.target, policy.restart, plan.containers, sigquit=plan.cold.sigquit
-    )
-    result = dataclasses.replace(result, called_at=called_at)
+    holding = monitor.holding(workers) if monitor is not None and workers else None
+    asked_at = time.time()
+    hung = evidence.hung_tasks(holding, asked_at, policy.restart.record_args) if holding else None
     store = store_for(policy)
+    try:
+        parked = _park(policy, store, hung or (), dict(streaks), asked_at)
+        stacks = _stacks(policy, plan, actuator, keep_stacks)
+        called_at = time.time()
+        result = actuator.restart(
+            policy.target, policy.restart, plan.containers, sigquit=plan.cold.sigquit
+        )
+        result = dataclasses.replace(
+            result,
+            called_at=called_at,
+            hung=hung,
+            silent=holding.silent if holding else (),
+            stacks=stacks,
+            **parked,
+        )
+        return _give_back(result, store, plan, holding.ids if holding else None)
+    finally:
+        store.close()
+
+
+def _park(
+    policy: Policy,
+    store: Any,
+    hung: tuple[evidence.HungTask, ...],
+    streaks: dict[str, int],
+    now: float,
+) -> dict[str, Any]:
+    """Park the messages of the running tasks that core/quarantine.py picks, before the
+    restart: a worker's cold shutdown would otherwise give them back itself."""
+    after = policy.restart.quarantine_after
+    ids = quarantine.to_park([t.id for t in hung if t.comes_back], streaks, after)
+    if not ids:
+        return {}
+    reason = f"running at {after} hang restarts of {policy.target.describe()} in a row"
+    entries = {
+        t.id: quarantine.Entry(t.id, t.name, t.queue, policy.name, reason, now, ({}, "", ""))
+        for t in hung
+        if t.id in ids
+    }
+    key = quarantine.key_for(policy.target.key)
+    try:
+        done = store.park(entries, key)
+    except Exception as exc:  # noqa: BLE001 - the restart goes on; the audit says why
+        return {"park_error": f"{type(exc).__name__}: {exc}"}
+    return {"parked": done.task_ids, "parked_in": done.key, "park_error": done.error}
+
+
+def _stacks(policy: Policy, plan: Plan, actuator: Any, keep: KeepStacks | None) -> str | None:
+    if not policy.restart.capture_stacks or keep is None or not plan.containers:
+        return None
+    try:
+        text = actuator.stacks(plan.containers)
+    except Exception as exc:  # noqa: BLE001 - evidence is never worth a failed restart
+        text = f"could not ask for the stacks: {type(exc).__name__}: {exc}\n"
+    return keep(text, time.time())
+
+
+def _give_back(
+    result: RestartResult, store: Any, plan: Plan, held_ids: frozenset[str] | None
+) -> RestartResult:
     try:
         if not result.killed:
             return dataclasses.replace(result, unacked_left=store.left())
@@ -56,5 +124,3 @@ def restart(
         )
     except Exception as exc:  # noqa: BLE001 - the restart itself is done: report, never lose it
         return dataclasses.replace(result, restore_error=f"{type(exc).__name__}: {exc}")
-    finally:
-        store.close()

@@ -34,6 +34,7 @@ class Stored:
     intent: Intent | None = None
     discovered: tuple[str, ...] = ()  # discover_queues: the queues last learnt
     known: tuple[WorkerFacts, ...] = ()  # what the target's workers said while they answered
+    streaks: tuple[tuple[str, int], ...] = ()  # poison messages' hang restarts in a row
 
 
 class StateStore:
@@ -108,6 +109,7 @@ def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
         else {"t": intent.t, "trigger": intent.trigger.value, "reason": intent.reason},
         "discovered": list(state.discovered),
         "workers": [f.to_json() for f in state.known],
+        "streaks": dict(state.streaks),
     }
 
 
@@ -132,4 +134,5 @@ def decode(data: Any) -> Stored:
     )
     discovered = tuple(str(q) for q in data.get("discovered") or ())
     known = tuple(WorkerFacts.from_json(f) for f in data.get("workers") or ())
-    return Stored(str(data["target"]), history, intent, discovered, known)
+    streaks = tuple(sorted((str(i), int(n)) for i, n in (data.get("streaks") or {}).items()))
+    return Stored(str(data["target"]), history, intent, discovered, known, streaks)

@@ -58,7 +58,9 @@ class Targets:
             found, stored = (discarded,), None
         if stored is not None:
             # The file is the target's own (state_store.py): its history is this policy's.
-            state = tracker.new(stored.history, stored.intent, stored.discovered, stored.known)
+            state = tracker.new(
+                stored.history, stored.intent, stored.discovered, stored.known, stored.streaks
+            )
         probe = self._probe_factory(policy, self._clock)
         item = Supervised(policy, probe, state, self._monotonic())
         self.by_name[policy.name] = item

@@ -37,7 +37,9 @@ FORMAT_ENV = "SUPERVISOR_WEBHOOK_FORMAT"
 
 _DETAILS = ("reason", "trigger", "outcome", "containers", "error", "depth")
 # What kind of news each event is, for the services that show it (colour, icon, priority).
-_FAILURE = frozenset({"restart_failed", "escalate", "internal_error", "start_error_begin"})
+_FAILURE = frozenset(
+    {"restart_failed", "escalate", "internal_error", "start_error_begin", "quarantined"}
+)
 _WARNING = frozenset({"restart", "dry_run_restart", "restart_resumed"})
 _SUCCESS = frozenset({"recovery", "restart_completed"})
 

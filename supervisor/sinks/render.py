@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supervisor.core import events as ev
+from supervisor.core.evidence import summary
 
 
 def _iso(t: float) -> str:
@@ -41,7 +42,30 @@ def _restarted(e: ev.Restarted) -> str:
             gave_back += f" (could not give back: {e.restore_error})"
     return (
         f"restarted {', '.join(e.containers)} ({why.trigger}, {e.method}, {e.seconds:.1f}s): "
-        f"{why.reason}{by_docker}{gave_back}"
+        f"{why.reason}{by_docker}{gave_back}{_evidence(e)}"
+    )
+
+
+def _evidence(e: ev.Restarted) -> str:
+    """What hung, what the restart cost, what was parked, where the stacks are."""
+    parts = []
+    if e.hung is not None or e.silent:
+        said = summary(e.hung or (), e.silent or ())
+        parts.append(said or "no task was running")
+    if e.parked:
+        parts.append(f"parked as poison (not given back): {', '.join(e.parked)}")
+    if e.park_error:
+        parts.append(f"could not park: {e.park_error}")
+    if e.stacks:
+        parts.append(f"stacks in {e.stacks}")
+    return "".join(f"; {p}" for p in parts)
+
+
+def _quarantined(e: ev.Quarantined) -> str:
+    tasks = ", ".join(f"{t['name']} ({t['id']})" for t in e.tasks)
+    return (
+        f"POISON: {tasks} hung {e.after} restarts of {e.target} in a row; parked in {e.key}, "
+        f"not given back (supervisor quarantine list|requeue|drop {e.policy})"
     )
 
 
@@ -108,6 +132,7 @@ _TEXT: dict[type[ev.Event], Callable[[Any], str]] = {
     ev.DryRunRestart: _dry_run,
     ev.Standby: _dry_run,
     ev.RestartRefused: lambda e: f"restart of {e.target} refused: {e.refused_because}",
+    ev.Quarantined: _quarantined,
     ev.Escalated: lambda e: f"ESCALATION, a person is needed: {e.why.reason}",
     ev.RestartResumed: lambda e: (
         f"the {e.trigger} restart of {e.target} decided at "
