@@ -283,6 +283,22 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from supervisor import quarantine_cmd
+    from supervisor.policy import load_policies, load_policy
+
+    if Path(args.policy).is_file():
+        policy = load_policy(Path(args.policy))
+    else:  # a name, among the policies status would show
+        policies = load_policies(_status_policies(args, state_dir_setting(args)))
+        found = [p for p in policies if p.name == args.policy]
+        if not found:
+            known = ", ".join(p.name for p in policies)
+            raise UsageError(f"no policy file or name {args.policy!r}; known: {known}")
+        policy = found[0]
+    return quarantine_cmd.run(args.action, policy, args.task_id, args.json)
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     from supervisor import health
 
@@ -403,6 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help=state_help)
     p.add_argument("--json", action="store_true", help="one JSON document")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "quarantine", help="list, requeue or drop the poison messages parked for a policy"
+    )
+    p.add_argument("action", choices=("list", "requeue", "drop"))
+    p.add_argument("policy", metavar="POLICY", help="a policy file, or a policy's name")
+    p.add_argument("task_id", nargs="?", metavar="TASK_ID", help="for requeue and drop")
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        metavar="POLICY_FILE|POLICY_DIR",
+        help=f"where to find POLICY by name (default: env {POLICIES_ENV})",
+    )
+    p.add_argument("--state-dir", help=state_help)
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("notify-test", help="send a test notification with a policy's settings")
     p.add_argument("policy", type=Path, metavar="POLICY_FILE")

@@ -68,3 +68,46 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=60,
         check=False,
     )
+
+
+def quarantine_round_trip(admin: Any, policy: Any) -> None:
+    """Park a kombu-shaped message from `unacked` as `policy`'s user, list it, requeue it onto
+    its queue, park it again and drop it: what the daemon and `supervisor quarantine` do. The
+    ACL log stays empty (nothing was refused)."""
+    import json as _json
+
+    from supervisor.adapters.unacked_store import UnackedStore
+    from supervisor.core import quarantine
+
+    payload = {
+        "body": "e30=",
+        "headers": {"id": "poison-1", "task": "tasks.poison_late"},
+        "properties": {"delivery_tag": "tag-1", "delivery_info": {"routing_key": "celery"}},
+    }
+    admin.delete("unacked", "unacked_index", "celery")
+    admin.hset("unacked", "tag-1", _json.dumps([payload, "", "celery"]))
+    admin.zadd("unacked_index", {"tag-1": 1.0})
+    admin.execute_command("ACL", "LOG", "RESET")
+    key = quarantine.key_for(policy.target.key)
+    entry = quarantine.Entry(
+        "poison-1", "tasks.poison_late", "celery", "p", "why", 1.0, ({}, "", "")
+    )
+    store = UnackedStore(policy.broker)
+    try:
+        parked = store.park({"poison-1": entry}, key)
+        assert parked.task_ids == ("poison-1",) and parked.error is None, parked
+        assert admin.hlen("unacked") == 0 and admin.zcard("unacked_index") == 0
+        [(listed, _)] = store.parked(key)
+        assert listed is not None and listed.message[0]["headers"]["id"] == "poison-1"
+        back = store.requeue(key, "poison-1")
+        assert back is not None and admin.llen(key) == 0
+        [raw] = admin.lrange("celery", 0, -1)
+        assert _json.loads(raw)["headers"]["id"] == "poison-1"
+        admin.hset("unacked", "tag-1", _json.dumps([payload, "", "celery"]))
+        store.park({"poison-1": entry}, key)
+        assert store.drop(key, "poison-1") is not None and admin.llen(key) == 0
+        assert store.drop(key, "poison-1") is None
+    finally:
+        store.close()
+        admin.delete(key, "celery")
+    assert admin.execute_command("ACL", "LOG") == []

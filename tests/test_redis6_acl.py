@@ -18,7 +18,7 @@ from harness.parts import REPO, local_worker
 from harness.services import free_port
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.redis_probe import RedisProbe
-from tests.helpers import make_policy
+from tests.helpers import make_policy, quarantine_round_trip
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +107,8 @@ def test_the_progress_user_hears_a_real_worker_and_its_users_come_from_the_file(
     admin.execute_command("ACL", "LOAD")  # what Redis does at a restart: the file's users again
     users = {u.decode() for u in admin.execute_command("ACL", "USERS")}
     assert {"supervisor", "supervisor-progress"} <= users
+
+
+def test_the_progress_user_parks_requeues_and_drops_poison_messages(server: Any) -> None:
+    port, admin, _ = server
+    quarantine_round_trip(admin, make_policy(broker={"url": url(port, "supervisor-progress")}))

@@ -16,7 +16,7 @@ from harness.parts import WORKER_APP
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import Policy
-from tests.helpers import make_policy
+from tests.helpers import make_policy, quarantine_round_trip
 from tests.shipped import acl_commands
 
 pytestmark = pytest.mark.integration
@@ -151,3 +151,7 @@ def test_celery_settings_in_the_environment_change_nothing(
         monitor.stop()
         worker.terminate()
         worker.wait(20)
+
+
+def test_the_progress_user_parks_requeues_and_drops_poison_messages(acl_server: Any) -> None:
+    quarantine_round_trip(acl_server.client(), policy_as(acl_server, "supervisor-progress"))

@@ -178,6 +178,11 @@ def test_6_acks_late_poison_follows_backoff_stops_at_budget_and_escalates(stack:
     assert int(stack.redis.client().get("test:poison_started") or 0) >= 3  # it came back
     time.sleep(6)
     assert len(restarts(sup)) == 3 and len(sup.events("escalate")) == 1
+    depth, _ = queue_state(stack.url)
+    print(
+        f"poison without quarantine: 3 restarts then an escalation; queue not drained "
+        f"({depth} waiting, the worker hung again), {len(stack.done())} tasks completed"
+    )
 
 
 def test_7_redis_outage_is_audited_decides_nothing_and_sampling_resumes(stack: Stack) -> None:
