@@ -506,3 +506,8 @@ def test_a_poison_message_is_parked_at_the_nth_hang_restart_and_each_restart_say
     assert parked["tasks"][0]["id"] == "p" and parked["after"] == 2
     assert parked["key"] == "iti-supervisor:quarantine:container:w"
     assert "POISON" in parked["text"] and "supervisor quarantine" in parked["text"]
+    assert h.daemon is not None
+    registry = h.daemon.metrics.registry
+    assert (
+        registry.get_sample_value("iti_supervisor_quarantined_messages_total", {"policy": "w"}) == 1
+    )

@@ -19,7 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 from supervisor.core import governor
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
-from supervisor.core.events import DryRunRestart, Event, EventKind, Restarted
+from supervisor.core.events import DryRunRestart, Event, EventKind, Quarantined, Restarted
 from supervisor.core.tracker import TrackerState
 from supervisor.errors import UsageError
 from supervisor.policy import Policy
@@ -91,6 +91,11 @@ class Metrics:
         self.escalations = counter(
             "escalations", "Due restarts refused by the budget: a person is needed", p
         )
+        self.quarantined = counter(
+            "quarantined_messages",
+            "Poison messages parked instead of given back (quarantine_after)",
+            p,
+        )
         self.escalated = gauge(
             "escalated",
             "1 from an escalation until the next restart: the budget is spent for this incident",
@@ -155,6 +160,8 @@ class Metrics:
             self.restarts.labels(policy, outcome, trigger).inc()
         elif ev.kind is EventKind.ESCALATE:
             self.escalations.labels(policy).inc()
+        elif isinstance(ev, Quarantined):
+            self.quarantined.labels(policy).inc(len(ev.tasks))
 
     def observe(
         self,
@@ -212,6 +219,7 @@ class Metrics:
             for trigger in ("automatic", "manual"):
                 self.restarts.labels(policy, outcome, trigger)
         self.escalations.labels(policy)
+        self.quarantined.labels(policy)
         self.sample_failures.labels(policy)
         for kind in (EventKind.RESTART_FAILED, EventKind.ESCALATE, EventKind.RESTART):
             self.events.labels(policy, kind.value)
@@ -232,6 +240,7 @@ class Metrics:
             self.run_seconds,
             self.restart_allowed_in,
             self.escalations,
+            self.quarantined,
             self.samples,
             self.sample_failures,
             self.last_sample,

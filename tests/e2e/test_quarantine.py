@@ -39,6 +39,7 @@ def test_a_poison_message_is_parked_at_the_second_restart_and_can_be_requeued(
             "max_restarts": 3,
             "quarantine_after": 2,
             "record_args": True,
+            "capture_stacks": True,
         }
     )
     sup = stack.supervise([policy])
@@ -56,6 +57,12 @@ def test_a_poison_message_is_parked_at_the_second_restart_and_can_be_requeued(
         assert "3600" in hung["args"]
         assert "hung in tasks.poison_late" in record["text"]
     assert restarts[1]["parked"] == [poison] and restarts[0].get("parked") is None
+    # The stacks the worker logged on SIGUSR1, one file per restart (prefork: its main
+    # process's threads; bench/stacks_by_pool.py measures what each pool shows).
+    for record in restarts:
+        stacks = (sup.state_dir / record["stacks"]).read_text()
+        assert f"== {stack.worker.name}: logged after SIGUSR1 ==" in stacks
+        assert "Thread" in stacks, stacks[:2000]
     assert [t["id"] for t in parked["tasks"]] == [poison]
     time.sleep(3)
     producer.stop()

@@ -42,6 +42,7 @@ ALLOWED = re.compile(
     r"|^GET (/v[0-9.]+)?/containers/json(\?.*)?$"
     r"|^GET (/v[0-9.]+)?/containers/[A-Za-z0-9_.-]+/json(\?.*)?$"
     r"|^POST (/v[0-9.]+)?/containers/iti-dify-worker/(kill|start|restart)(\?.*)?$"
+    r"|^GET (/v[0-9.]+)?/containers/iti-dify-worker/logs(\?.*)?$"  # capture_stacks
 )
 
 
@@ -96,6 +97,7 @@ def write_policies(folder: Path) -> Path:
         "interval = 0.5\nwindow = 5\nthreshold = 5\nmax_gap = 2\n"
         "[restart]\n"
         "cooldown = 20\nbackoff_initial = 20\nbackoff_max = 40\nstop_timeout = 5\n"
+        "capture_stacks = true\n"
     )
     return folder
 
@@ -237,6 +239,8 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
     calls = re.findall(r'msg="Calling (\w+ \S+)"', dockerd_log.read_bytes()[offset:].decode())
 
     assert restart["outcome"] == "done" and restart["containers"] == ["iti-dify-worker"]
+    assert "logged after SIGUSR1" in (state / restart["stacks"]).read_text()
+    assert any(c.startswith("GET") and "/logs" in c for c in calls)
     assert "worker progress stuck" in restart["reason"]
     wait_exactly_once(client, producer.sent, 30)
     assert sidecar.container("iti-dify-worker").attrs["State"]["StartedAt"] != worker_started
@@ -268,6 +272,8 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         ("POST", f"/v1.41/containers/{worker_id}/kill"),  # by id: the proxy allows names only
         ("POST", "/v1.41/containers/iti-dify-worker-x/kill"),
         ("POST", "/v1.41/containers/iti-dify-worker/exec"),
+        ("GET", "/v1.41/containers/iti-redis/logs"),  # only the worker's logs (its stacks)
+        ("POST", "/v1.41/containers/iti-dify-worker/logs"),
         ("POST", "/v1.41/containers/iti-dify-worker/../iti-redis/kill"),
     ]
     probe = f"""
