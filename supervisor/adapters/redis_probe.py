@@ -73,17 +73,36 @@ def follow_master(client: redis.Redis) -> None:
 
 
 class RedisProbe:
-    def __init__(self, broker: Broker, clock: Callable[[], float] = time.time) -> None:
+    """One sample is one round trip holding only what a decision needs: the length of every
+    priority list of the watched queues, the size of `unacked` and its oldest entry. Whether
+    the queues have kombu bindings on this database (a wrong-database check, which changes
+    only when a deployment does) rides along once every BINDINGS_EVERY seconds, and whenever
+    the watched queues change, instead of in every sample."""
+
+    BINDINGS_EVERY = 60.0
+
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._broker = broker
         self._clock = clock
+        self._monotonic = monotonic
         self._client = client_for(broker)
-        self._keys: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._sentinel = isinstance(self._client.connection_pool, SentinelConnectionPool)
+        self._keys: dict[tuple[str, ...], tuple[tuple[int, ...], list[str]]] = {}
+        self._unbound: tuple[str, ...] = ()
+        self._bindings_of: tuple[str, ...] | None = None  # the queues last checked
+        self._bindings_at = 0.0
 
-    def keys_of(self, queues: tuple[str, ...]) -> list[tuple[str, str]]:
-        """(queue, list key) for every priority list of `queues` (cached: the set rarely
-        changes)."""
+    def keys_of(self, queues: tuple[str, ...]) -> tuple[tuple[int, ...], list[str]]:
+        """Every priority list of `queues`, and how many lists each queue has (cached: the
+        set rarely changes)."""
         if queues not in self._keys:
-            self._keys = {queues: [(q, key) for q in queues for key in self._broker.redis_keys(q)]}
+            lists = [self._broker.redis_keys(q) for q in queues]
+            self._keys = {queues: (tuple(len(x) for x in lists), [k for x in lists for k in x])}
         return self._keys[queues]
 
     @property
@@ -94,46 +113,44 @@ class RedisProbe:
         """One sample of `queues` (default: the policy's listed ones)."""
         now = self._clock()
         watched = tuple(queues if queues is not None else self._broker.queues)
-        keys = self.keys_of(watched)
+        counts, keys = self.keys_of(watched)
+        bindings = watched != self._bindings_of or (
+            self._monotonic() - self._bindings_at >= self.BINDINGS_EVERY
+        )
+        broker = self._broker
         try:
-            follow_master(self._client)
+            if self._sentinel:
+                follow_master(self._client)
             pipe = self._client.pipeline(transaction=False)
-            for _, key in keys:
+            for key in keys:
                 pipe.llen(key)
-            pipe.hlen(self._broker.unacked_key)
-            pipe.zrange(self._broker.unacked_index_key, 0, 0, withscores=True)
-            for queue in watched:
-                pipe.exists(self._broker.binding_key(queue))
-            results: list[Any] = pipe.execute(raise_on_error=False)
+            pipe.hlen(broker.unacked_key)
+            pipe.zrange(broker.unacked_index_key, 0, 0, withscores=True)
+            if bindings:
+                for queue in watched:
+                    pipe.exists(broker.binding_key(queue))
+            # The first failing command raises, named with its key by redis-py.
+            results: list[Any] = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             return Sample.failed(now, f"redis at {self.where}: {_describe(exc)}")
 
-        named = [key for _, key in keys] + [
-            self._broker.unacked_key,
-            self._broker.unacked_index_key,
-            *(self._broker.binding_key(q) for q in watched),
-        ]
-        for key, result in zip(named, results, strict=True):
-            if isinstance(result, Exception):
-                return Sample.failed(
-                    now, f"redis at {self.where}: key {key!r}: {_describe(result)}"
-                )
-
-        depths: dict[str, int] = dict.fromkeys(watched, 0)
-        for (queue, _), length in zip(keys, results, strict=False):
-            depths[queue] += int(length)
-        bound = results[len(keys) + 2 :]
-        unbound = tuple(q for q, n in zip(watched, bound, strict=True) if not n)
-        unacked = int(results[len(keys)])
-        oldest = results[len(keys) + 1]
-        oldest_age = max(0.0, now - float(oldest[0][1])) if oldest else None
+        depths: dict[str, int] = {}
+        i = 0
+        for queue, n in zip(watched, counts, strict=True):
+            depths[queue] = sum(results[i : i + n])
+            i += n
+        if bindings:
+            bound = results[i + 2 :]
+            self._unbound = tuple(q for q, b in zip(watched, bound, strict=True) if not b)
+            self._bindings_of, self._bindings_at = watched, self._monotonic()
+        oldest = results[i + 1]
         return Sample(
             t=now,
             depth=sum(depths.values()),
             queues=depths,
-            unacked=unacked,
-            oldest_unacked_age=oldest_age,
-            unbound=unbound,
+            unacked=int(results[i]),
+            oldest_unacked_age=max(0.0, now - float(oldest[0][1])) if oldest else None,
+            unbound=self._unbound,
         )
 
     def close(self) -> None:
@@ -145,4 +162,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MasterNotFoundError):
         # redis-py appends every sentinel client's repr: the first sentence says it all.
         text = text.split(" : ", 1)[0] + " (no sentinel answered, or none knows it)"
+    # A key in the message may hold kombu's priority separator: shown escaped, as in a repr.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return f"{type(exc).__name__}: {text}"
