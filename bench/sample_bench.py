@@ -27,7 +27,6 @@ from harness.services import RedisServer
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import parse_policy
 
-
 TARGET = 1.10  # issue 20: a sample costs what the bare pipeline of its commands costs
 
 
