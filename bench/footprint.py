@@ -72,7 +72,9 @@ def run(
     }
     if notify is not None:
         env["SUPERVISOR_NOTIFY_URLS"] = notify.json_url
-    sup = SupervisorProcess([folder], folder.with_name(folder.name + "-state"), extra_env=env)
+    # As the image runs it: without -v (a debug line per decision is for troubleshooting).
+    state = folder.with_name(folder.name + "-state")
+    sup = SupervisorProcess([folder], state, extra_env=env, verbose=False)
     after_notice: float | None = None
     try:
         sup.wait_started()

@@ -449,10 +449,12 @@ class SupervisorProcess:
         state_dir: Path,
         dry_run: bool = False,
         extra_env: dict[str, str] | None = None,
+        verbose: bool = True,
     ) -> None:
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"
-        args = [sys.executable, "-m", "supervisor", "-v", "run", "--state-dir", str(state_dir)]
+        args = [sys.executable, "-m", "supervisor", *(["-v"] if verbose else [])]
+        args += ["run", "--state-dir", str(state_dir)]
         if dry_run:
             args.append("--dry-run")
         args += [str(p) for p in policies]

@@ -8,6 +8,7 @@ is a failed sample; an empty processed, progress unknown.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from collections.abc import Iterator
@@ -130,17 +131,16 @@ class HistoryWriter:
     def __init__(self, state_dir: Path, limit: int = HISTORY_LIMIT) -> None:
         self.state_dir = state_dir
         self.limit = limit
+        # Open files and their sizes: one write per row, not an open, stat and close.
+        self._open: dict[str, tuple[TextIO, int]] = {}
 
     def append(self, policy: str, row: Row) -> None:
-        path = history_path(self.state_dir, policy)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
+        f, size = self._open.get(policy) or self._reopen(policy)
         if size >= self.limit:
+            f.close()
+            path = history_path(self.state_dir, policy)
             path.replace(path.with_name(path.name + ".1"))
-            size = 0
+            f, size = self._reopen(policy)
         s = row.sample
         cells = [
             f"{s.t:.3f}",
@@ -149,7 +149,30 @@ class HistoryWriter:
             "" if row.stuck is None else str(int(row.stuck)),
             "" if row.threshold is None else str(row.threshold),
         ]
-        with path.open("a", encoding="utf-8") as f:
-            if size == 0:
-                f.write(",".join(COLUMNS) + "\n")
-            f.write(",".join(cells) + "\n")
+        line = ",".join(cells) + "\n"
+        try:
+            f.write(line)
+            f.flush()  # `report` reads it while the daemon runs
+        except OSError:
+            self.close(policy)
+            raise
+        self._open[policy] = (f, size + len(line.encode()))
+
+    def _reopen(self, policy: str) -> tuple[TextIO, int]:
+        path = history_path(self.state_dir, policy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = path.open("a", encoding="utf-8")
+        size = f.tell()
+        if size == 0:
+            header = ",".join(COLUMNS) + "\n"
+            f.write(header)
+            size = len(header.encode())
+        self._open[policy] = (f, size)
+        return f, size
+
+    def close(self, policy: str | None = None) -> None:
+        for name in [policy] if policy is not None else list(self._open):
+            entry = self._open.pop(name, None)
+            if entry is not None:
+                with contextlib.suppress(OSError):
+                    entry[0].close()

@@ -61,6 +61,16 @@ def test_wrong_database_and_queue_without_consumer_are_warned_about(
         assert not [r for r in sup.audit() if r.get("policy") == "fine" and "no_" in r["event"]]
         log = sup.log_path.read_text()
         assert "no_consumer: no live worker consumes nobody" in log
+        sup.wait_for(  # the heartbeat, written at most once a second, has them too
+            lambda: (
+                "no live worker consumes nobody"
+                in (sup.heartbeat().get("policies") or {})
+                .get("no-consumer", {})
+                .get("warnings", ())
+            ),
+            10,
+            "the warnings in the heartbeat",
+        )
         out = subprocess.run(
             [sys.executable, "-m", "supervisor", "status", "--state-dir", str(tmp_path / "state"),
              "--json"],

@@ -243,6 +243,11 @@ def test_daemon_metrics_status_and_a_failed_restart_notice(
         key = 'iti_supervisor_restarts_total{outcome="failed",policy="w",trigger="manual"}'
         assert metrics[key] == 1
         assert metrics["iti_supervisor_docker_up"] == 0
+        sup.wait_for(  # the heartbeat (at most one a second) has the samples since the restart
+            lambda: (sup.heartbeat().get("policies") or {}).get("w", {}).get("trend"),
+            10,
+            "the trend in the heartbeat",
+        )
 
         out = subprocess.run(
             [

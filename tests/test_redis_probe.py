@@ -178,21 +178,27 @@ def test_sample_command_prints_json_and_exit_code(
 
 def test_bindings_are_read_on_their_own_cadence_not_in_every_sample(redis_url: str) -> None:
     """A sample holds only what a decision needs; whether the queues are bound on this
-    database is asked with the first sample, every BINDINGS_EVERY seconds, and when the
-    watched queues change."""
+    database is asked with the first sample, then every BINDINGS_EVERY seconds while all are
+    bound, in every sample while one is not, and when the watched queues change."""
     client = redis.Redis.from_url(redis_url)
     client.delete("_kombu.binding.celery", "_kombu.binding.mail")
+    client.sadd("_kombu.binding.celery", "celery\x06\x16\x06\x16celery")
     mono = [0.0]
     probe = RedisProbe(policy_for(redis_url, queues=["celery"]).broker, monotonic=lambda: mono[0])
     try:
-        assert probe.sample().unbound == ("celery",)
-        client.sadd("_kombu.binding.celery", "celery\x06\x16\x06\x16celery")
+        assert probe.sample().unbound == ()
+        client.delete("_kombu.binding.celery")
         mono[0] = probe.BINDINGS_EVERY - 1
-        assert probe.sample().unbound == ("celery",)  # not asked again yet
-        assert probe.sample(["celery", "mail"]).unbound == ("mail",)  # new queues: asked
-        mono[0] = 2 * probe.BINDINGS_EVERY
+        assert probe.sample().unbound == ()  # not asked again yet
+        assert probe.sample(["celery", "mail"]).unbound == ("celery", "mail")  # new queues
         client.sadd("_kombu.binding.mail", "mail\x06\x16\x06\x16mail")
+        assert probe.sample(["celery", "mail"]).unbound == ("celery",)  # unbound: every sample
+        client.sadd("_kombu.binding.celery", "celery\x06\x16\x06\x16celery")
         assert probe.sample(["celery", "mail"]).unbound == ()
+        client.delete("_kombu.binding.celery")
+        assert probe.sample(["celery", "mail"]).unbound == ()  # all bound: the slow cadence
+        mono[0] = 3 * probe.BINDINGS_EVERY
+        assert probe.sample(["celery", "mail"]).unbound == ("celery",)
     finally:
         probe.close()
         client.delete("_kombu.binding.celery", "_kombu.binding.mail")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from supervisor.core.evidence import Holding
@@ -47,7 +48,8 @@ HELD = [Held("t1", "a", "celery", 1.0), Held("t2", "b", "celery", 2.0)]
 
 def run(plan: Plan, actuator: Actuator, monitor: Monitor | None) -> tuple[Any, FakeUnacked]:
     store = FakeUnacked(list(HELD))
-    result = restarting.restart(make_policy(), plan, actuator, monitor, lambda _: store)
+    command = SimpleNamespace(plan=plan, streaks=())  # what the executor reads of a Restart
+    result = restarting.restart(make_policy(), command, actuator, monitor, lambda _: store)  # type: ignore[arg-type]
     return result, store
 
 

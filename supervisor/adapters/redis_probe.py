@@ -76,8 +76,8 @@ class RedisProbe:
     """One sample is one round trip holding only what a decision needs: the length of every
     priority list of the watched queues, the size of `unacked` and its oldest entry. Whether
     the queues have kombu bindings on this database (a wrong-database check, which changes
-    only when a deployment does) rides along once every BINDINGS_EVERY seconds, and whenever
-    the watched queues change, instead of in every sample."""
+    only when a deployment does) rides along once every BINDINGS_EVERY seconds while they all
+    are bound, and in every sample while one is not or when the watched queues change."""
 
     BINDINGS_EVERY = 60.0
 
@@ -114,8 +114,10 @@ class RedisProbe:
         now = self._clock()
         watched = tuple(queues if queues is not None else self._broker.queues)
         counts, keys = self.keys_of(watched)
-        bindings = watched != self._bindings_of or (
-            self._monotonic() - self._bindings_at >= self.BINDINGS_EVERY
+        bindings = (
+            watched != self._bindings_of
+            or bool(self._unbound)  # until every queue is bound: a worker may be starting
+            or self._monotonic() - self._bindings_at >= self.BINDINGS_EVERY
         )
         broker = self._broker
         try:

@@ -28,7 +28,7 @@ from supervisor.policy import Policy
 from supervisor.runtime import control, lock, observing, restarting, stacks, trigger, wiring
 from supervisor.runtime.docker_reads import DockerReads
 from supervisor.runtime.executor import Done, Executor
-from supervisor.runtime.heartbeat import Heartbeat, policy_beat
+from supervisor.runtime.heartbeat import Heartbeat, Pace, policy_beat
 from supervisor.runtime.leasing import Leases
 from supervisor.runtime.targets import Targets
 from supervisor.runtime.waker import Waker
@@ -40,6 +40,7 @@ from supervisor.sinks.metrics import Metrics
 from supervisor.sinks.notify import Notifier
 
 log = logging.getLogger("supervisor.daemon")
+COALESCE = 0.05  # seconds: ticks due this soon run in the pass at hand, one wake-up for all
 
 
 class Daemon:
@@ -60,7 +61,7 @@ class Daemon:
         leases: Leases | None = None,
     ) -> None:
         self.policy_paths, self.state_dir, self.dry_run = policy_paths, state_dir, dry_run
-        self.actuator, self.unacked_factory = actuator, unacked_factory
+        self.actuator, self.unacked = actuator, unacked_factory
         self.leases = leases  # several supervisors of the same policies: only a holder acts
         self.metrics_address, self.metrics_port = metrics_address or "0.0.0.0", metrics_port
         self.clock, self.monotonic = clock, monotonic
@@ -69,7 +70,7 @@ class Daemon:
         self.waker = Waker()
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
         self.docker = DockerReads(lambda: self.actuator, self.waker.wake, clock, monotonic)
-        self.stopping, self.started = False, 0.0
+        self.stopping, self.started, self.beats = False, 0.0, Pace()
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
@@ -96,9 +97,7 @@ class Daemon:
                 try:
                     self.open(policies)
                     self.pass_once()
-                    # What is loaded by now (modules, policies, clients) lives as long as the
-                    # daemon: out of the collector's sight, collections stay cheap.
-                    gc.freeze()
+                    gc.freeze()  # what is loaded by now lives as long as the daemon
                     while not self.stopping:
                         self.waker.wait(self.next_wake() - self.monotonic())
                         self.pass_once()
@@ -146,26 +145,27 @@ class Daemon:
         """One pass of the loop; never raises (an error is reported and the loop goes on)."""
         self._guard("signals", partial(control.handle_signals, self))
         self._guard("results", self._drain)
-        for item in list(self.supervised.values()):
-            if self.leases is not None:
-                self._guard(f"lease of {item.policy.name}", partial(self._refresh_lease, item))
+        for item in list(self.supervised.values()) if self.leases is not None else ():
+            self._guard(f"lease of {item.policy.name}", partial(self._refresh_lease, item))
         now = self.monotonic()
+        self.targets.new_pass()
         for item in list(self.supervised.values()):
             if self.stopping or self.waker.pending:
                 break
-            if item.next_due <= now:
+            if item.next_due <= now + COALESCE:
                 self._guard(f"tick of {item.policy.name}", partial(self._tick, item))
                 # Keep the cadence; after a long stall, resume from now rather than burst.
                 item.next_due = max(item.next_due + item.policy.detect.interval, now)
         self._guard("docker check", self._check_docker)
         self._guard("results", self._drain)
         self.metrics.loop.set(self.clock())
-        self.write_heartbeat()
+        if self.beats.due(self.monotonic()):
+            self.write_heartbeat()
 
     def next_wake(self) -> float:
         due = min((s.next_due for s in self.supervised.values()), default=self.monotonic() + 1)
         renew = self.leases.next_try() if self.leases is not None else None
-        return due if renew is None else min(due, renew)
+        return min(t for t in (due, renew, self.beats.next_at()) if t is not None)
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -182,7 +182,7 @@ class Daemon:
 
     def apply(self, item: Supervised, state: TrackerState, step: tracker.Step) -> None:
         """Take a step of the tracker: save what must survive a crash, report, then act."""
-        item.state = state
+        item.state, self.beats.pending = state, True  # the heartbeat shows it
         if step.decision is not None:
             item.last_decision = step.decision
         if step.persist:
@@ -206,8 +206,7 @@ class Daemon:
                 error = f"not restarted, {lost} (checked right before the restart)"
                 return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
             keep = stacks.keeper(self.state_dir, policy.name)
-            args = (command.plan, actuator, monitor, self.unacked_factory)
-            return restarting.restart(policy, *args, streaks=command.streaks, keep_stacks=keep)
+            return restarting.restart(policy, command, actuator, monitor, self.unacked, keep)
         if isinstance(command, DryRun):
             return actuator.lookup(policy.target)
         return actuator.ensure_running(policy.target)
@@ -219,7 +218,7 @@ class Daemon:
         if monitor is not None and policy.broker.discover_queues:
             found = observing.discovered(item, monitor)
             self.apply(item, *tracker.on_discovered(policy, item.state, found))
-        refused = observing.refused(item, list(self.supervised.values()))
+        refused = self.targets.refused(item)
         self.apply(item, *tracker.on_claims(policy, item.state, refused))
         sample = item.last_sample = self.targets.sample(item, monitor)
         standby = self.standby(item)
@@ -284,6 +283,7 @@ class Daemon:
         self.metrics.docker_up.set(0 if self.docker.engine.active else 1)
 
     def write_heartbeat(self, stopped: bool = False) -> None:
+        self.beats.wrote(self.monotonic())
         beat = Heartbeat(
             t=self.clock(),
             pid=os.getpid(),

@@ -245,3 +245,23 @@ def _workers(item: Supervised) -> dict[str, str | None] | None:
         return None
     mapped = {c: w for w, c in view.workers}
     return {c: mapped.get(c) for c in view.containers}
+
+
+class Pace:
+    """When the daemon writes the heartbeat: after a pass that changed something, at most
+    once every `gap` seconds (many policies make many passes a second, and `health` reads it
+    in tens of seconds); a change left unwritten is written `gap` after the last write."""
+
+    def __init__(self, gap: float = 1.0) -> None:
+        self.gap = gap
+        self.written_at = -1e18
+        self.pending = True
+
+    def due(self, now: float) -> bool:
+        return self.pending and now - self.written_at >= self.gap
+
+    def next_at(self) -> float | None:
+        return self.written_at + self.gap if self.pending else None
+
+    def wrote(self, now: float) -> None:
+        self.written_at, self.pending = now, False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from supervisor.core import claims, replicas
+from supervisor.core import replicas
 from supervisor.runtime.wiring import ProgressSource, Supervised
 from supervisor.sample import Replica, Sample
 
@@ -46,12 +46,6 @@ def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | N
     if not known:
         return None
     return tuple(sorted(frozenset[str]().union(*known)))
-
-
-def refused(item: Supervised, everyone: list[Supervised]) -> dict[str, str]:
-    """The target's containers another policy found first (core/claims.py)."""
-    found = [(s.policy.name, [c.name for c in s.containers]) for s in everyone]
-    return claims.claims(found).get(item.policy.name, {})
 
 
 def target_workers(item: Supervised, monitor: ProgressSource) -> list[str]:

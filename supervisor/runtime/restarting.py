@@ -17,6 +17,7 @@ from supervisor.core import evidence, quarantine, unacked
 from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
 from supervisor.core.results import RestartResult
+from supervisor.core.tracker import Restart
 from supervisor.policy import Policy, Target
 
 
@@ -34,19 +35,19 @@ class Holder(Protocol):
 KeepStacks = Callable[[str, float], str]
 
 
-def restart(
+def restart(  # noqa: PLR0917 - the command and the five parts that carry it out
     policy: Policy,
-    plan: Plan,
+    command: Restart,
     actuator: Restarter,
     monitor: Holder | None,
     store_for: Callable[[Policy], Any],
-    *,
-    streaks: tuple[tuple[str, int], ...] = (),
     keep_stacks: KeepStacks | None = None,
 ) -> RestartResult:
-    """Carry out `plan`, deciding nothing: ask its workers (and only them) what they hold,
-    park what core/quarantine.py picks, restart its containers with or without SIGQUIT as it
-    says, and give back what core/unacked.py picks from the plan's facts."""
+    """Carry out the command's plan, deciding nothing: ask its workers (and only them) what
+    they hold, park what core/quarantine.py picks from the command's streaks, restart its
+    containers with or without SIGQUIT as it says, and give back what core/unacked.py picks
+    from the plan's facts."""
+    plan, streaks = command.plan, command.streaks
     workers = list(plan.workers)
     holding = monitor.holding(workers) if monitor is not None and workers else None
     asked_at = time.time()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from supervisor.core import events, tracker
+from supervisor.core import claims, events, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event
@@ -41,6 +41,7 @@ class Targets:
         self.store = StateStore(state_dir)
         self._history = HistoryWriter(state_dir)
         self._history_failing = False
+        self._claims: dict[str, dict[str, str]] | None = None
 
     def add(self, policy: Policy) -> tuple[Supervised, tuple[Event, ...]]:
         """Supervise `policy`'s target from what was saved for it (a file it cannot read is
@@ -70,6 +71,7 @@ class Targets:
     def remove(self, name: str) -> Supervised:
         removed = self.by_name.pop(name)
         removed.probe.close()
+        self._history.close(name)
         return removed
 
     def reconfigure(self, item: Supervised, policy: Policy) -> Policy:
@@ -94,6 +96,17 @@ class Targets:
             self.monitors[key] = self._progress_factory(policy)
         self.monitors[key].poll_at_least_every(policy.detect.interval)
         return self.monitors[key]
+
+    def new_pass(self) -> None:
+        self._claims = None  # the targets' containers may have changed since the last pass
+
+    def refused(self, item: Supervised) -> dict[str, str]:
+        """The target's containers another policy found first (core/claims.py), worked out
+        once per pass for every policy rather than once per policy."""
+        if self._claims is None:
+            found = [(s.policy.name, [c.name for c in s.containers]) for s in self.by_name.values()]
+            self._claims = claims.claims(found)
+        return dict(self._claims.get(item.policy.name, {}))
 
     def sample(self, item: Supervised, monitor: ProgressSource | None) -> Sample:
         queues = tracker.watched(item.policy, item.state)
@@ -121,6 +134,7 @@ class Targets:
             self._history_failing = False
 
     def close(self) -> None:
+        self._history.close()
         for item in self.by_name.values():
             item.probe.close()
         for monitor in self.monitors.values():  # all at once: stopping waits on their threads
