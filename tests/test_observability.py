@@ -396,3 +396,18 @@ def test_every_notifiable_event_reaches_json_and_form_receivers(webhook: Webhook
             assert notice["reason"] == every[kind].facts()["reason"]
             assert notice["message"].endswith(text(every[kind]))
             assert notice["dry_run"] == ("true" if kind.value == "dry_run_restart" else "false")
+
+
+def test_apprise_loads_only_the_plugins_of_the_schemes_used() -> None:
+    """All of Apprise's ~190 plugins cost the daemon about 18 MB; a policy's URLs need one or
+    two. (A process of its own: Apprise's plugin manager is one per process.)"""
+    code = (
+        "from supervisor.sinks import notify_urls\n"
+        "from apprise.manager_plugins import NotificationManager\n"
+        "notify_urls.check('json://127.0.0.1:1/x'); notify_urls.check('ntfy://topic')\n"
+        "print(sorted(NotificationManager()._module_map))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "['custom_json', 'ntfy']", out.stdout + out.stderr
