@@ -27,6 +27,8 @@ from harness.services import RedisServer
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.policy import parse_policy
 
+TARGET = 10  # issue 20: commands per interval for one silent worker
+
 
 def counters(client: redis.Redis) -> tuple[dict[str, int], int]:
     stats: dict[str, Any] = client.info("commandstats")
@@ -96,6 +98,9 @@ def measure(count: int, polls: int, work: Path) -> None:
         f" KiB per interval ({known.processed} started tasks known from {known.source})"
     )
     print(f"    per command: {extra}")
+    if count == 1:
+        met = "met" if sum(extra.values()) <= TARGET else "NOT MET"
+        print(f"    target for one silent worker: <= {TARGET} commands per interval: {met}")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from typing import Any, cast
 from celery import Celery
 from kombu.connection import Connection
 
+from supervisor.adapters.pidbox import LeanRequests
 from supervisor.adapters.redis_probe import client_for
 from supervisor.broker_url import for_kombu, redact
 from supervisor.core.evidence import Holding
@@ -116,6 +117,8 @@ class ProgressMonitor:
         self._receiver: Any = None
         self._redis = client_for(broker)
         self._control: Connection | None = None  # for remote-control requests
+        self._lean: LeanRequests | None = None  # the poll's requests, on that connection
+        self._prefix = broker.key_prefix
         self._ask_lock = threading.Lock()  # the listener and the poller both ask
         self._pidbox_key = f"{broker.key_prefix}_kombu.binding.celery.pidbox"
         # Why the supervisor's own event listener cannot read the broker now (None: it can):
@@ -154,6 +157,9 @@ class ProgressMonitor:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._redis.close()
         with self._ask_lock:
+            if self._lean is not None:
+                self._lean.close()
+                self._lean = None
             if self._control is not None:
                 self._control.release()  # type: ignore[no-untyped-call]
                 self._control = None
@@ -417,7 +423,7 @@ class ProgressMonitor:
         silent = [h for h in bound if h not in heard]
         if not silent:
             return
-        replies = self._ask(silent, "stats")
+        replies = self._ask(silent, "stats", lean=True)
         for host, stats in (replies or {}).items():
             totals = stats.get("total") if isinstance(stats, dict) else None
             if isinstance(totals, dict):
@@ -425,18 +431,24 @@ class ProgressMonitor:
                     host, sum(int(n) for n in totals.values()), self.poll_every, REMOTE_CONTROL
                 )
 
-    def _ask(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+    def _ask(self, hosts: list[str], what: str, lean: bool = False) -> dict[str, Any] | None:
         """One remote-control request addressed to `hosts`; the wait ends at their replies.
         One connection is kept for these requests (a new one per poll would cost a handshake
-        each time); it is dropped on any error and made again by the next request."""
+        each time); it is dropped on any error and made again by the next request. `lean`:
+        with a reply queue kept between requests (pidbox.py), for the periodic poll."""
         with self._ask_lock:
             if self._control is None:
                 self._control = self.connection()
             try:
-                return self._inspect(self._control, hosts, what)
+                if not lean:
+                    return self._inspect(self._control, hosts, what)
+                if self._lean is None:
+                    mailbox = self._app.control.mailbox
+                    self._lean = LeanRequests(mailbox, self._control, self._redis, self._prefix)
+                return self._lean.ask(hosts, what, self._inspect_timeout)
             except Exception:
                 self._control.release()  # type: ignore[no-untyped-call]
-                self._control = None
+                self._control, self._lean = None, None
                 raise
 
     def _inspect(self, conn: Connection, hosts: list[str], what: str) -> dict[str, Any] | None:
