@@ -133,6 +133,17 @@ def main() -> int:
         )
         if r["after_notice_mb"] is not None:
             print(f"{'':>8} {'after a notice':>14} {r['after_notice_mb']:7.1f}")
+    one, notified, hundred = rows
+    print("against the targets (issue 20):")
+    for what, value, target in (
+        ("1 policy, CPU % of a core", one["cpu_pct"], 0.25),
+        ("1 policy, RSS MB", one["rss_mb"], 55.0),
+        ("notifications, MB more after a notice", notified["after_notice_mb"] - one["rss_mb"], 5),
+        ("100 policies, CPU % of a core", hundred["cpu_pct"], 2.0),
+        ("100 policies, samples taken / due %", -hundred["cadence_pct"], -99.0),
+    ):
+        met = "met" if value <= target else "NOT MET"
+        print(f"  {what:<40} {abs(value):7.2f}  target {abs(target):g}: {met}")
     return 0
 
 
