@@ -305,6 +305,18 @@ def cmd_health(args: argparse.Namespace) -> int:
     return health.run(str(state_dir_setting(args)), args.max_age)
 
 
+def _policies_and_state(p: argparse.ArgumentParser, what: str, state: str, json: str) -> None:
+    """--policies (by default those of the environment, else the daemon's), --state-dir, --json."""
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        metavar="POLICY_FILE|POLICY_DIR",
+        help=f"{what} (default: env {POLICIES_ENV}, else those the daemon runs)",
+    )
+    p.add_argument("--state-dir", help=state)
+    p.add_argument("--json", action="store_true", help=json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor",
@@ -410,14 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="depth, trend, verdict, restarts and audit, per policy")
     p.add_argument("names", nargs="*", metavar="POLICY", help="policy names (default: all)")
-    p.add_argument(
-        "--policies",
-        nargs="+",
-        metavar="POLICY_FILE|POLICY_DIR",
-        help=f"policy files (default: env {POLICIES_ENV}, else those the daemon runs)",
-    )
-    p.add_argument("--state-dir", help=state_help)
-    p.add_argument("--json", action="store_true", help="one JSON document")
+    _policies_and_state(p, "policy files", state_help, "one JSON document")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
@@ -426,14 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "requeue", "drop"))
     p.add_argument("policy", metavar="POLICY", help="a policy file, or a policy's name")
     p.add_argument("task_id", nargs="?", metavar="TASK_ID", help="for requeue and drop")
-    p.add_argument(
-        "--policies",
-        nargs="+",
-        metavar="POLICY_FILE|POLICY_DIR",
-        help=f"where to find POLICY by name (default: env {POLICIES_ENV})",
-    )
-    p.add_argument("--state-dir", help=state_help)
-    p.add_argument("--json", action="store_true", help="list as JSON")
+    _policies_and_state(p, "where to find POLICY by name", state_help, "list as JSON")
     p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("notify-test", help="send a test notification with a policy's settings")
