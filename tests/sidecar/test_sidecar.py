@@ -61,6 +61,7 @@ def compose_env(policies: Path) -> dict[str, str]:
         "SUPERVISOR_POLICIES": str(policies),
         "SUPERVISOR_REDIS_PASSWORD": REDIS_PASSWORD,
         "DOCKER_SOCKET": host.removeprefix("unix://") or "/var/run/docker.sock",
+        "SUPERVISOR_HEALTHCHECK_INTERVAL": "2s",  # the first check comes one interval in
     }
 
 
