@@ -134,6 +134,8 @@ def _policy_status(
     in_window = governor.in_budget_window(history, r, now)
     at = governor.allowed_at(history, r, now)
     trend = list(live.trend) if live else []
+    # One read of the audit's end: the last records, and the last restart's evidence.
+    tail = audit_tail(state_dir / AUDIT_FILE, policy.name, max(audit_records, 200))
     return {
         "name": policy.name,
         "target": policy.target.describe(),
@@ -161,16 +163,16 @@ def _policy_status(
         "next_restart_allowed": None if at is None else _iso(at),
         "next_restart_in_seconds": None if at is None else round(at - now, 1),
         "state_error": state_error,
-        "audit": audit_tail(state_dir / AUDIT_FILE, policy.name, audit_records),
-        "last_restart_hung": _last_hung(state_dir, policy.name),
+        "audit": tail[-audit_records:] if audit_records else [],
+        "last_restart_hung": _last_hung(tail),
     }
 
 
-def _last_hung(state_dir: Path, policy: str) -> dict[str, Any] | None:
+def _last_hung(tail: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What the workers were running at the last restart the audit's tail holds."""
     restarts = [
         r
-        for r in audit_tail(state_dir / AUDIT_FILE, policy, 200)
+        for r in tail
         if r["event"] in ("restart", "restart_failed") and ("hung" in r or "silent" in r)
     ]
     if not restarts:

@@ -302,14 +302,14 @@ class DockerActuator:
         killed = False
         stop = _Stop.TIMEOUT
         if sigquit:
-            self._signal(container, "SIGQUIT")
+            self._signal(container.name, "SIGQUIT")
             stop = self._wait_stopped(container, stop_timeout, signalled)
         if stop is _Stop.TIMEOUT:
             why = f"ignored SIGQUIT for {stop_timeout:g}s" if sigquit else "no cold shutdown"
             log.warning("%s: %s; sending SIGKILL", container.name, why)
             # The last poll, just now, saw the very container we signalled: the Docker API has
             # no conditional kill, so this is as close as a check can get.
-            self._signal(container, "SIGKILL")
+            self._signal(container.name, "SIGKILL")
             killed = True
             stop = self._wait_stopped(container, 10.0, signalled)
             if stop is _Stop.TIMEOUT:
@@ -337,7 +337,7 @@ class DockerActuator:
         stops growing, `wait` seconds at most."""
         sent_at = time.time()
         for name in names:
-            self._signal_name(name, "SIGUSR1")
+            self._signal(name, "SIGUSR1")
         deadline, seen = time.monotonic() + wait, {n: b"" for n in names}
         while time.monotonic() < deadline:
             time.sleep(0.2)
@@ -349,16 +349,13 @@ class DockerActuator:
             f"== {n}: logged after SIGUSR1 ==\n{seen[n].decode(errors='replace')}\n" for n in names
         )
 
-    def _signal_name(self, name: str, signal: str) -> None:
-        self._call("kill", lambda: self.client.api.kill(name, signal=signal))
-
     def _logs_since(self, name: str, since: float) -> bytes:
         raw = self._call("logs", lambda: self.client.api.logs(name, since=since))
         return raw if isinstance(raw, bytes) else b""
 
-    def _signal(self, container: Any, signal: str) -> None:
+    def _signal(self, name: str, signal: str) -> None:
         try:
-            self._call("kill", lambda: self.client.api.kill(container.name, signal=signal))
+            self._call("kill", lambda: self.client.api.kill(name, signal=signal))
         except APIError as exc:
             if exc.status_code == 409:  # not running any more: nothing to signal
                 return

@@ -5,8 +5,9 @@ mailbox's reply list. kombu's own `inspect` declares, consumes and deletes its r
 every request (some 25 commands for one worker); here the reply queue is declared once, kept
 while the supervisor runs, and deleted when it stops.
 
-Used for the periodic `stats` of workers that send no heartbeats (progress_probe.py); the rare
-requests (at a restart, at a worker's start) keep kombu's `inspect`.
+Every request of the progress monitor's kept connection goes this way (progress_probe.py:
+the periodic `stats` of workers that send no heartbeats, their queues, what they are); the two
+parallel questions asked at a restart, each on a connection of its own, keep kombu's `inspect`.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class ProgressMonitor:
         self._receiver: Any = None
         self._redis = client_for(broker)
         self._control: Connection | None = None  # for remote-control requests
-        self._lean: LeanRequests | None = None  # the poll's requests, on that connection
+        self._lean: LeanRequests | None = None  # its kept reply queue (pidbox.py)
         self._prefix = broker.key_prefix
         self._ask_lock = threading.Lock()  # the listener and the poller both ask
         self._pidbox_key = f"{broker.key_prefix}_kombu.binding.celery.pidbox"
@@ -157,12 +157,7 @@ class ProgressMonitor:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._redis.close()
         with self._ask_lock:
-            if self._lean is not None:
-                self._lean.close()
-                self._lean = None
-            if self._control is not None:
-                self._control.release()  # type: ignore[no-untyped-call]
-                self._control = None
+            self._drop_control()
 
     def poll_at_least_every(self, seconds: float) -> None:
         self.poll_every = min(self.poll_every, seconds)
@@ -423,7 +418,7 @@ class ProgressMonitor:
         silent = [h for h in bound if h not in heard]
         if not silent:
             return
-        replies = self._ask(silent, "stats", lean=True)
+        replies = self._ask(silent, "stats")
         for host, stats in (replies or {}).items():
             totals = stats.get("total") if isinstance(stats, dict) else None
             if isinstance(totals, dict):
@@ -431,25 +426,28 @@ class ProgressMonitor:
                     host, sum(int(n) for n in totals.values()), self.poll_every, REMOTE_CONTROL
                 )
 
-    def _ask(self, hosts: list[str], what: str, lean: bool = False) -> dict[str, Any] | None:
+    def _ask(self, hosts: list[str], what: str) -> dict[str, Any] | None:
         """One remote-control request addressed to `hosts`; the wait ends at their replies.
-        One connection is kept for these requests (a new one per poll would cost a handshake
-        each time); it is dropped on any error and made again by the next request. `lean`:
-        with a reply queue kept between requests (pidbox.py), for the periodic poll."""
+        One connection and its reply queue are kept for these requests (pidbox.py: a new
+        queue per request costs some 25 Redis commands); both are dropped on any error and
+        made again by the next request."""
         with self._ask_lock:
-            if self._control is None:
-                self._control = self.connection()
             try:
-                if not lean:
-                    return self._inspect(self._control, hosts, what)
                 if self._lean is None:
+                    self._control = self.connection()
                     mailbox = self._app.control.mailbox
                     self._lean = LeanRequests(mailbox, self._control, self._redis, self._prefix)
                 return self._lean.ask(hosts, what, self._inspect_timeout)
             except Exception:
-                self._control.release()  # type: ignore[no-untyped-call]
-                self._control, self._lean = None, None
+                self._drop_control()
                 raise
+
+    def _drop_control(self) -> None:
+        if self._lean is not None:
+            self._lean.close()
+        if self._control is not None:
+            self._control.release()  # type: ignore[no-untyped-call]
+        self._control, self._lean = None, None
 
     def _inspect(self, conn: Connection, hosts: list[str], what: str) -> dict[str, Any] | None:
         """One remote-control request addressed to `hosts` on `conn`; the wait ends at their

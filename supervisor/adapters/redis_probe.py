@@ -91,7 +91,6 @@ class RedisProbe:
         self._clock = clock
         self._monotonic = monotonic
         self._client = client_for(broker)
-        self._sentinel = isinstance(self._client.connection_pool, SentinelConnectionPool)
         self._keys: dict[tuple[str, ...], tuple[tuple[int, ...], list[str]]] = {}
         self._unbound: tuple[str, ...] = ()
         self._bindings_of: tuple[str, ...] | None = None  # the queues last checked
@@ -121,8 +120,7 @@ class RedisProbe:
         )
         broker = self._broker
         try:
-            if self._sentinel:
-                follow_master(self._client)
+            follow_master(self._client)
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.llen(key)

@@ -28,6 +28,11 @@ def to_park(running: Iterable[str], streaks: Streaks, after: int) -> frozenset[s
     return frozenset(i for i in running if streaks.get(i, 0) + 1 >= after)
 
 
+def reason(after: int, target: str) -> str:
+    """Why a message was parked, as the dead-letter entry and the audit say it."""
+    return f"running at {after} hang restarts of {target} in a row"
+
+
 def next_streaks(running: Iterable[str], streaks: Streaks, automatic: bool) -> dict[str, int]:
     """The streaks after a restart at which `running` were running."""
     if not automatic:

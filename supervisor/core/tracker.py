@@ -576,7 +576,7 @@ def _restarted(
                 tasks=tuple(t.to_json() for t in result.hung or () if t.id in result.parked),
                 after=policy.restart.quarantine_after,
                 key=result.parked_in or "",
-                reason=f"running at {policy.restart.quarantine_after} hang restarts in a row",
+                reason=quarantine.reason(policy.restart.quarantine_after, policy.target.describe()),
             )
         )
     if result.hung is not None:

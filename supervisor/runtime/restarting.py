@@ -86,7 +86,7 @@ def _park(
     ids = quarantine.to_park([t.id for t in hung if t.comes_back], streaks, after)
     if not ids:
         return {}
-    reason = f"running at {after} hang restarts of {policy.target.describe()} in a row"
+    reason = quarantine.reason(after, policy.target.describe())
     entries = {
         t.id: quarantine.Entry(t.id, t.name, t.queue, policy.name, reason, now, ({}, "", ""))
         for t in hung
