@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from harness.parts import SupervisorProcess, Webhook, write_policy
 from harness.services import RedisServer, free_port
 
@@ -64,6 +66,11 @@ def run(
             detect={"interval": 1, "window": 60, "max_gap": 3},
         )
         path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["q{i}"]'))
+    # Bound, as a running worker leaves its queues: an unbound queue is checked in every sample.
+    client = redis.Redis.from_url(redis_url)
+    for i in range(count):
+        client.sadd(f"_kombu.binding.q{i}", f"q{i}\x06\x16\x06\x16q{i}")
+    client.close()
     port = free_port()
     env = {
         "DOCKER_HOST": f"unix://{workdir}/no-engine.sock",

@@ -47,6 +47,10 @@ class FakeProbe:
         self.depths, self.name, self.clock = depths, name, clock
         self.closed = False
         self.asked: list[tuple[str, ...]] = []
+        self.group = object()  # its own: sampled alone
+
+    def sample_group(self, requests: Sequence[tuple[Any, Sequence[str]]]) -> list[Sample]:
+        return [probe.sample(queues) for probe, queues in requests]
 
     def sample(self, queues: Sequence[str] | None = None) -> Sample:
         self.asked.append(tuple(queues or ()))

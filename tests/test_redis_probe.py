@@ -202,3 +202,40 @@ def test_bindings_are_read_on_their_own_cadence_not_in_every_sample(redis_url: s
     finally:
         probe.close()
         client.delete("_kombu.binding.celery", "_kombu.binding.mail")
+
+
+def calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_probes_of_one_connection_are_sampled_in_one_round_trip(redis_url: str) -> None:
+    """A daemon watching many targets on one Redis makes one round trip a pass: each probe
+    gets its own queues' depths, `unacked` is asked once for all, and a key of the wrong type
+    fails only the sample that watches it."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.rpush("a", *range(3))
+    client.rpush("b\x06\x169", *range(5))
+    client.set("c", "not a list")
+    client.hset("unacked", "tag", "{}")
+    probes = [RedisProbe(policy_for(redis_url, queues=[q]).broker) for q in "abc"]
+    other_db = RedisProbe(policy_for(redis_url.rsplit("/", 1)[0] + "/2", queues=["a"]).broker)
+    try:
+        assert len({p.group for p in probes}) == 1 and other_db.group != probes[0].group
+        client.config_resetstat()
+        samples = probes[0].sample_group([(p, [q]) for p, q in zip(probes, "abc", strict=True)])
+        assert [s.depth for s in samples] == [3, 5, None]
+        assert [s.unacked for s in samples] == [1, 1, None]
+        error = samples[2].error
+        assert error is not None and "WRONGTYPE" in error and "(LLEN c)" in error
+        assert calls(client, "hlen") == 1 and calls(client, "zrange") == 1  # asked once
+        assert calls(client, "llen") == 3 * 4  # every priority list of each queue, once
+        assert calls(client, "exists") == 3  # the first sample checks the bindings
+        # One connection for the three: the others never opened one of their own.
+        assert calls(client, "hello") == 1
+        assert other_db.sample(["a"]).depth == 0  # its own database: a group of its own
+    finally:
+        for p in [*probes, other_db]:
+            p.close()
+        client.flushdb()

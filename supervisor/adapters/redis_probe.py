@@ -7,7 +7,9 @@ wrong type all give a failed `Sample` with the reason, which the engine treats a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 import redis
@@ -72,12 +74,21 @@ def follow_master(client: redis.Redis) -> None:
         pool.get_master_address()  # type: ignore[no-untyped-call]
 
 
+# A redis-py pipeline method and its positional arguments: equal commands of several probes
+# on one connection are sent once.
+Command = tuple[str, tuple[Any, ...]]
+
+
 class RedisProbe:
     """One sample is one round trip holding only what a decision needs: the length of every
     priority list of the watched queues, the size of `unacked` and its oldest entry. Whether
     the queues have kombu bindings on this database (a wrong-database check, which changes
     only when a deployment does) rides along once every BINDINGS_EVERY seconds while they all
-    are bound, and in every sample while one is not or when the watched queues change."""
+    are bound, and in every sample while one is not or when the watched queues change.
+
+    Probes of one broker connection (`group`) are sampled together in one round trip
+    (`sample_group`): a daemon watching 100 targets on one Redis makes one round trip a pass,
+    not 100, and sends the commands they share (`unacked`) once."""
 
     BINDINGS_EVERY = 60.0
 
@@ -91,18 +102,34 @@ class RedisProbe:
         self._clock = clock
         self._monotonic = monotonic
         self._client = client_for(broker)
-        self._keys: dict[tuple[str, ...], tuple[tuple[int, ...], list[str]]] = {}
+        self._commands: _Commands | None = None
         self._unbound: tuple[str, ...] = ()
         self._bindings_of: tuple[str, ...] | None = None  # the queues last checked
         self._bindings_at = 0.0
+        b = broker
+        # Everything client_for connects with: equal groups reach the same server as the same
+        # user, so one probe's connection may carry another's commands.
+        self.group: Hashable = (
+            b.url, b.timeout, b.master_name, b.sentinel_password,
+            b.ssl_cert_reqs, b.ssl_ca_certs, b.ssl_certfile, b.ssl_keyfile,
+        )  # fmt: skip
 
-    def keys_of(self, queues: tuple[str, ...]) -> tuple[tuple[int, ...], list[str]]:
-        """Every priority list of `queues`, and how many lists each queue has (cached: the
-        set rarely changes)."""
-        if queues not in self._keys:
-            lists = [self._broker.redis_keys(q) for q in queues]
-            self._keys = {queues: (tuple(len(x) for x in lists), [k for x in lists for k in x])}
-        return self._keys[queues]
+    def _commands_of(self, watched: tuple[str, ...]) -> _Commands:
+        """The commands of a sample of `watched` (cached: the set rarely changes)."""
+        if self._commands is None or self._commands.watched != watched:
+            b = self._broker
+            lists = [b.redis_keys(q) for q in watched]
+            self._commands = _Commands(
+                watched,
+                tuple(len(x) for x in lists),
+                [
+                    *(("llen", (k,)) for x in lists for k in x),
+                    ("hlen", (b.unacked_key,)),
+                    ("zrange", (b.unacked_index_key, 0, 0, False, True)),  # the oldest, scored
+                ],
+                [("exists", (b.binding_key(q),)) for q in watched],
+            )
+        return self._commands
 
     @property
     def where(self) -> str:
@@ -110,36 +137,63 @@ class RedisProbe:
 
     def sample(self, queues: Sequence[str] | None = None) -> Sample:
         """One sample of `queues` (default: the policy's listed ones)."""
+        return self.sample_group([(self, queues if queues is not None else self._broker.queues)])[0]
+
+    def sample_group(self, requests: Sequence[tuple[Any, Sequence[str]]]) -> list[Sample]:
+        """A sample for each (probe, queues) of this probe's group, in one round trip on this
+        probe's connection. A connection failure fails them all; a failing command (a key of
+        the wrong type) fails only the samples that asked for it."""
         now = self._clock()
-        watched = tuple(queues if queues is not None else self._broker.queues)
-        counts, keys = self.keys_of(watched)
+        plans: list[_Plan] = []
+        for probe, queues in requests:
+            assert isinstance(probe, RedisProbe) and probe.group == self.group
+            plans.append(probe._plan(tuple(queues)))
+        if len(plans) == 1:
+            unique = plans[0].commands
+        else:  # where each probe's answers are: a command several ask is sent once
+            slots: dict[Command, int] = {}
+            for plan in plans:
+                plan.slots = itemgetter(*(slots.setdefault(c, len(slots)) for c in plan.commands))
+            unique = list(slots)
+        try:
+            follow_master(self._client)
+            pipe = self._client.pipeline(transaction=False)
+            for name, args in unique:
+                getattr(pipe, name)(*args)
+            # Failing commands come back as exceptions, for the samples that asked for them.
+            results: list[Any] = pipe.execute(raise_on_error=False)
+        except (redis.RedisError, OSError) as exc:
+            failed = Sample.failed(now, f"redis at {self.where}: {_describe(exc)}")
+            return [failed] * len(plans)
+        failing = any(isinstance(r, Exception) for r in results)
+        return [
+            plan.probe._read(plan, plan.slots(results) if plan.slots else results, now, failing)
+            for plan in plans
+        ]
+
+    def _plan(self, watched: tuple[str, ...]) -> _Plan:
+        commands = self._commands_of(watched)
         bindings = (
             watched != self._bindings_of
             or bool(self._unbound)  # until every queue is bound: a worker may be starting
             or self._monotonic() - self._bindings_at >= self.BINDINGS_EVERY
         )
-        broker = self._broker
-        try:
-            follow_master(self._client)
-            pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.llen(key)
-            pipe.hlen(broker.unacked_key)
-            pipe.zrange(broker.unacked_index_key, 0, 0, withscores=True)
-            if bindings:
-                for queue in watched:
-                    pipe.exists(broker.binding_key(queue))
-            # The first failing command raises, named with its key by redis-py.
-            results: list[Any] = pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            return Sample.failed(now, f"redis at {self.where}: {_describe(exc)}")
+        sent = commands.sample + commands.bindings if bindings else commands.sample
+        return _Plan(self, watched, commands.counts, bindings, sent)
 
+    def _read(self, plan: _Plan, results: Sequence[Any], now: float, failing: bool) -> Sample:
+        for command, result in zip(plan.commands, results, strict=True) if failing else ():
+            if isinstance(result, Exception):
+                name, args = command
+                error = _describe(result, f"{name.upper()} {args[0]}")
+                return Sample.failed(now, f"redis at {self.where}: {error}")
+        watched = plan.watched
         depths: dict[str, int] = {}
         i = 0
-        for queue, n in zip(watched, counts, strict=True):
+        for queue, n in zip(watched, plan.counts, strict=True):
             depths[queue] = sum(results[i : i + n])
             i += n
-        if bindings:
+        if plan.bindings:
             bound = results[i + 2 :]
             self._unbound = tuple(q for q, b in zip(watched, bound, strict=True) if not b)
             self._bindings_of, self._bindings_at = watched, self._monotonic()
@@ -157,8 +211,33 @@ class RedisProbe:
         self._client.close()
 
 
-def _describe(exc: BaseException) -> str:
+@dataclass(frozen=True)
+class _Commands:
+    """A probe's commands for the queues it watches: the sample's, and the bindings check's."""
+
+    watched: tuple[str, ...]
+    counts: tuple[int, ...]  # how many priority lists each queue has
+    sample: list[Command]
+    bindings: list[Command]
+
+
+@dataclass
+class _Plan:
+    """What one probe asks in a group's round trip, and how to read the answers."""
+
+    probe: RedisProbe
+    watched: tuple[str, ...]
+    counts: tuple[int, ...]
+    bindings: bool
+    commands: list[Command]
+    # Its answers out of the group's (None: the group is this probe alone).
+    slots: Callable[[list[Any]], tuple[Any, ...]] | None = None
+
+
+def _describe(exc: BaseException, command: str = "") -> str:
     text = str(exc).strip() or type(exc).__name__
+    if command:  # the command that failed, and the key it named
+        text = f"{text} ({command})"
     if isinstance(exc, MasterNotFoundError):
         # redis-py appends every sentinel client's repr: the first sentence says it all.
         text = text.split(" : ", 1)[0] + " (no sentinel answered, or none knows it)"

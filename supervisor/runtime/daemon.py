@@ -21,8 +21,7 @@ from pathlib import Path
 
 from supervisor import deployment
 from supervisor.core import events, tracker
-from supervisor.core.results import Outcome, RestartResult
-from supervisor.core.tracker import Command, DryRun, Restart, Result, TrackerState
+from supervisor.core.tracker import Command, Result, TrackerState
 from supervisor.errors import UsageError
 from supervisor.policy import Policy
 from supervisor.runtime import control, lock, observing, restarting, stacks, trigger, wiring
@@ -32,7 +31,8 @@ from supervisor.runtime.heartbeat import Heartbeat, Pace, policy_beat
 from supervisor.runtime.leasing import Leases
 from supervisor.runtime.targets import Targets
 from supervisor.runtime.waker import Waker
-from supervisor.runtime.wiring import Actuator, ProgressSource, Supervised
+from supervisor.runtime.wiring import Actuator, Supervised
+from supervisor.sample import Sample
 from supervisor.sinks import log as log_sink
 from supervisor.sinks.audit import AUDIT_FILE, AuditLog
 from supervisor.sinks.fanout import Fanout
@@ -149,13 +149,15 @@ class Daemon:
             self._guard(f"lease of {item.policy.name}", partial(self._refresh_lease, item))
         now = self.monotonic()
         self.targets.new_pass()
+        due = []
         for item in list(self.supervised.values()):
             if self.stopping or self.waker.pending:
                 break
             if item.next_due <= now + COALESCE:
-                self._guard(f"tick of {item.policy.name}", partial(self._tick, item))
+                due.append(item)
                 # Keep the cadence; after a long stall, resume from now rather than burst.
                 item.next_due = max(item.next_due + item.policy.detect.interval, now)
+        self._tick(due)
         self._guard("docker check", self._check_docker)
         self._guard("results", self._drain)
         self.metrics.loop.set(self.clock())
@@ -167,12 +169,14 @@ class Daemon:
         renew = self.leases.next_try() if self.leases is not None else None
         return min(t for t in (due, renew, self.beats.next_at()) if t is not None)
 
-    def _guard(self, what: str, fn: Callable[[], None]) -> None:
+    def _guard(self, what: str, fn: Callable[[], None]) -> bool:  # whether fn ran without error
         try:
             fn()
         except Exception as exc:  # noqa: BLE001 - nothing vanishes, and the loop goes on
             log.error("internal error in %s:\n%s", what, traceback.format_exc().rstrip())
             self.emit(events.InternalError(where=what, reason=f"{type(exc).__name__}: {exc}"))
+            return False
+        return True
 
     def _notify(self, ev: events.Event) -> None:
         item = self.supervised.get(ev.policy or "")
@@ -189,39 +193,34 @@ class Daemon:
             self.save(item)
         self.emit(*step.events)
         if step.commands:  # taken in the loop's thread: the executor's reads no loop state
-            monitor = self.targets.monitor_for(item.policy)
-            call = partial(self._call, self.actuator, item.policy, monitor)
+            policy, monitor = item.policy, self.targets.monitor_for(item.policy)
+            keep = stacks.keeper(self.state_dir, policy.name)
+            parts = (self.actuator, monitor, self.unacked, self.leases, keep)
+            call = partial(restarting.carry_out, policy, *parts)
             for command in step.commands:
                 self.executor.submit(item.policy.name, command, call)
 
-    def _call(
-        self, actuator: Actuator | None, policy: Policy, monitor: ProgressSource | None, c: Command
-    ) -> Result:
-        """Carry out one command of the tracker's, in the executor's thread."""
-        assert actuator is not None
-        command = c
-        if isinstance(command, Restart):
-            lost = self.leases.fence(policy) if self.leases is not None else None
-            if lost is not None:  # another supervisor may be acting: touch nothing
-                error = f"not restarted, {lost} (checked right before the restart)"
-                return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
-            keep = stacks.keeper(self.state_dir, policy.name)
-            return restarting.restart(policy, command, actuator, monitor, self.unacked, keep)
-        if isinstance(command, DryRun):
-            return actuator.lookup(policy.target)
-        return actuator.ensure_running(policy.target)
+    def _tick(self, due: list[Supervised]) -> None:
+        """What each target's workers and containers tell first, then every sample in one
+        round trip per broker, then each sample to its tracker."""
+        ready = [s for s in due if self._guard(f"tick of {s.policy.name}", partial(self._see, s))]
+        samples: dict[str, Sample] = {}
+        self._guard("sampling", lambda: samples.update(self.targets.sample(ready)))
+        for item in (s for s in ready if s.policy.name in samples):
+            sample = item.last_sample = samples[item.policy.name]
+            self._guard(f"tick of {item.policy.name}", partial(self._judge, item, sample))
 
-    def _tick(self, item: Supervised) -> None:
+    def _see(self, item: Supervised) -> None:
         policy = item.policy
         monitor = self.targets.monitor_for(policy)
         self.docker.identify(item)  # the target's containers, as last read off the loop
         if monitor is not None and policy.broker.discover_queues:
             found = observing.discovered(item, monitor)
             self.apply(item, *tracker.on_discovered(policy, item.state, found))
-        refused = self.targets.refused(item)
-        self.apply(item, *tracker.on_claims(policy, item.state, refused))
-        sample = item.last_sample = self.targets.sample(item, monitor)
-        standby = self.standby(item)
+        self.apply(item, *tracker.on_claims(policy, item.state, self.targets.refused(item)))
+
+    def _judge(self, item: Supervised, sample: Sample) -> None:
+        policy, standby = item.policy, self.standby(item)
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run, standby)
         self.metrics.observe(policy, sample, state, step.decision, self.clock())
         self.targets.record(policy, sample, step.decision)

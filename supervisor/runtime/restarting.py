@@ -16,9 +16,10 @@ from typing import Any, Protocol
 from supervisor.core import evidence, quarantine, unacked
 from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
-from supervisor.core.results import RestartResult
-from supervisor.core.tracker import Restart
+from supervisor.core.results import Outcome, RestartResult
+from supervisor.core.tracker import Command, DryRun, Restart, Result
 from supervisor.policy import Policy, Target
+from supervisor.runtime.wiring import Actuator
 
 
 class Restarter(Protocol):
@@ -27,12 +28,41 @@ class Restarter(Protocol):
     ) -> RestartResult: ...
 
 
+class Fence(Protocol):
+    def fence(self, policy: Policy) -> str | None:
+        """Right before a restart: why this supervisor no longer holds the target's lease, or
+        None when it does."""
+        ...
+
+
 class Holder(Protocol):
     def holding(self, workers: list[str]) -> Holding | None: ...
 
 
 # Keeps the text of the workers' stacks in the state directory: (text, when) -> file name.
 KeepStacks = Callable[[str, float], str]
+
+
+def carry_out(  # noqa: PLR0917 - the parts that carry out every kind of command
+    policy: Policy,
+    actuator: Actuator | None,
+    monitor: Holder | None,
+    store_for: Callable[[Policy], Any],
+    leases: Fence | None,
+    keep_stacks: KeepStacks,
+    command: Command,
+) -> Result:
+    """Carry out one command of the tracker's, in the executor's thread."""
+    assert actuator is not None
+    if isinstance(command, Restart):
+        lost = leases.fence(policy) if leases is not None else None
+        if lost is not None:  # another supervisor may be acting: touch nothing
+            error = f"not restarted, {lost} (checked right before the restart)"
+            return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
+        return restart(policy, command, actuator, monitor, store_for, keep_stacks)
+    if isinstance(command, DryRun):
+        return actuator.lookup(policy.target)
+    return actuator.ensure_running(policy.target)
 
 
 def restart(  # noqa: PLR0917 - the command and the five parts that carry it out

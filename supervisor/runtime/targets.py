@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from supervisor.core import claims, events, tracker
@@ -108,9 +108,20 @@ class Targets:
             self._claims = claims.claims(found)
         return dict(self._claims.get(item.policy.name, {}))
 
-    def sample(self, item: Supervised, monitor: ProgressSource | None) -> Sample:
-        queues = tracker.watched(item.policy, item.state)
-        return observing.enrich(item.probe.sample(queues), item, monitor, queues)
+    def sample(self, items: list[Supervised]) -> dict[str, Sample]:
+        """A sample of each target, with what its monitor and Docker tell (observing.py). The
+        probes that share a connection are sampled together: one round trip per broker."""
+        groups: dict[Hashable, list[tuple[Supervised, tuple[str, ...]]]] = {}
+        for item in items:
+            queues = tracker.watched(item.policy, item.state)
+            groups.setdefault(item.probe.group, []).append((item, queues))
+        samples = {}
+        for members in groups.values():
+            found = members[0][0].probe.sample_group([(m.probe, q) for m, q in members])
+            for (item, queues), sample in zip(members, found, strict=True):
+                monitor = self.monitor_for(item.policy)
+                samples[item.policy.name] = observing.enrich(sample, item, monitor, queues)
+        return samples
 
     def save(self, item: Supervised) -> None:
         """Raises OSError (the daemon reports it)."""

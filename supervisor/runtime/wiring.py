@@ -5,7 +5,7 @@ Tests replace the factories with fakes at these edges."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +20,11 @@ from supervisor.sample import Progress, Sample, WorkerFacts
 
 
 class Probe(Protocol):
+    # Probes of one group share a connection: the first samples them all in one round trip.
+    group: Hashable
+
     def sample(self, queues: Sequence[str] | None = None) -> Sample: ...
+    def sample_group(self, requests: Sequence[tuple[Any, Sequence[str]]]) -> list[Sample]: ...
     def close(self) -> None: ...
 
 
