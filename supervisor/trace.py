@@ -151,12 +151,24 @@ class HistoryWriter:
         ]
         line = ",".join(cells) + "\n"
         try:
-            f.write(line)
-            f.flush()  # `report` reads it while the daemon runs
+            f.write(line)  # flushed with the pass's other rows (flush)
         except OSError:
             self.close(policy)
             raise
-        self._open[policy] = (f, size + len(line.encode()))
+        self._open[policy] = (f, size + len(line))  # the cells are ASCII
+
+    def flush(self) -> None:
+        """What was appended, in the files: `report` reads them while the daemon runs. Once a
+        pass, for all policies, rather than a write per row. Raises the first OSError."""
+        failed: OSError | None = None
+        for policy, (f, _) in list(self._open.items()):
+            try:
+                f.flush()
+            except OSError as exc:
+                self.close(policy)
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _reopen(self, policy: str) -> tuple[TextIO, int]:
         path = history_path(self.state_dir, policy)

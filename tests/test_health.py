@@ -112,3 +112,15 @@ def test_health_of_a_live_daemon_and_of_a_frozen_one(
             os.kill(sup.proc.pid, signal.SIGCONT)
     finally:
         assert sup.stop() == 0
+
+
+def test_the_heartbeat_rides_along_with_a_pass_a_little_early_never_more_often() -> None:
+    pace = heartbeat.Pace(gap=1.0, early=0.1)
+    assert pace.due(0.0)
+    pace.wrote(0.0)
+    assert not pace.due(0.5)  # nothing changed, and too soon
+    pace.pending = True
+    assert not pace.due(0.85) and pace.next_at() == 1.0  # the loop wakes for it at 1.0 ...
+    assert pace.due(0.95)  # ... unless a pass (a tick) comes a little before
+    pace.wrote(0.95)
+    assert not pace.due(1.9) and pace.next_at() is None  # written, nothing pending

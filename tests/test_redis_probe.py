@@ -209,12 +209,16 @@ def calls(client: redis.Redis, command: str) -> int:
     return int(stats["calls"]) if stats else 0
 
 
-def test_probes_of_one_connection_are_sampled_in_one_round_trip(redis_url: str) -> None:
+def test_probes_of_one_connection_are_sampled_in_one_round_trip(
+    redis_server_factory,  # type: ignore[no-untyped-def]
+) -> None:
     """A daemon watching many targets on one Redis makes one round trip a pass: each probe
     gets its own queues' depths, `unacked` is asked once for all, and a key of the wrong type
-    fails only the sample that watches it."""
+    fails only the sample that watches it. (A server of its own: the counts are server-wide.)"""
+    server = redis_server_factory()
+    server.start()
+    redis_url = server.url
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
     client.rpush("a", *range(3))
     client.rpush("b\x06\x169", *range(5))
     client.set("c", "not a list")
@@ -238,4 +242,4 @@ def test_probes_of_one_connection_are_sampled_in_one_round_trip(redis_url: str) 
     finally:
         for p in [*probes, other_db]:
             p.close()
-        client.flushdb()
+        client.close()

@@ -511,3 +511,34 @@ def test_a_poison_message_is_parked_at_the_nth_hang_restart_and_each_restart_say
     assert (
         registry.get_sample_value("iti_supervisor_quarantined_messages_total", {"policy": "w"}) == 1
     )
+
+
+def test_targets_on_one_broker_are_sampled_together_in_one_pass_each_interval(
+    h: Harness,
+) -> None:
+    """Three policies on one Redis: each pass samples them in one call of their group (one
+    round trip), and they stay in one pass a second even though adding them took time (which
+    used to spread them over several wake-ups a second)."""
+    for name in ("b", "c"):
+        data = policy_dict(name=name, target={"container": name})
+        (h.policy_file.parent / f"{name}.toml").write_text(to_toml(data))
+    rounds: list[list[str]] = []
+    make = h.probe
+
+    def probe(policy: Any, clock: Any) -> Any:
+        made = make(policy, clock)
+        made.group = "one broker"
+        made.sample_group = lambda requests: (  # type: ignore[method-assign]
+            rounds.append([p.name for p, _ in requests]) or [p.sample(q) for p, q in requests]
+        )
+        h.clock.t += 0.04  # adding a target takes time
+        return made
+
+    h.probe = probe  # type: ignore[method-assign]
+    h.start()
+    assert h.daemon is not None
+    for _ in range(5):
+        h.daemon.pass_once()
+        h.clock.t = h.daemon.next_wake()  # the loop sleeps until then
+    assert rounds == [["b", "c", "w"]] * 5
+    assert [(p.name, len(p.asked)) for p in h.probes] == [("b", 5), ("c", 5), ("w", 5)]

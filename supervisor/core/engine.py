@@ -122,7 +122,7 @@ def step(
     elif state.orphan.start is not None:
         state = replace(state, orphan=RunState())
     if diagnosis.verdict is not Verdict.STUCK:
-        return replace(state, blind=False), Decision(diagnosis)
+        return (replace(state, blind=False) if state.blind else state), Decision(diagnosis)
     if _blind(policy, sample, containers):
         # when_progress_unknown = "escalate": depth alone cannot tell stuck from busy, and a
         # person decided not to pay a busy worker's in-flight tasks for the difference.

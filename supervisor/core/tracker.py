@@ -192,6 +192,8 @@ def seen(state: TrackerState, sample: Sample) -> tuple[TrackerState, bool]:
     still = set(containers or ())
     kept = {(w, c) for w, c in old.workers if c not in taken and c in still}
     view = View(containers, tuple(sorted(mapped | kept)), sample.consumers)
+    if not sample.facts:  # nothing heard: nothing learnt (the common tick: kept cheap)
+        return (state, False) if view == old else (replace(state, view=view), False)
     known = plan.learn(state.known, sample.facts)
     changed = _facts_key(known) != _facts_key(state.known)
     return replace(state, view=view, known=known), changed
@@ -367,7 +369,8 @@ def _progress(
         return state, []
     why = sample.progress_unknown if sample.processed is None else None
     progress, change = outage.observe(state.progress, why, sample.t)
-    state = replace(state, progress=progress)
+    if progress is not state.progress:
+        state = replace(state, progress=progress)
     since = progress.since
     if why is not None and since is not None and not state.progress_told:
         if sample.t - since >= progress_grace(policy):
@@ -389,13 +392,16 @@ def _misconfiguration(
     grace = progress_grace(policy)
     out: list[Event] = []
     unconsumed, changed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
-    broker = redact(policy.broker.url)
     if changed:
+        broker = redact(policy.broker.url)
         out.append(ev.NoConsumer(policy=policy.name, queues=unconsumed.told, broker=broker))
     all_unbound = sample.unbound if len(sample.unbound) == len(policy.broker.queues) else ()
     unbound, changed = watch(state.unbound, all_unbound, sample.t, grace)
     if changed:
+        broker = redact(policy.broker.url)
         out.append(ev.NoBindings(policy=policy.name, queues=unbound.told, broker=broker))
+    if unconsumed is state.unconsumed and unbound is state.unbound:
+        return state, out
     return replace(state, unconsumed=unconsumed, unbound=unbound), out
 
 
@@ -433,7 +439,8 @@ def _blindness(
     why = blindness(policy, state, sample)
     before = state.cannot_judge
     blind, changed = watch(state.blind, (why,) if why else (), sample.t, progress_grace(policy))
-    state = replace(state, blind=blind)
+    if blind is not state.blind:
+        state = replace(state, blind=blind)
     if not changed:
         return state, []
     target = policy.target.describe()

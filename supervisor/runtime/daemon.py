@@ -193,7 +193,7 @@ class Daemon:
             self.save(item)
         self.emit(*step.events)
         if step.commands:  # taken in the loop's thread: the executor's reads no loop state
-            policy, monitor = item.policy, self.targets.monitor_for(item.policy)
+            policy, monitor = item.policy, item.monitor
             keep = stacks.keeper(self.state_dir, policy.name)
             parts = (self.actuator, monitor, self.unacked, self.leases, keep)
             call = partial(restarting.carry_out, policy, *parts)
@@ -209,10 +209,11 @@ class Daemon:
         for item in (s for s in ready if s.policy.name in samples):
             sample = item.last_sample = samples[item.policy.name]
             self._guard(f"tick of {item.policy.name}", partial(self._judge, item, sample))
+        self._guard("history", self.targets.flush_history)
 
     def _see(self, item: Supervised) -> None:
         policy = item.policy
-        monitor = self.targets.monitor_for(policy)
+        monitor = item.monitor
         self.docker.identify(item)  # the target's containers, as last read off the loop
         if monitor is not None and policy.broker.discover_queues:
             found = observing.discovered(item, monitor)

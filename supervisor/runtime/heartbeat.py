@@ -249,16 +249,18 @@ def _workers(item: Supervised) -> dict[str, str | None] | None:
 
 class Pace:
     """When the daemon writes the heartbeat: after a pass that changed something, at most
-    once every `gap` seconds (many policies make many passes a second, and `health` reads it
-    in tens of seconds); a change left unwritten is written `gap` after the last write."""
+    about once every `gap` seconds (many policies make many passes a second, and `health`
+    reads it in tens of seconds); a change left unwritten is written `gap` after the last
+    write. A pass up to `early` seconds before that writes it: with ticks every `gap`, it rides
+    along with them instead of waking the loop a moment later on its own."""
 
-    def __init__(self, gap: float = 1.0) -> None:
-        self.gap = gap
+    def __init__(self, gap: float = 1.0, early: float = 0.1) -> None:
+        self.gap, self.early = gap, early
         self.written_at = -1e18
         self.pending = True
 
     def due(self, now: float) -> bool:
-        return self.pending and now - self.written_at >= self.gap
+        return self.pending and now - self.written_at >= self.gap - self.early
 
     def next_at(self) -> float | None:
         return self.written_at + self.gap if self.pending else None

@@ -6,6 +6,7 @@ target's containers as last read from Docker. Reading only: nothing here decides
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from supervisor.core import replicas
 from supervisor.runtime.wiring import ProgressSource, Supervised
@@ -18,11 +19,11 @@ def enrich(
     """`sample` with what the monitor and Docker tell of the target now."""
     if not sample.ok:
         return sample
+    seen: dict[str, Any] = {}  # one copy of the sample for all of it
     if monitor is not None:
         wanted = list(queues)
         progress = monitor.progress(wanted)
-        sample = dataclasses.replace(
-            sample,
+        seen.update(
             processed=progress.processed,
             progress_source=progress.source,
             progress_unknown=progress.unknown,
@@ -32,10 +33,10 @@ def enrich(
             facts=monitor.facts(target_workers(item, monitor)),
         )
     if item.identified:
-        sample = dataclasses.replace(sample, containers=tuple(c.name for c in item.containers))
+        seen["containers"] = tuple(c.name for c in item.containers)
     if item.identify_error is not None:
-        sample = dataclasses.replace(sample, target_error=item.identify_error)
-    return sample
+        seen["target_error"] = item.identify_error
+    return dataclasses.replace(sample, **seen) if seen else sample
 
 
 def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:

@@ -63,9 +63,11 @@ class Targets:
                 stored.history, stored.intent, stored.discovered, stored.known, stored.streaks
             )
         probe = self._probe_factory(policy, self._clock)
-        item = Supervised(policy, probe, state, self._monotonic())
+        # Due at once: targets added together tick in one pass (one round trip per broker)
+        # and keep that phase, rather than one wake-up each for the time their adding took.
+        item = Supervised(policy, probe, state)
         self.by_name[policy.name] = item
-        self.monitor_for(policy)
+        item.monitor = self.monitor_for(policy)
         return item, found
 
     def remove(self, name: str) -> Supervised:
@@ -80,7 +82,7 @@ class Targets:
         if old.broker != policy.broker:
             item.probe.close()
             item.probe = self._probe_factory(policy, self._clock)
-        self.monitor_for(policy)
+        item.monitor = self.monitor_for(policy)
         in_use = {(s.policy.broker.url, s.policy.broker.key_prefix) for s in self.by_name.values()}
         for key in [k for k in self.monitors if k not in in_use]:
             self.monitors.pop(key).stop()
@@ -88,7 +90,7 @@ class Targets:
 
     def monitor_for(self, policy: Policy) -> ProgressSource | None:
         """The progress monitor of the policy's broker (made on first use), or None when the
-        policy does not watch progress."""
+        policy does not watch progress. Kept in the target's `monitor` by add and reconfigure."""
         if self._progress_factory is None or not policy.detect.require_no_progress:
             return None
         key = (policy.broker.url, policy.broker.key_prefix)
@@ -119,8 +121,7 @@ class Targets:
         for members in groups.values():
             found = members[0][0].probe.sample_group([(m.probe, q) for m, q in members])
             for (item, queues), sample in zip(members, found, strict=True):
-                monitor = self.monitor_for(item.policy)
-                samples[item.policy.name] = observing.enrich(sample, item, monitor, queues)
+                samples[item.policy.name] = observing.enrich(sample, item, item.monitor, queues)
         return samples
 
     def save(self, item: Supervised) -> None:
@@ -138,11 +139,21 @@ class Targets:
         try:
             self._history.append(policy.name, Row(sample, stuck, policy.detect.threshold))
         except OSError as exc:
-            if not self._history_failing:
-                log.warning("cannot record %s's history: %s", policy.name, exc)
-            self._history_failing = True
+            self._history_failed(f"cannot record {policy.name}'s history: {exc}")
+
+    def flush_history(self) -> None:
+        """The pass's rows, in the history files (once a pass: one write per file)."""
+        try:
+            self._history.flush()
+        except OSError as exc:
+            self._history_failed(f"cannot record the history in {self._history.state_dir}: {exc}")
         else:
             self._history_failing = False
+
+    def _history_failed(self, message: str) -> None:
+        if not self._history_failing:  # a full disk is logged once, until it is written again
+            log.warning("%s", message)
+        self._history_failing = True
 
     def close(self) -> None:
         self._history.close()

@@ -65,6 +65,7 @@ class Supervised:
     policy: Policy
     probe: Probe
     state: TrackerState
+    monitor: ProgressSource | None = None  # its broker's, when the policy watches progress
     next_due: float = 0.0
     last_decision: Decision | None = None
     last_sample: Sample | None = None  # what the last tick saw (the heartbeat tells of it)

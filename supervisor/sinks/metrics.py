@@ -130,7 +130,7 @@ class Metrics:
             ["policy", "event"],
         )
         self._server: Any = None
-        self._known: set[str] = set()
+        self._series: dict[str, _Series] = {}
 
     def serve(self, address: str, port: int) -> int:
         """Expose /metrics; returns the port (useful with port 0). UsageError when it cannot
@@ -173,66 +173,60 @@ class Metrics:
     ) -> None:
         """The gauges of one tick: the sample, the verdict and the restart history."""
         name = policy.name
-        if name not in self._known:
-            self._start_counters(name)
-        self.threshold.labels(name).set(policy.detect.threshold)
-        self.cannot_judge.labels(name).set(1 if state.cannot_judge else 0)
+        s = self._series.get(name) or self._start(name)
+        s.threshold.set(policy.detect.threshold)
+        s.cannot_judge.set(1 if state.cannot_judge else 0)
         if sample.target_error is not None:
-            self.target_found.labels(name).set(0)
+            s.target_found.set(0)
         elif sample.containers is not None:
-            self.target_found.labels(name).set(1)
-        self.escalated.labels(name).set(1 if state.history.escalated else 0)
+            s.target_found.set(1)
+        s.escalated.set(1 if state.history.escalated else 0)
         at = governor.allowed_at(state.history, policy.restart, now)
-        self.set_restart_allowed_in(name, None if at is None else max(0.0, at - now))
-        self.samples.labels(name).inc()
-        self.redis_up.labels(name).set(1 if sample.ok else 0)
+        s.restart_allowed_in.set(math.inf if at is None else max(0.0, at - now))
+        s.samples.inc()
+        s.redis_up.set(1 if sample.ok else 0)
         if decision is not None:
-            self.stuck.labels(name).set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
-            self.run_seconds.labels(name).set(decision.diagnosis.run_seconds)
+            s.stuck.set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+            s.run_seconds.set(decision.diagnosis.run_seconds)
         if not sample.ok:
-            self.sample_failures.labels(name).inc()
+            s.sample_failures.inc()
             return
-        self.last_sample.labels(name).set(sample.t)
-        self.depth.labels(name).set(sample.depth or 0)
+        s.last_sample.set(sample.t)
+        s.depth.set(sample.depth or 0)
         for queue, depth in sample.queues.items():
-            self.queue_depth.labels(name, queue).set(depth)
+            s.queue(queue).set(depth)
         if sample.unacked is not None:
-            self.unacked.labels(name).set(sample.unacked)
+            s.unacked.set(sample.unacked)
         for queue in sample.queues:
-            if sample.unconsumed is None:
-                with contextlib.suppress(KeyError):
-                    self.unconsumed.remove(name, queue)
-            else:
-                self.unconsumed.labels(name, queue).set(1 if queue in sample.unconsumed else 0)
-        if sample.processed is None:
-            with contextlib.suppress(KeyError):
-                self.progress.remove(name)
-        else:
-            self.progress.labels(name).set(sample.processed)
+            known = None if sample.unconsumed is None else int(queue in sample.unconsumed)
+            s.show(self.unconsumed, (name, queue), known)
+        s.show(self.progress, (name,), sample.processed)
 
-    def _start_counters(self, policy: str) -> None:
-        """Counters at 0 from a policy's first tick, not from its first event: Prometheus's
-        increase() cannot see the step from no series to 1, so a first failed restart or
-        escalation would never fire an alert."""
-        self._known.add(policy)
+    def _start(self, policy: str) -> _Series:
+        """A policy's series, looked up once (each `labels()` takes a lock and checks its
+        values), with its counters at 0 from its first tick, not from its first event:
+        Prometheus's increase() cannot see the step from no series to 1, so a first failed
+        restart or escalation would never fire an alert."""
+        series = self._series[policy] = _Series(self, policy)
         for outcome in _RESTART_OUTCOMES.values():
             for trigger in ("automatic", "manual"):
                 self.restarts.labels(policy, outcome, trigger)
         self.escalations.labels(policy)
         self.quarantined.labels(policy)
-        self.sample_failures.labels(policy)
         for kind in (EventKind.RESTART_FAILED, EventKind.ESCALATE, EventKind.RESTART):
             self.events.labels(policy, kind.value)
-
-    def set_restart_allowed_in(self, policy: str, seconds: float | None) -> None:
-        self.restart_allowed_in.labels(policy).set(math.inf if seconds is None else seconds)
+        return series
 
     def forget(self, policy: str, queues: list[str]) -> None:
         """Drop a removed policy's series, so a reload leaves no stale ones."""
-        self._known.discard(policy)
+        series = self._series.pop(policy, None)
+        if series is not None:
+            queues = [*queues, *series.queues]  # discovered ones too
         for metric in (
             self.depth,
             self.threshold,
+            self.cannot_judge,
+            self.target_found,
             self.escalated,
             self.lease,
             self.unacked,
@@ -249,7 +243,58 @@ class Metrics:
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(policy)
-        for queue in queues:
-            for labelled in (self.queue_depth, self.unconsumed):
-                with contextlib.suppress(KeyError):
-                    labelled.remove(policy, queue)
+        labelled: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
+            (metric, (q,)) for q in queues for metric in (self.queue_depth, self.unconsumed)
+        ]
+        labelled += [(self.events, (kind.value,)) for kind in EventKind]
+        labelled += [
+            (self.restarts, (outcome, trigger))
+            for outcome in _RESTART_OUTCOMES.values()
+            for trigger in ("automatic", "manual")
+        ]
+        for metric, rest in labelled:
+            with contextlib.suppress(KeyError):
+                metric.remove(policy, *rest)
+
+
+class _Series:
+    """One policy's series of the per-tick gauges, and which of those that come and go are
+    shown now."""
+
+    def __init__(self, metrics: Metrics, policy: str) -> None:
+        self.policy, self._metrics = policy, metrics
+        m = metrics
+        self.threshold = m.threshold.labels(policy)
+        self.cannot_judge = m.cannot_judge.labels(policy)
+        self.target_found = m.target_found.labels(policy)
+        self.escalated = m.escalated.labels(policy)
+        self.restart_allowed_in = m.restart_allowed_in.labels(policy)
+        self.samples = m.samples.labels(policy)
+        self.redis_up = m.redis_up.labels(policy)
+        self.stuck = m.stuck.labels(policy)
+        self.run_seconds = m.run_seconds.labels(policy)
+        self.sample_failures = m.sample_failures.labels(policy)
+        self.last_sample = m.last_sample.labels(policy)
+        self.depth = m.depth.labels(policy)
+        self.unacked = m.unacked.labels(policy)
+        self.queues: dict[str, Any] = {}
+        self._shown: dict[tuple[int, tuple[str, ...]], Any] = {}  # the series shown now
+
+    def queue(self, queue: str) -> Any:
+        child = self.queues.get(queue)
+        if child is None:
+            child = self.queues[queue] = self._metrics.queue_depth.labels(self.policy, queue)
+        return child
+
+    def show(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        """`value` in the series, or no series when it is None (unknown is not 0)."""
+        key = (id(gauge), labels)
+        child = self._shown.get(key)
+        if value is not None:
+            if child is None:
+                child = self._shown[key] = gauge.labels(*labels)
+            child.set(value)
+        elif child is not None:
+            del self._shown[key]
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
