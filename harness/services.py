@@ -237,3 +237,59 @@ class PrometheusServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class DockerEngine:
+    """A private Docker engine as scripts/test starts one (no bridge, no iptables, vfs), for a
+    benchmark run on its own: its socket is `host` (a DOCKER_HOST value)."""
+
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which("dockerd") is None:
+            raise RuntimeError("dockerd is not installed: run scripts/test once to install it")
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.host = f"unix://{workdir}/docker.sock"
+        self.log = (workdir / "dockerd.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                "dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                "--storage-driver=vfs", f"--data-root={workdir}/root",
+                f"--exec-root={workdir}/exec", f"--pidfile={workdir}/docker.pid",
+                "-H", self.host,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while (workdir / "docker.sock").exists() is False or not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    "dockerd did not start: " + (workdir / "dockerd.log").read_text()[-2000:]
+                )
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(self.workdir / "docker.sock"))
+                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                return b" 200 " in s.recv(64)
+            except OSError:
+                return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        # Its containers' bind mounts (vfs) would keep the directory from being removed.
+        mounts = Path("/proc/mounts").read_text().split("\n")
+        for line in sorted(mounts, reverse=True):
+            parts = line.split()
+            if len(parts) > 1 and parts[1].startswith(str(self.workdir)):
+                subprocess.run(["umount", "-l", parts[1]], check=False)

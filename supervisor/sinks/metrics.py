@@ -174,29 +174,30 @@ class Metrics:
         """The gauges of one tick: the sample, the verdict and the restart history."""
         name = policy.name
         s = self._series.get(name) or self._start(name)
-        s.threshold.set(policy.detect.threshold)
-        s.cannot_judge.set(1 if state.cannot_judge else 0)
+        put = s.put
+        put(s.threshold, policy.detect.threshold)
+        put(s.cannot_judge, 1 if state.cannot_judge else 0)
         if sample.target_error is not None:
-            s.target_found.set(0)
+            put(s.target_found, 0)
         elif sample.containers is not None:
-            s.target_found.set(1)
-        s.escalated.set(1 if state.history.escalated else 0)
+            put(s.target_found, 1)
+        put(s.escalated, 1 if state.history.escalated else 0)
         at = governor.allowed_at(state.history, policy.restart, now)
-        s.restart_allowed_in.set(math.inf if at is None else max(0.0, at - now))
+        put(s.restart_allowed_in, math.inf if at is None else max(0.0, at - now))
         s.samples.inc()
-        s.redis_up.set(1 if sample.ok else 0)
+        put(s.redis_up, 1 if sample.ok else 0)
         if decision is not None:
-            s.stuck.set(1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
-            s.run_seconds.set(decision.diagnosis.run_seconds)
+            put(s.stuck, 1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+            put(s.run_seconds, decision.diagnosis.run_seconds)
         if not sample.ok:
             s.sample_failures.inc()
             return
         s.last_sample.set(sample.t)
-        s.depth.set(sample.depth or 0)
+        put(s.depth, sample.depth or 0)
         for queue, depth in sample.queues.items():
-            s.queue(queue).set(depth)
+            put(s.queue(queue), depth)
         if sample.unacked is not None:
-            s.unacked.set(sample.unacked)
+            put(s.unacked, sample.unacked)
         for queue in sample.queues:
             known = None if sample.unconsumed is None else int(queue in sample.unconsumed)
             s.show(self.unconsumed, (name, queue), known)
@@ -278,7 +279,16 @@ class _Series:
         self.depth = m.depth.labels(policy)
         self.unacked = m.unacked.labels(policy)
         self.queues: dict[str, Any] = {}
+        self._last: dict[int, float] = {}  # by id() of a child series: the value it holds
         self._shown: dict[tuple[int, tuple[str, ...]], Any] = {}  # the series shown now
+
+    def put(self, child: Any, value: float) -> None:
+        """`value` in the series when it changed: most hold the same value tick after tick,
+        and a set takes a lock."""
+        key = id(child)
+        if self._last.get(key) != value:
+            self._last[key] = value
+            child.set(value)
 
     def queue(self, queue: str) -> Any:
         child = self.queues.get(queue)
