@@ -1,6 +1,6 @@
 """The daemon's own footprint: resident memory and CPU of `supervisor run` against a real Redis
 and a real Docker engine, with 1 policy and with 100 policies, each sampled every second and
-each with its worker container there (`sleep` in a container named worker-N: the daemon reads
+each with its worker container there (`sleep` in a container of its own: the daemon reads
 containers, not what runs in them); and with 1 policy whose notifications are configured
 (Apprise loaded by the policy check), then after one notice sent to a local JSON receiver.
 
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ def samples_taken(port: int) -> float:
 
 
 SETTLE = 10.0  # seconds after start-up before measuring
+# Names of this run's own: an engine given by DOCKER_HOST may hold other containers.
+RUN = uuid.uuid4().hex[:6]
+
+
+def worker_name(i: int) -> str:
+    return f"footprint-{RUN}-worker-{i}"
 
 
 def run(
@@ -87,7 +94,7 @@ def run(
             folder / f"p{i:03}.toml",
             f"p{i:03}",
             redis_url,
-            f"worker-{i}",
+            worker_name(i),
             detect={"interval": 1, "window": 60, "max_gap": 3},
         )
         path.write_text(path.read_text().replace('queues = ["celery"]', f'queues = ["q{i}"]'))
@@ -135,23 +142,24 @@ def run(
     }
 
 
-def worker_containers(docker_host: str, count: int) -> list[Any]:
-    """worker-0 ... worker-N, each running `sleep`, made here and removed by the caller."""
+def worker_containers(docker_host: str, count: int, made: list[Any]) -> None:
+    """worker_name(0) ... worker_name(count - 1), each running `sleep`, made here into `made`
+    (for the caller to remove, even when making one fails)."""
     os.environ["DOCKER_HOST"] = docker_host
     client = docker_client()
     image = ensure_base_image(client)
-    return [
-        client.containers.run(
-            image,
-            ["/bin/sleep", "infinity"],
-            name=f"worker-{i}",
-            hostname=f"worker-{i}",
-            detach=True,
-            volumes=host_mounts(),
-            network_mode="host",
+    for i in range(count):
+        made.append(
+            client.containers.run(
+                image,
+                ["/bin/sleep", "infinity"],
+                name=worker_name(i),
+                hostname=worker_name(i),
+                detach=True,
+                volumes=host_mounts(),
+                network_mode="host",
+            )
         )
-        for i in range(count)
-    ]
 
 
 def main() -> int:
@@ -169,7 +177,7 @@ def main() -> int:
         made: list[Any] = []
         try:
             if docker_host is not None:
-                made = worker_containers(docker_host, 100)
+                worker_containers(docker_host, 100, made)
             where = docker_host or f"unix://{workdir}/no-engine.sock"
             rows = [run(n, args.seconds, workdir, server.url, where) for n in (1, 100)]
             hook = Webhook()
