@@ -22,6 +22,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a service's process: SIGTERM, then SIGKILL if it has not exited in `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class RedisServer:
     """A private redis-server process that a test may stop and start again on the same port."""
 
@@ -229,13 +240,7 @@ class PrometheusServer:
         return [a for a in self.api("alerts")["alerts"] if a["state"] == "firing"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self.log.close()
 
 
@@ -261,7 +266,7 @@ class DockerEngine:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while (workdir / "docker.sock").exists() is False or not self._answers():
+        while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
@@ -279,13 +284,7 @@ class DockerEngine:
                 return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 30)
         self.log.close()
         # Its containers' bind mounts (vfs) would keep the directory from being removed.
         mounts = Path("/proc/mounts").read_text().split("\n")

@@ -40,6 +40,6 @@ def test_unknown_is_no_series_not_zero_and_a_removed_policy_leaves_none() -> Non
     assert value(m, "last_sample_timestamp_seconds", policy="test-worker") == 3.0
     assert value(m, "samples_total", policy="test-worker") == 3
     m.observe(make_policy(name="other"), known, TrackerState(), None, 3.0)
-    m.forget("test-worker", policy.broker.queues)
+    m.forget("test-worker")
     assert series_of(m, "test-worker") == set()  # the discovered queue's and cannot_judge's too
     assert value(m, "depth", policy="other") == 7

@@ -192,11 +192,13 @@ def seen(state: TrackerState, sample: Sample) -> tuple[TrackerState, bool]:
     still = set(containers or ())
     kept = {(w, c) for w, c in old.workers if c not in taken and c in still}
     view = View(containers, tuple(sorted(mapped | kept)), sample.consumers)
-    if not sample.facts:  # nothing heard: nothing learnt (the common tick: kept cheap)
-        return (state, False) if view == old else (replace(state, view=view), False)
+    if view == old:
+        view = old  # the same object: `_with` then copies nothing for it
+    if not sample.facts:  # nothing heard, nothing learnt
+        return _with(state, view=view), False
     known = plan.learn(state.known, sample.facts)
     changed = _facts_key(known) != _facts_key(state.known)
-    return replace(state, view=view, known=known), changed
+    return _with(state, view=view, known=known), changed
 
 
 def on_claims(
@@ -212,6 +214,14 @@ def on_claims(
         policy=policy.name, target=policy.target.describe(), containers=dict(now)
     )
     return state, Step((conflict,))
+
+
+def _with(state: TrackerState, **changes: object) -> TrackerState:
+    """`state` with `changes`: the same object when none of them changes anything. A tick that
+    learns nothing new is most ticks, and copying the whole state costs more than the tick."""
+    if all(getattr(state, name) is value for name, value in changes.items()):
+        return state
+    return replace(state, **changes)  # type: ignore[arg-type]
 
 
 def _facts_key(known: tuple[WorkerFacts, ...]) -> tuple[WorkerFacts, ...]:
@@ -369,8 +379,7 @@ def _progress(
         return state, []
     why = sample.progress_unknown if sample.processed is None else None
     progress, change = outage.observe(state.progress, why, sample.t)
-    if progress is not state.progress:
-        state = replace(state, progress=progress)
+    state = _with(state, progress=progress)
     since = progress.since
     if why is not None and since is not None and not state.progress_told:
         if sample.t - since >= progress_grace(policy):
@@ -391,18 +400,15 @@ def _misconfiguration(
         return state, []  # a worker being restarted has no consumer for a moment
     grace = progress_grace(policy)
     out: list[Event] = []
-    unconsumed, changed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
-    if changed:
-        broker = redact(policy.broker.url)
-        out.append(ev.NoConsumer(policy=policy.name, queues=unconsumed.told, broker=broker))
+    unconsumed, tell_unconsumed = watch(state.unconsumed, sample.unconsumed, sample.t, grace)
     all_unbound = sample.unbound if len(sample.unbound) == len(policy.broker.queues) else ()
-    unbound, changed = watch(state.unbound, all_unbound, sample.t, grace)
-    if changed:
-        broker = redact(policy.broker.url)
+    unbound, tell_unbound = watch(state.unbound, all_unbound, sample.t, grace)
+    broker = redact(policy.broker.url) if tell_unconsumed or tell_unbound else ""
+    if tell_unconsumed:
+        out.append(ev.NoConsumer(policy=policy.name, queues=unconsumed.told, broker=broker))
+    if tell_unbound:
         out.append(ev.NoBindings(policy=policy.name, queues=unbound.told, broker=broker))
-    if unconsumed is state.unconsumed and unbound is state.unbound:
-        return state, out
-    return replace(state, unconsumed=unconsumed, unbound=unbound), out
+    return _with(state, unconsumed=unconsumed, unbound=unbound), out
 
 
 def blindness(policy: Policy, state: TrackerState, sample: Sample) -> str | None:
@@ -439,8 +445,7 @@ def _blindness(
     why = blindness(policy, state, sample)
     before = state.cannot_judge
     blind, changed = watch(state.blind, (why,) if why else (), sample.t, progress_grace(policy))
-    if blind is not state.blind:
-        state = replace(state, blind=blind)
+    state = _with(state, blind=blind)
     if not changed:
         return state, []
     target = policy.target.describe()

@@ -103,7 +103,7 @@ def reload(d: Daemon) -> None:
         removed = d.targets.remove(name)
         if d.leases is not None:
             d.leases.forget(removed.policy)
-        d.metrics.forget(name, removed.policy.broker.queues)
+        d.metrics.forget(name)
     for policy in policies:
         item = d.supervised.get(policy.name)
         if item is None:

@@ -27,6 +27,7 @@ from supervisor.sample import Sample
 
 PREFIX = "iti_supervisor"
 
+TRIGGERS = ("automatic", "manual")
 _RESTART_OUTCOMES = {
     EventKind.RESTART: "done",
     EventKind.RESTART_FAILED: "failed",
@@ -172,86 +173,62 @@ class Metrics:
         now: float,
     ) -> None:
         """The gauges of one tick: the sample, the verdict and the restart history."""
-        name = policy.name
-        s = self._series.get(name) or self._start(name)
+        s = self._series.get(policy.name) or self._start(policy.name)
         put = s.put
-        put(s.threshold, policy.detect.threshold)
-        put(s.cannot_judge, 1 if state.cannot_judge else 0)
+        put(self.threshold, policy.detect.threshold)
+        put(self.cannot_judge, 1 if state.cannot_judge else 0)
         if sample.target_error is not None:
-            put(s.target_found, 0)
+            put(self.target_found, 0)
         elif sample.containers is not None:
-            put(s.target_found, 1)
-        put(s.escalated, 1 if state.history.escalated else 0)
+            put(self.target_found, 1)
+        put(self.escalated, 1 if state.history.escalated else 0)
         at = governor.allowed_at(state.history, policy.restart, now)
-        put(s.restart_allowed_in, math.inf if at is None else max(0.0, at - now))
-        s.samples.inc()
-        put(s.redis_up, 1 if sample.ok else 0)
+        put(self.restart_allowed_in, math.inf if at is None else max(0.0, at - now))
+        s.child(self.samples).inc()
+        put(self.redis_up, 1 if sample.ok else 0)
         if decision is not None:
-            put(s.stuck, 1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
-            put(s.run_seconds, decision.diagnosis.run_seconds)
+            put(self.stuck, 1 if decision.diagnosis.verdict is Verdict.STUCK else 0)
+            put(self.run_seconds, decision.diagnosis.run_seconds)
         if not sample.ok:
-            s.sample_failures.inc()
+            s.child(self.sample_failures).inc()
             return
-        s.last_sample.set(sample.t)
-        put(s.depth, sample.depth or 0)
+        put(self.last_sample, sample.t)
+        put(self.depth, sample.depth or 0)
         for queue, depth in sample.queues.items():
-            put(s.queue(queue), depth)
+            put(self.queue_depth, depth, queue)
         if sample.unacked is not None:
-            put(s.unacked, sample.unacked)
+            put(self.unacked, sample.unacked)
         for queue in sample.queues:
             known = None if sample.unconsumed is None else int(queue in sample.unconsumed)
-            s.show(self.unconsumed, (name, queue), known)
-        s.show(self.progress, (name,), sample.processed)
+            put(self.unconsumed, known, queue)
+        put(self.progress, sample.processed)
 
     def _start(self, policy: str) -> _Series:
-        """A policy's series, looked up once (each `labels()` takes a lock and checks its
-        values), with its counters at 0 from its first tick, not from its first event:
-        Prometheus's increase() cannot see the step from no series to 1, so a first failed
-        restart or escalation would never fire an alert."""
-        series = self._series[policy] = _Series(self, policy)
+        """A policy's series, with its counters at 0 from its first tick, not from its first
+        event: Prometheus's increase() cannot see the step from no series to 1, so a first
+        failed restart or escalation would never fire an alert."""
+        series = self._series[policy] = _Series(policy)
         for outcome in _RESTART_OUTCOMES.values():
-            for trigger in ("automatic", "manual"):
-                self.restarts.labels(policy, outcome, trigger)
-        self.escalations.labels(policy)
-        self.quarantined.labels(policy)
+            for trigger in TRIGGERS:
+                series.child(self.restarts, outcome, trigger)
+        series.child(self.escalations)
+        series.child(self.quarantined)
+        series.child(self.sample_failures)
         for kind in (EventKind.RESTART_FAILED, EventKind.ESCALATE, EventKind.RESTART):
-            self.events.labels(policy, kind.value)
+            series.child(self.events, kind.value)
         return series
 
-    def forget(self, policy: str, queues: list[str]) -> None:
-        """Drop a removed policy's series, so a reload leaves no stale ones."""
+    def forget(self, policy: str) -> None:
+        """Drop a removed policy's series, so a reload leaves no stale ones: those its ticks
+        made, and those its events or its lease may have made before its first tick."""
         series = self._series.pop(policy, None)
-        if series is not None:
-            queues = [*queues, *series.queues]  # discovered ones too
-        for metric in (
-            self.depth,
-            self.threshold,
-            self.cannot_judge,
-            self.target_found,
-            self.escalated,
-            self.lease,
-            self.unacked,
-            self.stuck,
-            self.run_seconds,
-            self.restart_allowed_in,
-            self.escalations,
-            self.quarantined,
-            self.samples,
-            self.sample_failures,
-            self.last_sample,
-            self.redis_up,
-            self.progress,
-        ):
-            with contextlib.suppress(KeyError):
-                metric.remove(policy)
-        labelled: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
-            (metric, (q,)) for q in queues for metric in (self.queue_depth, self.unconsumed)
-        ]
+        made = series.made() if series is not None else []
+        labelled = [*made, (self.lease, ()), (self.escalations, ()), (self.quarantined, ())]
         labelled += [(self.events, (kind.value,)) for kind in EventKind]
         labelled += [
             (self.restarts, (outcome, trigger))
             for outcome in _RESTART_OUTCOMES.values()
-            for trigger in ("automatic", "manual")
+            for trigger in TRIGGERS
         ]
         for metric, rest in labelled:
             with contextlib.suppress(KeyError):
@@ -259,52 +236,35 @@ class Metrics:
 
 
 class _Series:
-    """One policy's series of the per-tick gauges, and which of those that come and go are
-    shown now."""
+    """One policy's series, each looked up once (a `labels()` call takes a lock and checks its
+    values) and set only when its value changed (most hold the same value tick after tick); a
+    gauge whose value is not known has no series (unknown is not 0)."""
 
-    def __init__(self, metrics: Metrics, policy: str) -> None:
-        self.policy, self._metrics = policy, metrics
-        m = metrics
-        self.threshold = m.threshold.labels(policy)
-        self.cannot_judge = m.cannot_judge.labels(policy)
-        self.target_found = m.target_found.labels(policy)
-        self.escalated = m.escalated.labels(policy)
-        self.restart_allowed_in = m.restart_allowed_in.labels(policy)
-        self.samples = m.samples.labels(policy)
-        self.redis_up = m.redis_up.labels(policy)
-        self.stuck = m.stuck.labels(policy)
-        self.run_seconds = m.run_seconds.labels(policy)
-        self.sample_failures = m.sample_failures.labels(policy)
-        self.last_sample = m.last_sample.labels(policy)
-        self.depth = m.depth.labels(policy)
-        self.unacked = m.unacked.labels(policy)
-        self.queues: dict[str, Any] = {}
-        self._last: dict[int, float] = {}  # by id() of a child series: the value it holds
-        self._shown: dict[tuple[int, tuple[str, ...]], Any] = {}  # the series shown now
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        # (metric, labels after the policy) -> the series and the value it holds
+        self._held: dict[tuple[Gauge | Counter, tuple[str, ...]], tuple[Any, float | None]] = {}
 
-    def put(self, child: Any, value: float) -> None:
-        """`value` in the series when it changed: most hold the same value tick after tick,
-        and a set takes a lock."""
-        key = id(child)
-        if self._last.get(key) != value:
-            self._last[key] = value
-            child.set(value)
+    def child(self, metric: Gauge | Counter, *labels: str) -> Any:
+        key = (metric, labels)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = (metric.labels(self.policy, *labels), None)
+        return held[0]
 
-    def queue(self, queue: str) -> Any:
-        child = self.queues.get(queue)
-        if child is None:
-            child = self.queues[queue] = self._metrics.queue_depth.labels(self.policy, queue)
-        return child
-
-    def show(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
-        """`value` in the series, or no series when it is None (unknown is not 0)."""
-        key = (id(gauge), labels)
-        child = self._shown.get(key)
-        if value is not None:
-            if child is None:
-                child = self._shown[key] = gauge.labels(*labels)
-            child.set(value)
-        elif child is not None:
-            del self._shown[key]
+    def put(self, gauge: Gauge, value: float | None, *labels: str) -> None:
+        key = (gauge, labels)
+        held = self._held.get(key)
+        if (held[1] if held is not None else None) == value:
+            return  # unchanged, or unknown and not shown
+        if value is None:
+            del self._held[key]
             with contextlib.suppress(KeyError):
-                gauge.remove(*labels)
+                gauge.remove(self.policy, *labels)
+            return
+        child = held[0] if held is not None else gauge.labels(self.policy, *labels)
+        child.set(value)
+        self._held[key] = (child, value)
+
+    def made(self) -> list[tuple[Gauge | Counter, tuple[str, ...]]]:
+        return list(self._held)
