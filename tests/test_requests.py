@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.core.requests import Asked, Running, fan_out, reload_problems
+from supervisor.core.requests import OWED_FOR, Asked, Running, fan_out, reload_problems
 
 NAMES = st.sampled_from(["a", "b", "c", "ghost"])
 
@@ -45,3 +45,69 @@ def test_a_reload_may_not_move_a_target_while_its_restart_is_unfinished() -> Non
     assert reload_problems(running, [("w", "container:w"), ("v", "container:x")]) == []
     [problem] = reload_problems(running, [("w", "container:other")])
     assert problem.startswith("w: target: cannot change from container:w")
+
+
+def test_two_triggers_whose_files_one_signal_took_restart_only_those() -> None:
+    # `trigger a` and `trigger b` during one long pass: the first SIGUSR1's handling takes
+    # both files; the second SIGUSR1, in the next pass, pays for b's file: not a plain one.
+    first = fan_out([Asked("a", 11), Asked("b", 12)], 10.0, ["a", "b", "c"], signals=1, now=50.0)
+    assert first.restart == ("a", "b") and first.owed == (50.0,)
+    second = fan_out([], 10.0, ["a", "b", "c"], signals=1, owed=first.owed, now=50.5)
+    assert second.restart == () and second.owed == ()
+
+
+def test_signals_of_one_pass_are_handled_together() -> None:
+    out = fan_out([Asked("a", 11), Asked("b", 12)], 10.0, ["a", "b", "c"], signals=2)
+    assert out.restart == ("a", "b") and out.owed == ()
+
+
+def test_a_plain_signal_besides_a_request_restarts_every_policy() -> None:
+    out = fan_out([Asked("a", 11)], 10.0, ["a", "b", "c"], signals=2)
+    assert out.restart == ("a", "b", "c")
+
+
+def test_a_debt_whose_signal_never_came_lapses() -> None:
+    # Two signals may merge into one in the kernel: a file's own signal may never come. After
+    # OWED_FOR a plain SIGUSR1 is plain again.
+    out = fan_out([], 10.0, ["a", "b"], signals=1, owed=(50.0,), now=50.0 + OWED_FOR + 0.1)
+    assert out.restart == ("a", "b") and out.owed == ()
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3)), min_size=1, max_size=6),
+    st.data(),
+)
+def test_named_triggers_never_restart_another_policy_however_signals_fall(
+    triggers: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    """Each `trigger NAME` writes a file, then signals; the loop's passes take files and
+    signals in any split (a file taken in the pass before its signal, or with it)."""
+    files: list[Asked] = []  # written, not taken yet
+    signals = 0  # sent, not handled yet
+    pending = [(name, lag) for name, lag in triggers]
+    owed: tuple[float, ...] = ()
+    restarted: set[str] = set()
+    now = 100.0
+    events = []  # ("file", name) then ("signal",) later, per trigger
+    for name, lag in pending:
+        events.append((len(events), ("file", name)))
+        events.append((len(events) + lag, ("signal", name)))
+    order = [e for _, e in sorted(events, key=lambda x: x[0])]
+    i = 0
+    while i < len(order) or files or signals:
+        step = data.draw(st.integers(1, 3)) if i < len(order) else len(order)
+        for kind, name in order[i : i + step]:
+            if kind == "file":
+                files.append(Asked(name, now))
+            else:
+                signals += 1
+        i += step
+        if signals:  # a pass handles the signals that arrived, taking every file there is
+            out = fan_out(files, 10.0, ["a", "b", "c"], signals=signals, owed=owed, now=now)
+            restarted |= set(out.restart)
+            owed, files, signals = out.owed, [], 0
+        now += 0.1
+        if i >= len(order) and files and not signals:
+            break  # a file whose signal is lost: nothing handles it (as in the daemon)
+    assert "c" not in restarted
+    assert restarted <= {name for name, _ in triggers}

@@ -542,3 +542,45 @@ def test_targets_on_one_broker_are_sampled_together_in_one_pass_each_interval(
         h.clock.t = h.daemon.next_wake()  # the loop sleeps until then
     assert rounds == [["b", "c", "w"]] * 5
     assert [(p.name, len(p.asked)) for p in h.probes] == [("b", 5), ("c", 5), ("w", 5)]
+
+
+def _three_policies(h: Harness) -> None:
+    for name in ("a", "b"):
+        data = policy_dict(name=name, target={"container": name})
+        (h.policy_file.parent / f"{name}.toml").write_text(to_toml(data))
+
+
+def _request(h: Harness, name: str, n: int) -> None:
+    folder = h.tmp / "state" / trigger.TRIGGER_DIR
+    folder.mkdir(exist_ok=True)
+    body = {"name": name, "t": h.clock.t, "pid": n}
+    (folder / f"{n}-{n}.request").write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one pass", "next pass"])
+def test_two_named_triggers_restart_those_two_and_no_other_policy(
+    h: Harness, split: bool
+) -> None:
+    """`trigger a` and `trigger b` land during one long pass: both files are there when the
+    first SIGUSR1 is handled. The second SIGUSR1, in that pass or the next, is theirs: it
+    restarts nothing more (on main it restarted every policy, w included)."""
+    import signal
+
+    _three_policies(h)
+    d = h.start()
+    _request(h, "a", 1)
+    _request(h, "b", 2)
+    d.waker.pending.append(signal.SIGUSR1)
+    if not split:
+        d.waker.pending.append(signal.SIGUSR1)
+    h.tick(5)
+    if split:
+        d.waker.pending.append(signal.SIGUSR1)
+        h.tick(5)
+    h.settle()
+    assert sorted(r["policy"] for r in h.audit("restart")) == ["a", "b"]
+    d.waker.pending.append(signal.SIGUSR1)  # a plain one, later: every policy
+    h.clock.t += 10
+    h.tick(5)
+    h.settle()
+    assert sorted(r["policy"] for r in h.audit("restart")) == ["a", "a", "b", "b", "w"]

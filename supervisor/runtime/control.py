@@ -45,6 +45,8 @@ class Daemon(Protocol):
     leases: Leases | None
     metrics: Metrics
     clock: Callable[[], float]
+    monotonic: Callable[[], float]
+    owed: tuple[float, ...]  # request files taken before their SIGUSR1 (core/requests.py)
 
     def emit(self, *evs: Event) -> None: ...
     def apply(self, item: Supervised, state: tracker.TrackerState, step: tracker.Step) -> None: ...
@@ -57,6 +59,9 @@ log = logging.getLogger("supervisor.daemon")
 
 
 def handle_signals(d: Daemon) -> None:
+    """Every signal waiting, in order; the SIGUSR1s of the pass together, once, after a reload
+    they came with (core/requests.py: a second SIGUSR1 must not read as a plain one)."""
+    triggers = 0
     while d.waker.pending:
         signum = d.waker.pending.popleft()
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -66,12 +71,17 @@ def handle_signals(d: Daemon) -> None:
         elif signum == signal.SIGHUP:
             reload(d)
         elif signum == signal.SIGUSR1:
-            manual_trigger(d)
+            triggers += 1
+    if triggers:
+        manual_trigger(d, triggers)
 
 
-def manual_trigger(d: Daemon) -> None:
+def manual_trigger(d: Daemon, signals: int = 1) -> None:
+    """The requests waiting, taken once for the `signals` SIGUSR1s of this pass."""
     asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir)]
-    fanout = requests.fan_out(asked, d.started, d.supervised)
+    now = d.monotonic()
+    fanout = requests.fan_out(asked, d.started, d.supervised, signals=signals, owed=d.owed, now=now)
+    d.owed = fanout.owed
     for stale in fanout.stale:
         d.emit(events.TriggerDiscarded(policy=stale.name, requested_at=round(stale.t, 3)))
     for name in fanout.unknown:

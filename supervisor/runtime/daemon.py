@@ -71,6 +71,7 @@ class Daemon:
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
         self.docker = DockerReads(lambda: self.actuator, self.waker.wake, clock, monotonic)
         self.stopping, self.started, self.beats = False, 0.0, Pace()
+        self.owed: tuple[float, ...] = ()  # request files taken before their SIGUSR1
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
