@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.core.requests import OWED_FOR, Asked, Running, fan_out, reload_problems
+from supervisor.core.requests import OWED_FOR, Asked, Running, fan_out, reload_plan
 
 NAMES = st.sampled_from(["a", "b", "c", "ghost"])
 
@@ -42,9 +42,25 @@ def test_every_request_is_restarted_discarded_or_named_unknown(raw: list) -> Non
 
 def test_a_reload_may_not_move_a_target_while_its_restart_is_unfinished() -> None:
     running = {"w": Running("container:w", True), "v": Running("container:v", False)}
-    assert reload_problems(running, [("w", "container:w"), ("v", "container:x")]) == []
-    [problem] = reload_problems(running, [("w", "container:other")])
+    assert reload_plan(running, [("w", "container:w"), ("v", "container:x")]).problems == ()
+    [problem] = reload_plan(running, [("w", "container:other")]).problems
     assert problem.startswith("w: target: cannot change from container:w")
+
+
+def test_a_reload_may_not_remove_a_target_while_its_restart_is_unfinished() -> None:
+    running = {"w": Running("container:w", True), "v": Running("container:v", False)}
+    [problem] = reload_plan(running, [("v", "container:v")]).problems
+    assert problem.startswith("w: cannot be removed while a restart of container:w")
+    assert reload_plan(running, [("w", "container:w")]).remove == ("v",)
+
+
+def test_a_reload_matches_targets_not_names() -> None:
+    running = {"a": Running("container:x", True), "b": Running("container:y", False)}
+    plan = reload_plan(running, [("b", "container:x"), ("a", "container:y"), ("c", "k:z")])
+    assert plan.problems == () and plan.remove == () and plan.add == ("c",)
+    assert dict(plan.keep) == {"a": "b", "b": "a"}  # swapped names, each target its own
+    moved = reload_plan({"a": Running("container:x", False)}, [("a", "container:y")])
+    assert moved.remove == ("a",) and moved.add == ("a",) and moved.moved == (("a", "container:x"),)
 
 
 def test_two_triggers_whose_files_one_signal_took_restart_only_those() -> None:

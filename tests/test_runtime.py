@@ -584,3 +584,66 @@ def test_two_named_triggers_restart_those_two_and_no_other_policy(
     h.tick(5)
     h.settle()
     assert sorted(r["policy"] for r in h.audit("restart")) == ["a", "a", "b", "b", "w"]
+
+
+def test_a_retarget_and_back_keeps_each_targets_own_history(h: Harness) -> None:
+    """w -> w2 -> w by two reloads: w's restart is still w's (on main the first reload wrote a
+    blank history over w2's file and the second over w's: the budget was reset)."""
+    d = h.start()
+    make_stuck(h)
+    h.settle()
+    assert len(h.saved()["recent"]) == 1
+    h.write_policy(target={"container": "w2"})
+    control.reload(d)
+    [changed] = h.audit("target_changed")
+    assert changed["target"] == "container:w2" and changed["old_target"] == "container:w"
+    assert d.supervised["w"].state.history.recent == ()  # w2's own: it never restarted
+    assert len(h.saved()["recent"]) == 1  # w's file is untouched
+    h.write_policy(target={"container": "w"})
+    control.reload(d)
+    assert len(d.supervised["w"].state.history.recent) == 1
+    assert len(h.saved()["recent"]) == 1
+
+
+@pytest.mark.parametrize("change", ["remove", "retarget"])
+def test_a_policy_whose_restart_is_in_flight_is_neither_removed_nor_retargeted(
+    h: Harness, change: str
+) -> None:
+    """On main the removal was allowed: the restart's result was dropped unrecorded and a
+    worker left stopped was never started. Now the reload is refused, naming why, and the
+    restart ends recorded; the same reload succeeds once it is done."""
+    d = h.start()
+    h.actuator.gate.clear()
+    make_stuck(h)
+    assert h.actuator.calls == ["restart w"]
+    if change == "remove":
+        h.policy_file.unlink()
+        (h.policy_file.parent / "v.toml").write_text(
+            to_toml(policy_dict(name="v", target={"container": "v"}))
+        )
+    else:
+        h.write_policy(target={"container": "w2"})
+    control.reload(d)
+    [refused] = h.audit("reload_refused")
+    assert "not finished" in " ".join(refused["problems"])
+    assert "w" in d.supervised and d.supervised["w"].policy.target.key == "container:w"
+    h.actuator.gate.set()
+    h.settle()
+    [done] = h.audit("restart")
+    assert done["policy"] == "w" and done["outcome"] == "done"
+    control.reload(d)
+    assert h.audit("reload")
+    assert ("w" in d.supervised) is (change == "retarget")
+
+
+def test_a_rename_while_a_restart_is_in_flight_keeps_its_result(h: Harness) -> None:
+    d = h.start()
+    h.actuator.gate.clear()
+    make_stuck(h)
+    h.write_policy(name="renamed")
+    control.reload(d)
+    assert sorted(d.supervised) == ["renamed"] and not h.audit("reload_refused")
+    h.actuator.gate.set()
+    h.settle()
+    [done] = h.audit("restart")
+    assert done["policy"] == "renamed" and h.saved()["intent"] is None

@@ -81,15 +81,51 @@ class Running:
     unfinished: bool  # a restart of that target is in flight or left unfinished
 
 
-def reload_problems(
-    running: Mapping[str, Running], reloaded: Iterable[tuple[str, str]]
-) -> list[str]:
-    """Why the reloaded policies (name, target key) may not replace the running ones: a policy
-    whose restart is unfinished keeps its target until the restart is done, so the containers
-    it stopped are started again by the supervisor that stopped them."""
-    return [
-        f"{name}: target: cannot change from {now.target} while a restart of it is not "
-        "finished; reload again when it is"
-        for name, target in reloaded
-        if (now := running.get(name)) is not None and now.target != target and now.unfinished
-    ]
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload does to the running targets, matched by target key (the identity of
+    everything a target owns: history, intent, lease, a call in flight)."""
+
+    problems: tuple[str, ...]  # why it may not be carried out at all (then nothing changes)
+    keep: tuple[tuple[str, str], ...] = ()  # (running name, reloaded name): the same target
+    remove: tuple[str, ...] = ()  # running names whose target no reloaded policy has
+    add: tuple[str, ...] = ()  # reloaded names whose target nothing running has
+    moved: tuple[tuple[str, str], ...] = ()  # (name, old target key): a policy retargeted
+
+
+def reload_plan(running: Mapping[str, Running], reloaded: Iterable[tuple[str, str]]) -> ReloadPlan:
+    """How the reloaded policies (name, target key) replace the running ones.
+
+    A running target that a reloaded policy names again is kept, whatever that policy is
+    called now (a rename keeps its history, its lease and a restart in flight). A running
+    target that no reloaded policy names is given up; one whose restart is in flight or left
+    unfinished may not be: the containers it stopped are started again by the supervisor
+    that stopped them, and its result is recorded. Such a reload is refused as a whole,
+    with the reason, and may be made again when the restart is done."""
+    wanted = list(reloaded)
+    by_target = {target: name for name, target in wanted}
+    keep, remove, problems = [], [], []
+    for name, now in running.items():
+        if now.target in by_target:
+            keep.append((name, by_target[now.target]))
+            continue
+        remove.append(name)
+        if not now.unfinished:
+            continue
+        moved_to = next((t for n, t in wanted if n == name), None)
+        if moved_to is not None:
+            problems.append(
+                f"{name}: target: cannot change from {now.target} while a restart of it is "
+                "not finished; reload again when it is"
+            )
+        else:
+            problems.append(
+                f"{name}: cannot be removed while a restart of {now.target} is not finished; "
+                "reload again when it is"
+            )
+    kept_targets = {running[n].target for n, _ in keep}
+    add = [name for name, target in wanted if target not in kept_targets]
+    moved = [(n, running[n].target) for n in remove if n in add]
+    if problems:
+        return ReloadPlan(tuple(problems))
+    return ReloadPlan((), tuple(keep), tuple(remove), tuple(add), tuple(moved))

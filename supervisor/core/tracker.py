@@ -271,14 +271,6 @@ def adopt(state: TrackerState, shared: GovernorState | None, intent: Intent | No
     return replace(state, engine=replace(state.engine, governor=shared), intent=intent)
 
 
-def retarget(old: Policy, new_policy: Policy, state: TrackerState) -> tuple[TrackerState, Step]:
-    """A reload gave the policy another target: it starts with a fresh history, and says so.
-    (`unfinished` refuses such a reload while a restart of the old target is not finished.)"""
-    if old.target.key == new_policy.target.key:
-        return reconfigure(old, new_policy, state), Step()
-    return TrackerState(), Step((target_changed(new_policy, old.target.key),), persist=True)
-
-
 def unfinished(state: TrackerState) -> bool:
     """A restart of the target is in flight or left unfinished."""
     return state.call is not None or state.intent is not None

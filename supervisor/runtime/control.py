@@ -95,30 +95,37 @@ def manual_trigger(d: Daemon, signals: int = 1) -> None:
 
 
 def reload(d: Daemon) -> None:
+    """The policies read again and put in place of the running ones, matched by target
+    (core/requests.py `reload_plan`): all of it, or nothing when a problem is found."""
     try:
         policies = deployment.load(d.policy_paths)
         running = {
             name: requests.Running(s.policy.target.key, tracker.unfinished(s.state))
             for name, s in d.supervised.items()
         }
-        problems = requests.reload_problems(running, [(p.name, p.target.key) for p in policies])
-        if problems:
-            raise PolicyError(problems)
+        plan = requests.reload_plan(running, [(p.name, p.target.key) for p in policies])
+        if plan.problems:
+            raise PolicyError(list(plan.problems))
     except PolicyError as exc:
         d.emit(events.ReloadRefused(problems=tuple(exc.problems)))
         return
-    wanted = {p.name for p in policies}
-    for name in [n for n in d.supervised if n not in wanted]:
+    by_name = {p.name: p for p in policies}
+    for name in plan.remove:  # saved first: a target given up keeps its history on disk
         d.save(d.supervised[name])
         removed = d.targets.remove(name)
         if d.leases is not None:
             d.leases.forget(removed.policy)
         d.metrics.forget(name)
-    for policy in policies:
-        item = d.supervised.get(policy.name)
-        if item is None:
-            d.add(policy)
-            continue
-        old = d.targets.reconfigure(item, policy)
-        d.apply(item, *tracker.retarget(old, policy, item.state))
+    for old_name in d.targets.rename(dict(plan.keep)):
+        d.metrics.forget(old_name)
+    for _, new_name in plan.keep:
+        item = d.supervised[new_name]
+        old = d.targets.reconfigure(item, by_name[new_name])
+        d.apply(item, tracker.reconfigure(old, item.policy, item.state), tracker.Step())
+    moved = dict(plan.moved)
+    for name in plan.add:
+        policy = by_name[name]
+        if name in moved:  # from the new target's own saved state, never a blank one
+            d.emit(tracker.target_changed(policy, moved[name]))
+        d.add(policy)
     d.emit(events.Reloaded(policies=tuple(sorted(d.supervised))))

@@ -198,8 +198,8 @@ class Daemon:
             keep = stacks.keeper(self.state_dir, policy.name)
             parts = (self.actuator, monitor, self.unacked, self.leases, keep)
             call = partial(restarting.carry_out, policy, *parts)
-            for command in step.commands:
-                self.executor.submit(item.policy.name, command, call)
+            for command in step.commands:  # keyed by target: a rename in flight keeps it
+                self.executor.submit(item.policy.target.key, command, call)
 
     def _tick(self, due: list[Supervised]) -> None:
         """What each target's workers and containers tell first, then every sample in one
@@ -233,14 +233,14 @@ class Daemon:
             self._finish(done)
 
     def _finish(self, done: Done[str, Command, Result]) -> None:
-        result = done.result
+        result, item = done.result, self.targets.of_target(done.key)
         if done.error is not None or result is None:
             error, where = done.error or "no result", type(done.command).__name__
-            self.emit(events.InternalError(policy=done.key, where=where, reason=error))
+            name = item.policy.name if item is not None else done.key
+            self.emit(events.InternalError(policy=name, where=where, reason=error))
             result = tracker.failure(done.command, f"internal error: {error}")
-        item = self.supervised.get(done.key)
-        if item is None:
-            log.warning("%s finished for a policy no longer supervised", done.key)
+        if item is None:  # a reload cannot give up a target in flight (core/requests.py)
+            log.warning("%s finished for a target no longer supervised", done.key)
             return
         state, step = tracker.on_result(item.policy, item.state, done.command, result, self.clock())
         self.apply(item, state, step)

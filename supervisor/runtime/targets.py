@@ -76,6 +76,19 @@ class Targets:
         self._history.close(name)
         return removed
 
+    def rename(self, names: dict[str, str]) -> list[str]:
+        """The kept targets under their reloaded names ({old: new}, any permutation); the old
+        names that are gone."""
+        moving = {old: self.by_name.pop(old) for old, new in names.items() if old != new}
+        for old, item in moving.items():
+            self.by_name[names[old]] = item
+            self._history.close(old)
+        return [old for old in moving if old not in self.by_name]
+
+    def of_target(self, key: str) -> Supervised | None:
+        """The supervised target of that key (a call in flight is keyed by it)."""
+        return next((s for s in self.by_name.values() if s.policy.target.key == key), None)
+
     def reconfigure(self, item: Supervised, policy: Policy) -> Policy:
         """`item` now supervised by `policy` (a reload); the policy it had."""
         old, item.policy = item.policy, policy

@@ -148,8 +148,8 @@ _TEXT: dict[type[ev.Event], Callable[[Any], str]] = {
     ),
     ev.Recovery: lambda e: f"recovered: queue depth {e.depth} is back under {e.threshold}",
     ev.TargetChanged: lambda e: (
-        f"the target changed from {e.old_target} to {e.target}: "
-        "starting with a fresh restart history"
+        f"the target changed from {e.old_target} to {e.target}: going on with "
+        f"{e.target}'s own restart history (none if it never had one)"
     ),
     ev.TargetConflict: _conflict,
     ev.CannotJudge: lambda e: f"cannot judge: {e.reason}; nothing is decided until it can",
