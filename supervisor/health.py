@@ -33,6 +33,22 @@ def stale_after(beat: heartbeat.Heartbeat) -> float:
     return max(MIN_STALE_AFTER, 3 * longest)
 
 
+def unwritable(state_dir: str | os.PathLike[str]) -> str | None:
+    """Why nothing can be written in the state directory now (a full disk, a read-only
+    volume), or None: one byte written and removed again."""
+    probe = os.path.join(state_dir, f".health.{os.getpid()}.probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write the state directory {state_dir}: {exc.strerror or exc}"
+    return None
+
+
 def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None = None) -> Health:
     pid = lock.holder(state_dir)
     if pid is None:
@@ -47,11 +63,16 @@ def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None =
     limit = max_age if max_age is not None else stale_after(beat)
     age = now - beat.t
     if age > limit:
+        cannot = unwritable(state_dir)  # then the heartbeat itself could not be written
+        if cannot is not None:
+            return Health(False, f"unhealthy: {cannot}; no restart is made until it can")
         return Health(
             False,
             f"unhealthy: the loop last ticked {age:.0f}s ago (limit {limit:.0f}s); "
             f"pid {pid} is hung",
         )
+    if beat.state_error:  # it restarts nothing it could not record first
+        return Health(False, f"unhealthy: {beat.state_error}; no restart is made until it can")
     blind = [f"{n} cannot judge: {p.cannot_judge}" for n, p in sorted(beat.policies.items())
              if p.cannot_judge]  # fmt: skip
     if blind:  # watching nothing it can judge is not healthy: `docker ps` should show it

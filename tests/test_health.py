@@ -124,3 +124,11 @@ def test_the_heartbeat_rides_along_with_a_pass_a_little_early_never_more_often()
     assert pace.due(0.95)  # ... unless a pass (a tick) comes a little before
     pace.wrote(0.95)
     assert not pace.due(1.9) and pace.next_at() is None  # written, nothing pending
+
+
+def test_a_state_directory_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    from supervisor.health import unwritable
+
+    assert unwritable(tmp_path) is None and list(tmp_path.iterdir()) == []
+    why = unwritable("/proc")  # root ignores mode bits; /proc takes no new file
+    assert why is not None and why.startswith("cannot write the state directory /proc")

@@ -94,12 +94,12 @@ def test_one_holder_at_a_time_renewal_expiry_and_release(redis_url: str) -> None
         assert a.hold(key, "a", 1.0) == (Answer.ACQUIRED, "a", None)
         assert b.hold(key, "b", 1.0) == (Answer.HELD, "a", None)
         assert a.hold(key, "a", 1.0) == (Answer.RENEWED, "a", None)
-        assert a.still_mine(key, "a") is None
-        assert b.still_mine(key, "b") == "the lease is held by a"
+        assert a.still_mine(key, "a", 1.0) is None
+        assert b.still_mine(key, "b", 1.0) == "the lease is held by a"
         b.release(key, "b")  # not b's: nothing happens
         assert b.hold(key, "b", 1.0)[0] is Answer.HELD
         time.sleep(1.2)  # a stopped renewing: it lapses
-        assert a.still_mine(key, "a") == "the lease has lapsed"
+        assert a.still_mine(key, "a", 1.0) == "the lease has lapsed"
         assert b.hold(key, "b", 1.0) == (Answer.ACQUIRED, "b", None)
         b.release(key, "b")
         assert a.hold(key, "a", 5.0)[0] is Answer.ACQUIRED
@@ -147,7 +147,7 @@ def test_the_shipped_acl_users_can_hold_leases_and_nothing_more(
     try:
         assert store.hold(key, "me", 5.0) == (Answer.ACQUIRED, "me", None)
         assert store.hold(key, "me", 5.0)[0] is Answer.RENEWED
-        assert store.still_mine(key, "me") is None
+        assert store.still_mine(key, "me", 5.0) is None
         assert store.save(key, {"format": 2}) is None
         assert store.load(key) == ({"format": 2}, None)
         store.release(key, "me")
@@ -161,3 +161,33 @@ def test_the_shipped_acl_users_can_hold_leases_and_nothing_more(
         client.close()
     finally:
         store.close()
+
+
+@pytest.mark.integration
+def test_a_demoted_master_never_passes_the_fence(redis_server_factory: Any) -> None:
+    """A connection still open to a master that a failover demoted reads what it held: on
+    main the fence (a GET) passed there although the lease may be another's on the new
+    master. The fence is a write now: a replica refuses it, so nothing is restarted."""
+    master = redis_server_factory()
+    master.start()
+    replica = redis_server_factory()
+    replica.start()
+    replica.client().execute_command("REPLICAOF", "127.0.0.1", master.port)
+    policy = make_policy(broker={"url": master.url})
+    key = policy.target.key
+    held = LeaseStore(policy.broker)
+    try:
+        assert held.hold(key, "me", 30.0)[0] is Answer.ACQUIRED
+        wait = time.monotonic() + 10
+        while replica.client().get(lease_key(key)) is None and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert replica.client().get(lease_key(key)) == b"me"  # the stale copy says: mine
+        stale = LeaseStore(make_policy(broker={"url": replica.url}).broker)
+        try:
+            why = stale.still_mine(key, "me", 30.0)
+        finally:
+            stale.close()
+        assert why is not None and "cannot check the lease" in why and "READONLY" in why.upper()
+        assert held.still_mine(key, "me", 30.0) is None  # on the master it is ours
+    finally:
+        held.close()

@@ -267,7 +267,7 @@ class FakeLeaseStore:
             return Answer.RENEWED, token, None
         return Answer.HELD, self.holder, None
 
-    def still_mine(self, target: str, token: str) -> str | None:
+    def still_mine(self, target: str, token: str, period: float) -> str | None:
         return None if self.holder == token else f"the lease is held by {self.holder}"
 
     def release(self, target: str, token: str) -> None:
@@ -327,7 +327,7 @@ def test_the_holder_checks_its_lease_right_before_restarting(h: Harness) -> None
     h.start(leases=Leases(9.0, "me/1", lambda broker: store))
     assert h.audit("lease_acquired")
     h.actuator.gate.clear()
-    store.still_mine = lambda target, token: "the lease is held by other/2"  # type: ignore[method-assign]
+    store.still_mine = lambda target, token, period: "the lease is held by other/2"  # type: ignore[method-assign]
     make_stuck(h)
     h.actuator.gate.set()
     h.settle()
@@ -647,3 +647,137 @@ def test_a_rename_while_a_restart_is_in_flight_keeps_its_result(h: Harness) -> N
     h.settle()
     [done] = h.audit("restart")
     assert done["policy"] == "renamed" and h.saved()["intent"] is None
+
+
+def test_a_standby_never_starts_containers_while_another_holds_the_lease(h: Harness) -> None:
+    """It died mid-restart in an earlier life: its state file still has the intent. Another
+    supervisor holds the lease now, and completes what is unfinished itself. On main the
+    standby started the target's containers at every sample, without a lease check."""
+    h.start()
+    h.actuator.gate.clear()
+    make_stuck(h)
+    assert h.saved()["intent"] is not None
+    h.daemon = None  # it dies mid-restart
+    h.actuator.gate.set()
+    second = Harness(h.tmp)
+    second.clock.t = h.clock.t + 5
+    store = FakeLeaseStore()  # held by other/1
+    second.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    for depth in (50, 50, 50, 50):
+        second.tick(depth)
+    second.settle()
+    assert second.actuator.calls == []
+    store.holder = None  # the holder stopped cleanly: this one takes over and completes it
+    second.tick(50, seconds=3)
+    second.settle()
+    assert second.actuator.calls == ["ensure_running"] and second.audit("restart_completed")
+    second.stop()
+
+
+def test_every_command_that_changes_a_container_is_fenced(h: Harness) -> None:
+    store = FakeLeaseStore()
+    store.holder = None
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    h.actuator.restart_result = RestartResult(
+        Outcome.FAILED, "cold", ("w",), 1.0, "Docker engine unreachable", changed=True
+    )
+    h.actuator.gate.clear()
+    make_stuck(h)  # fenced, then blocked in the Docker calls
+    store.still_mine = lambda target, token, period: "the lease is held by other/2"  # type: ignore[method-assign]
+    h.actuator.gate.set()
+    h.settle()  # it failed after it stopped the worker: the worker must be started again
+    h.tick(50)
+    h.settle()
+    assert h.actuator.calls == ["restart w"]  # no ensure_running past the fence
+    [failing] = h.audit("start_error_begin")
+    assert "not started, the lease is held by other/2" in failing["reason"]
+
+
+class PerTargetLeaseStore(FakeLeaseStore):
+    """Leases and shared states per target key."""
+
+    def __init__(self, holders: dict[str, str | None]) -> None:
+        super().__init__()
+        self.holders, self.states = holders, {}  # type: dict[str, str | None], dict[str, Any]
+        self.released: list[str] = []
+
+    def hold(self, target: str, token: str, period: float) -> tuple[Any, Any, Any]:
+        self.holder = self.holders.get(target)
+        answer = super().hold(target, token, period)
+        self.holders[target] = self.holder
+        return answer
+
+    def still_mine(self, target: str, token: str, period: float) -> str | None:
+        holder = self.holders.get(target)
+        return None if holder == token else f"the lease is held by {holder}"
+
+    def release(self, target: str, token: str) -> None:
+        if self.holders.get(target) == token:
+            self.holders[target] = None
+            self.released.append(target)
+
+    def load(self, target: str) -> tuple[dict[str, Any] | None, str | None]:
+        return self.states.get(target), None
+
+    def save(self, target: str, data: dict[str, Any]) -> str | None:
+        self.states[target] = data
+        return None
+
+
+def test_a_policy_moved_to_another_target_gives_up_the_old_lease_and_needs_the_new(
+    h: Harness,
+) -> None:
+    """Leases are the target's: on main they were keyed by policy name, so after a reload to
+    w2 the lease of w was kept for w2, never released, and a blank history was written into
+    w2's shared key while other/1 held w2."""
+    store = PerTargetLeaseStore({"container:w": None, "container:w2": "other/1"})
+    d = h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    make_stuck(h)
+    h.settle()
+    assert "container:w" in store.states and h.audit("restart")
+    h.write_policy(target={"container": "w2"})
+    control.reload(d)
+    make_stuck(h, start=400)
+    h.settle()
+    assert store.released == ["container:w"] and store.holders["container:w"] is None
+    assert "container:w2" not in store.states  # never shared by a standby
+    assert h.audit("standby") and len(h.audit("restart")) == 1
+
+
+def test_a_restart_whose_intent_cannot_be_saved_is_not_made(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Persist, then act. On main the state write's OSError was swallowed and the restart
+    made: a crash in it would have left the worker stopped by hand, with no record of the
+    restart or of the budget. Now nothing is changed, the restart is audited as failed with
+    the reason, health says why, and once the disk has room restarts go on as usual."""
+    import errno
+
+    from supervisor import health
+    from supervisor.runtime import lock, state_store
+
+    real = state_store.write_atomic
+
+    def full(path: Any, data: bytes, durable: bool = True) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state_store, "write_atomic", full)
+    d = h.start()
+    make_stuck(h)
+    h.settle()
+    assert h.actuator.calls == []
+    [failed] = h.audit("restart_failed")
+    assert "not restarted: its intent could not be saved first" in failed["error"]
+    assert "No space left on device" in failed["error"] and failed["changed"] is False
+    d.write_heartbeat()
+    with lock.Held(h.tmp / "state"):  # as the daemon's `run` holds it
+        verdict = health.check(h.tmp / "state", h.clock.t)
+    assert not verdict.healthy and "No space left on device" in verdict.message
+    monkeypatch.setattr(state_store, "write_atomic", real)  # room again
+    h.clock.t += 120  # past the cooldown the failed restart started
+    make_stuck(h, start=300)
+    h.settle()
+    assert h.actuator.calls == ["restart w"] and h.saved()["intent"] is None
+    d.write_heartbeat()
+    with lock.Held(h.tmp / "state"):
+        assert health.check(h.tmp / "state", h.clock.t).healthy

@@ -37,6 +37,16 @@ if not held then
 end
 return held
 """
+# The fence: 1 when ours (renewed), else the holder's token or false. A write, so that a
+# demoted master behind sentinels refuses it (READONLY) instead of answering from stale data.
+_FENCE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return held
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -79,16 +89,22 @@ class LeaseStore:
         holder = got.decode(errors="replace") if isinstance(got, bytes) else str(got)
         return Answer.HELD, holder, None
 
-    def still_mine(self, target: str, token: str) -> str | None:
-        """Fencing, right before a restart: None when the lease is still ours, else why not."""
+    def still_mine(self, target: str, token: str, period: float) -> str | None:
+        """Fencing, right before a container is changed: None when the lease is still ours
+        (and renewed for `period`), else why not. Asked of the master the sentinels name now,
+        with a write: a master demoted by a failover refuses it rather than answering from
+        what it held before (redis-py then drops that connection)."""
         try:
-            held = self._client.get(lease_key(target))
+            follow_master(self._client)
+            held = self._client.eval(_FENCE, 1, lease_key(target), token, int(period * 1000))
         except redis.RedisError as exc:
             return f"cannot check the lease: {_error(exc)}"
-        if held is None:
+        if held == 1:
+            return None
+        if not held:
             return "the lease has lapsed"
         holder = held.decode(errors="replace") if isinstance(held, bytes) else str(held)
-        return None if holder == token else f"the lease is held by {holder}"
+        return f"the lease is held by {holder}"
 
     def release(self, target: str, token: str) -> None:
         with contextlib.suppress(redis.RedisError):  # else it lapses after the period

@@ -330,6 +330,8 @@ def on_sample(
     if state.call is not None:
         return state, Step(tuple(events), persist=learnt)
     if state.intent is not None:
+        if standby:  # the lease's holder completes it: a standby changes no container
+            return state, Step(tuple(events), persist=learnt)
         return replace(state, call=Call.START), Step(
             tuple(events), (EnsureRunning(state.intent),), persist=learnt
         )
@@ -592,6 +594,27 @@ def _restarted(
     if done or not result.changed:
         state = replace(state, intent=None)  # done, or nothing was changed: the target is as it was
     return state, Step(tuple(events), persist=True)
+
+
+def unsaved(
+    policy: Policy, state: TrackerState, step: Step, error: str
+) -> tuple[TrackerState, Step]:
+    """`step` after its durable part could not be saved (a full disk, a read-only volume):
+    persist, then act. A restart whose intent is not on disk is not made, since a crash in it
+    would leave the worker stopped by hand and the budget forgotten: it is recorded as failed
+    (it was counted when it was decided, so a full disk cannot make a storm of tries), and
+    nothing is changed. Completing an unfinished restart (its intent was saved before) and a
+    dry run change nothing that must survive a crash: they go on."""
+    events, commands = list(step.events), []
+    for command in step.commands:
+        if not isinstance(command, Restart):
+            commands.append(command)
+            continue
+        why = f"not restarted: its intent could not be saved first ({error})"
+        result = RestartResult(Outcome.FAILED, policy.restart.method, error=why)
+        state, failed = _restarted(policy, state, command, result)
+        events += failed.events
+    return state, Step(tuple(events), tuple(commands), step.decision)
 
 
 def _looked_up(

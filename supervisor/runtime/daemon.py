@@ -72,6 +72,7 @@ class Daemon:
         self.docker = DockerReads(lambda: self.actuator, self.waker.wake, clock, monotonic)
         self.stopping, self.started, self.beats = False, 0.0, Pace()
         self.owed: tuple[float, ...] = ()  # request files taken before their SIGUSR1
+        self.state_error: str | None = None  # why the last state file could not be written
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
@@ -150,15 +151,8 @@ class Daemon:
             self._guard(f"lease of {item.policy.name}", partial(self._refresh_lease, item))
         now = self.monotonic()
         self.targets.new_pass()
-        due = []
-        for item in list(self.supervised.values()):
-            if self.stopping or self.waker.pending:
-                break
-            if item.next_due <= now + COALESCE:
-                due.append(item)
-                # Keep the cadence; after a long stall, resume from now rather than burst.
-                item.next_due = max(item.next_due + item.policy.detect.interval, now)
-        self._tick(due)
+        interrupted = lambda: self.stopping or bool(self.waker.pending)  # noqa: E731
+        self._tick(self.targets.due(now, COALESCE, interrupted))
         self._guard("docker check", self._check_docker)
         self._guard("results", self._drain)
         self.metrics.loop.set(self.clock())
@@ -190,8 +184,9 @@ class Daemon:
         item.state, self.beats.pending = state, True  # the heartbeat shows it
         if step.decision is not None:
             item.last_decision = step.decision
-        if step.persist:
-            self.save(item)
+        error = self.save(item) if step.persist else None
+        if error is not None and step.commands:  # persist, then act (tracker.unsaved)
+            item.state, step = tracker.unsaved(item.policy, item.state, step, error)
         self.emit(*step.events)
         if step.commands:  # taken in the loop's thread: the executor's reads no loop state
             policy, monitor = item.policy, item.monitor
@@ -268,14 +263,15 @@ class Daemon:
             self.apply(item, adopted, tracker.Step(persist=True))
             self.apply(item, *tracker.resume(item.policy, item.state))
 
-    def save(self, item: Supervised) -> None:
-        try:
-            self.targets.save(item)
-        except OSError as exc:
-            where = f"writing {self.targets.store.path(item.policy.target.key)}"
-            self.emit(events.InternalError(policy=item.policy.name, where=where, reason=str(exc)))
-        if self.leases is not None:
+    def save(self, item: Supervised) -> str | None:
+        """Save the target's state (and share it while holding its lease); why not, if not."""
+        self.state_error = self.targets.save(item)
+        if self.state_error is not None:
+            reason, name = self.state_error, item.policy.name
+            self.emit(events.InternalError(policy=name, where="state", reason=reason))
+        elif self.leases is not None:
             self.leases.share_if_held(item.policy, item.state, self.monotonic())
+        return self.state_error
 
     # -- Docker reachability and the heartbeat ------------------------------------------------
 
@@ -286,15 +282,12 @@ class Daemon:
     def write_heartbeat(self, stopped: bool = False) -> None:
         self.beats.wrote(self.monotonic())
         beat = Heartbeat(
-            t=self.clock(),
-            pid=os.getpid(),
-            stopped=stopped,
-            dry_run=self.dry_run,
-            started=self.started,
+            t=self.clock(), pid=os.getpid(), stopped=stopped, dry_run=self.dry_run,
+            started=self.started, docker_error=self.docker.engine.error,
+            state_error=self.state_error,
             policies={name: policy_beat(s) for name, s in self.supervised.items()},
-            docker_error=self.docker.engine.error,
             policy_paths=tuple(str(p.resolve()) for p in self.policy_paths),
-        )
+        )  # fmt: skip
         try:
             beat.write(self.state_dir)
         except OSError as exc:

@@ -107,6 +107,7 @@ class Heartbeat(_Record):
         "policies",
         "policy_paths",
         "started",
+        "state_error",
         "stopped",
         "t",
     )  # fmt: skip
@@ -118,6 +119,7 @@ class Heartbeat(_Record):
     docker_error: str | None
     policy_paths: tuple[str, ...]
     started: float
+    state_error: str | None  # why the daemon cannot write its state files (it restarts nothing)
 
     def __init__(
         self,
@@ -130,10 +132,12 @@ class Heartbeat(_Record):
         docker_error: str | None = None,
         policy_paths: tuple[str, ...] = (),
         started: float = 0.0,
+        state_error: str | None = None,
     ) -> None:
         self._init(
             t=t, pid=pid, stopped=stopped, dry_run=dry_run, policies=dict(policies or {}),
             docker_error=docker_error, policy_paths=tuple(policy_paths), started=started,
+            state_error=state_error,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -147,6 +151,7 @@ class Heartbeat(_Record):
             "docker_error": self.docker_error,
             "policy_paths": list(self.policy_paths),
             "started": self.started,
+            "state_error": self.state_error,
         }
 
     def write(self, state_dir: str | os.PathLike[str]) -> None:
@@ -199,6 +204,7 @@ def _decode(data: object) -> Heartbeat:
         dry_run=bool(data.get("dry_run", False)),
         policies=policies,
         docker_error=data.get("docker_error"),
+        state_error=data.get("state_error"),
         policy_paths=tuple(str(p) for p in data.get("policy_paths") or ()),
         started=float(data.get("started", 0.0)),
     )

@@ -25,7 +25,7 @@ class Store(Protocol):
     def hold(
         self, target: str, token: str, period: float
     ) -> tuple[Answer | None, str | None, str | None]: ...
-    def still_mine(self, target: str, token: str) -> str | None: ...
+    def still_mine(self, target: str, token: str, period: float) -> str | None: ...
     def release(self, target: str, token: str) -> None: ...
     def load(self, target: str) -> tuple[dict[str, Any] | None, str | None]: ...
     def save(self, target: str, data: dict[str, Any]) -> str | None: ...
@@ -54,7 +54,7 @@ class Leases:
         self.token = token or new_token()
         self._store_factory = store_factory
         self._stores: dict[str, Store] = {}  # by broker URL
-        self._leases: dict[str, Lease] = {}  # by policy name
+        self._leases: dict[str, Lease] = {}  # by target key: a lease is the target's
 
     def _store(self, policy: Policy) -> Store:
         url = policy.broker.url
@@ -66,7 +66,8 @@ class Leases:
         self, policy: Policy, now: float, force: bool = False
     ) -> tuple[tuple[Event, ...], bool]:
         """Try or renew the policy's lease when due: (its events, whether it was taken over)."""
-        current = self._leases.get(policy.name, Lease())
+        key = policy.target.key
+        current = self._leases.get(key, Lease())
         if not force and not lease.due(current, now):
             return (), False
         answer, holder, error = self._store(policy).hold(policy.target.key, self.token, self.period)
@@ -80,11 +81,11 @@ class Leases:
             policy=policy.name,
             target=policy.target.describe(),
         )
-        self._leases[policy.name] = current
+        self._leases[key] = current
         return evs, took
 
     def holds(self, policy: Policy, now: float) -> bool:
-        return lease.holds(self._leases.get(policy.name, Lease()), now)
+        return lease.holds(self._leases.get(policy.target.key, Lease()), now)
 
     def next_try(self) -> float | None:
         return min((x.next_try for x in self._leases.values()), default=None)
@@ -109,11 +110,12 @@ class Leases:
         )
 
     def fence(self, policy: Policy) -> str | None:
-        """Right before a restart: None when the lease is still this supervisor's."""
-        return self._store(policy).still_mine(policy.target.key, self.token)
+        """Right before a container is changed: None when the lease is still this
+        supervisor's, on the master that Redis has now."""
+        return self._store(policy).still_mine(policy.target.key, self.token, self.period)
 
     def forget(self, policy: Policy) -> None:
-        if self._leases.pop(policy.name, Lease()).holding:
+        if self._leases.pop(policy.target.key, Lease()).holding:
             self._store(policy).release(policy.target.key, self.token)
 
     def close(self, policies: list[Policy]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from supervisor.core import evidence, quarantine, unacked
 from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
-from supervisor.core.results import Outcome, RestartResult
+from supervisor.core.results import Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result
 from supervisor.policy import Policy, Target
 from supervisor.runtime.wiring import Actuator
@@ -52,16 +52,19 @@ def carry_out(  # noqa: PLR0917 - the parts that carry out every kind of command
     keep_stacks: KeepStacks,
     command: Command,
 ) -> Result:
-    """Carry out one command of the tracker's, in the executor's thread."""
+    """Carry out one command of the tracker's, in the executor's thread. Every command that
+    changes a container is fenced by the target's lease first."""
     assert actuator is not None
+    if isinstance(command, DryRun):
+        return actuator.lookup(policy.target)
+    lost = leases.fence(policy) if leases is not None else None
     if isinstance(command, Restart):
-        lost = leases.fence(policy) if leases is not None else None
         if lost is not None:  # another supervisor may be acting: touch nothing
             error = f"not restarted, {lost} (checked right before the restart)"
             return RestartResult(Outcome.FAILED, policy.restart.method, error=error)
         return restart(policy, command, actuator, monitor, store_for, keep_stacks)
-    if isinstance(command, DryRun):
-        return actuator.lookup(policy.target)
+    if lost is not None:
+        return StartResult(error=f"not started, {lost} (checked right before starting)")
     return actuator.ensure_running(policy.target)
 
 

@@ -112,6 +112,20 @@ class Targets:
         self.monitors[key].poll_at_least_every(policy.detect.interval)
         return self.monitors[key]
 
+    def due(self, now: float, within: float, interrupted: Callable[[], bool]) -> list[Supervised]:
+        """The targets whose tick is due by `now + within` (those due this soon run in this
+        pass: one wake-up for all), each given its next due time; none past an interruption
+        (a signal, a stop), which the loop handles first."""
+        due = []
+        for item in list(self.by_name.values()):
+            if interrupted():
+                break
+            if item.next_due <= now + within:
+                due.append(item)
+                # Keep the cadence; after a long stall, resume from now rather than burst.
+                item.next_due = max(item.next_due + item.policy.detect.interval, now)
+        return due
+
     def new_pass(self) -> None:
         self._claims = None  # the targets' containers may have changed since the last pass
 
@@ -137,9 +151,14 @@ class Targets:
                 samples[item.policy.name] = observing.enrich(sample, item, item.monitor, queues)
         return samples
 
-    def save(self, item: Supervised) -> None:
-        """Raises OSError (the daemon reports it)."""
-        self.store.save(item.policy.target.key, item.policy.name, item.state)
+    def save(self, item: Supervised) -> str | None:
+        """The target's state in its file; why it could not be written, if not."""
+        path = self.store.path(item.policy.target.key)
+        try:
+            self.store.save(item.policy.target.key, item.policy.name, item.state)
+        except OSError as exc:
+            return f"cannot write {path}: {exc.strerror or exc}"
+        return None
 
     def record(self, policy: Policy, sample: Sample, decision: Decision | None) -> None:
         """The sample in the policy's history, for `report` (a full disk is logged once), and
