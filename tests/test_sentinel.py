@@ -106,3 +106,33 @@ def test_sampling_progress_and_give_back_follow_a_failover(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_the_lease_fence_follows_a_failover(sentinels: SentinelSet) -> None:
+    """Right after a failover the fence is answered by the new master: a lease that is
+    another's there is never taken for ours because a connection still reaches the old one."""
+    from supervisor.adapters.lease_store import LeaseStore, lease_key
+
+    s = sentinels
+    policy = make_policy(broker={"url": s.url, "master_name": s.MASTER_NAME, "timeout": 2})
+    key = policy.target.key
+    store = LeaseStore(policy.broker)
+    try:
+        assert store.hold(key, "me", 60.0)[2] is None
+        assert store.still_mine(key, "me", 60.0) is None  # a connection to the old master
+        new = s.failover()
+        db1 = new.client()
+        db1.execute_command("SELECT", 1)
+        db1.set(lease_key(key), "other/2", px=60_000)  # the lease is another's now
+        answers = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the sentinels have switched the master
+            answers.append(store.still_mine(key, "me", 60.0))
+            if answers[-1] == "the lease is held by other/2":
+                break
+            time.sleep(0.05)
+        assert None not in answers  # never ours, not even while the failover was under way
+        assert answers[-1] == "the lease is held by other/2"
+        assert all("failover" in a and "is under way" in a for a in answers[:-1] if a), answers
+    finally:
+        store.close()

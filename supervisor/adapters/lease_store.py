@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from supervisor.adapters.redis_probe import client_for, follow_master
 from supervisor.core.lease import Answer
@@ -67,6 +68,35 @@ def _error(exc: redis.RedisError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _failing_over(client: redis.Redis) -> str | None:
+    """Behind sentinels: why the master redis-py follows may not be the master now. While a
+    failover is under way the sentinels already name the promoted replica to
+    GET-MASTER-ADDR-BY-NAME but still list the old master in SENTINEL MASTERS, which redis-py
+    follows, and the old master still takes writes: a fence answered there proves nothing.
+    One question to the first sentinel that answers; None for a plain Redis."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    followed = pool.get_master_address()  # type: ignore[no-untyped-call]
+    for sentinel in pool.sentinel_manager.sentinels:
+        try:
+            named = sentinel.execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", pool.service_name
+            )
+        except redis.RedisError:
+            continue
+        if not named:
+            return f"no sentinel names a master for {pool.service_name!r}"
+        host = named[0].decode() if isinstance(named[0], bytes) else str(named[0])
+        if (host, int(named[1])) != tuple(followed):
+            return (
+                f"a failover of {pool.service_name!r} is under way (the sentinels name "
+                f"{host}:{int(named[1])}, the master list still {followed[0]}:{followed[1]})"
+            )
+        return None
+    return "no sentinel answers"
+
+
 class LeaseStore:
     """One broker's leases. Every call is one round trip; Redis errors come back as text."""
 
@@ -96,6 +126,9 @@ class LeaseStore:
         what it held before (redis-py then drops that connection)."""
         try:
             follow_master(self._client)
+            moving = _failing_over(self._client)
+            if moving is not None:
+                return f"cannot check the lease: {moving}"
             held = self._client.eval(_FENCE, 1, lease_key(target), token, int(period * 1000))
         except redis.RedisError as exc:
             return f"cannot check the lease: {_error(exc)}"
