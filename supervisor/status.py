@@ -82,7 +82,7 @@ def gather(
             beat = heartbeat.read(state_dir)
         except heartbeat.HeartbeatError:
             beat = None
-    store = StateStore(state_dir)
+    store = StateStore(state_dir, dry_run=bool(beat and beat.dry_run))  # what the daemon counts
     out: dict[str, Any] = {
         "time": _iso(now),
         "supervisor": {

@@ -217,7 +217,36 @@ def test_dry_run_looks_up_and_changes_nothing(h: Harness) -> None:
     h.settle()
     assert h.actuator.calls == ["lookup"]
     [record] = h.audit("dry_run_restart")
-    assert record["containers"] == ["w"] and h.saved()["intent"] is None
+    assert record["containers"] == ["w"] and h.saved("container%3Aw.dry-run")["intent"] is None
+    assert not (h.tmp / "state" / "state" / "targets" / "container%3Aw.json").exists()
+
+
+def test_a_dry_run_never_spends_the_live_budget_and_every_record_says_dry_run(
+    h: Harness,
+) -> None:
+    """The README's switch: a dry run first, then live on the same state directory. On main
+    the dry run's would-be restart was the live supervisor's history: its first real restart
+    waited out a cooldown and the budget was spent on restarts that never happened."""
+    h.write_policy(restart={"max_restarts": 1, "cooldown": 600})
+    h.start(dry_run=True)
+    make_stuck(h)
+    h.settle()
+    assert h.audit("dry_run_restart") and h.actuator.calls == ["lookup"]
+    dry = h.saved("container%3Aw.dry-run")
+    assert len(dry["recent"]) == 1  # the dry run counts its own would-be restarts
+    h.stop()
+    records = h.audit()
+    assert {r["event"] for r in records} >= {"start", "stop", "dry_run_restart"}
+    assert all(r.get("dry_run") is True for r in records), [
+        r["event"] for r in records if not r.get("dry_run")
+    ]
+    h.start()  # live now: its budget and cooldown are untouched by the dry run
+    assert h.daemon is not None and h.daemon.supervised["w"].state.history.recent == ()
+    make_stuck(h, start=300)
+    h.settle()
+    assert h.actuator.calls == ["lookup", "restart w"]
+    [live] = h.audit("restart")
+    assert live.get("dry_run") is not True and len(h.saved()["recent"]) == 1
 
 
 def test_discovered_queues_are_sampled_audited_and_kept_across_a_restart(h: Harness) -> None:

@@ -369,3 +369,17 @@ def test_without_discover_queues_nothing_is_learnt() -> None:
     state, step = tracker.on_discovered(POLICY, TrackerState(), ("dataset",))
     assert state == TrackerState() and step.events == ()
     assert tracker.watched(POLICY, state) == ("celery",)
+
+
+def test_learnt_queues_all_in_the_floor_change_nothing_watched() -> None:
+    """A stock Dify: its worker consumes queues all in the recipe's floor. On main every start
+    said `queues_changed` with the same list before and after, and began the run afresh."""
+    floor = make_policy(broker={"queues": ["celery", "mail"], "discover_queues": True})
+    state = TrackerState()
+    for t in range(5):
+        state, _ = tracker.on_sample(floor, state, Sample(float(t), 500 + t), dry_run=False)
+    run = state.engine.run
+    state, step = tracker.on_discovered(floor, state, ("mail", "celery"))
+    assert step.events == () and step.persist  # the learnt set is kept, silently
+    assert state.engine.run == run and state.discovered == ("celery", "mail")
+    assert tracker.watched(floor, state) == ("celery", "mail")

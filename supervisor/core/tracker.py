@@ -256,6 +256,8 @@ def on_discovered(
     before = watched(policy, state)
     state = replace(state, discovered=found)
     after = watched(policy, state)
+    if set(after) == set(before):  # learnt queues all in the floor: nothing watched changed
+        return state, Step(persist=True)
     changed = ev.QueuesChanged(policy=policy.name, queues=after, previous=before)
     # Another set of queues is another run: what was judged on the old set says nothing.
     state = replace(state, engine=replace(state.engine, run=RunState(), replicas=()), recent=())

@@ -65,7 +65,9 @@ class Daemon:
         self.leases = leases  # several supervisors of the same policies: only a holder acts
         self.metrics_address, self.metrics_port = metrics_address or "0.0.0.0", metrics_port
         self.clock, self.monotonic = clock, monotonic
-        self.targets = Targets(state_dir, probe_factory, progress_factory, clock, monotonic)
+        self.targets = Targets(
+            state_dir, probe_factory, progress_factory, clock, monotonic, dry_run=dry_run
+        )
         self.supervised = self.targets.by_name
         self.waker = Waker()
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
@@ -76,7 +78,8 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
-        self.emit = Fanout([("log", log_sink.log_event), ("metrics", self.metrics.on_event)])
+        sinks = [("log", log_sink.log_event), ("metrics", self.metrics.on_event)]
+        self.emit = Fanout(sinks, dry_run=dry_run)  # a dry run's records all say so
         self.emit.add("notifications", self._notify)
 
     # -- life cycle ---------------------------------------------------------------------------

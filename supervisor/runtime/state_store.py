@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,11 +38,20 @@ class Stored:
 
 
 class StateStore:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory / "state"  # made on the first save: reading creates nothing
+    """`dry_run`: a dry-run supervisor's own files (`TARGET.dry-run.json`). What a dry run
+    decides never spends the live budget or starts a live cooldown, even on the same state
+    directory: it starts from the live file (so it judges as the live supervisor would) and
+    writes only its own. A live supervisor with no file of its own yet takes from a dry run's
+    only what its workers said of themselves and the queues learnt, never its history."""
 
-    def path(self, target: str) -> Path:
-        return self.directory / "targets" / f"{quote(target, safe='')}.json"
+    def __init__(self, directory: Path, dry_run: bool = False) -> None:
+        self.directory = directory / "state"  # made on the first save: reading creates nothing
+        self.dry_run = dry_run
+
+    def path(self, target: str, dry_run: bool | None = None) -> Path:
+        own = self.dry_run if dry_run is None else dry_run
+        suffix = ".dry-run.json" if own else ".json"
+        return self.directory / "targets" / f"{quote(target, safe='')}{suffix}"
 
     def legacy_path(self, policy: str) -> Path:
         return self.directory / f"{policy}.json"
@@ -52,7 +61,7 @@ class StateStore:
         from before (named after `policy`) counts when its target is this one, and is moved."""
         path, legacy = self.path(target), self.legacy_path(policy)
         stored = self.peek(target, policy)
-        if stored is not None and not path.exists():
+        if stored is not None and not self.dry_run and not path.exists() and legacy.exists():
             try:  # it came from the old name: moved to the target's
                 write_atomic(path, legacy.read_bytes())
                 legacy.unlink()
@@ -65,8 +74,16 @@ class StateStore:
         stored = self._read(self.path(target))
         if stored is not None:
             return stored
+        if self.dry_run:  # the live state as the dry run's starting point, never its intent
+            live = StateStore(self.directory.parent).peek(target, policy)
+            return None if live is None else replace(live, intent=None)
         stored = self._read(self.legacy_path(policy))
-        return stored if stored is not None and stored.target in (None, target) else None
+        if stored is not None and stored.target in (None, target):
+            return stored
+        dry = self._read(self.path(target, dry_run=True))  # only what a dry run learnt
+        if dry is None:
+            return None
+        return Stored(dry.target, GovernorState(), None, dry.discovered, dry.known)
 
     @staticmethod
     def _read(path: Path) -> Stored | None:

@@ -33,12 +33,14 @@ class Targets:
         progress_factory: wiring.ProgressFactory | None,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
+        *,
+        dry_run: bool = False,
     ) -> None:
         self.by_name: dict[str, Supervised] = {}
         self.monitors: dict[tuple[str, str], ProgressSource] = {}
         self._probe_factory, self._progress_factory = probe_factory, progress_factory
         self._clock, self._monotonic = clock, monotonic
-        self.store = StateStore(state_dir)
+        self.store = StateStore(state_dir, dry_run)  # a dry run's files are its own
         self._history = HistoryWriter(state_dir)
         self._history_failing = False
         self._claims: dict[str, dict[str, str]] | None = None
