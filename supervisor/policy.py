@@ -74,6 +74,13 @@ class Broker(_Section):
         broker_url.parse(url)  # the same parse every command connects with
         return url
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        # "${SUPERVISOR_KEY_PREFIX:-}": the recipe passes Dify's REDIS_KEY_PREFIX, as kombu's
+        # global_keyprefix "<prefix>:" (empty when Dify has none). No secret: not masked.
+        return expand_env(value, secret=False)
+
     @field_validator("ssl_cert_reqs")
     @classmethod
     def _cert_reqs(cls, value: str | None) -> str | None:

@@ -26,7 +26,7 @@ def run(action: str, policy: Policy, task_id: str | None, as_json: bool) -> int:
 
     if action != "list" and not task_id:
         raise UsageError(f"quarantine {action} needs a TASK_ID (see: quarantine list)")
-    key = quarantine.key_for(policy.target.key)
+    key = quarantine.key_for(policy.target.key, policy.broker.key_prefix)
     store = UnackedStore(policy.broker)
     try:
         if action == "list":

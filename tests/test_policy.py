@@ -8,6 +8,7 @@ from supervisor.errors import PolicyError
 from supervisor.policy import load_policies, load_policy, parse_policy
 
 from .helpers import policy_dict
+from .inprocess import to_toml
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "policies" / "dify-worker.toml"
@@ -294,3 +295,14 @@ def test_the_dify_recipes_policy_takes_its_target_and_sentinel_from_the_environm
     assert policy.broker.master_name == "mymaster"
     assert policy.broker.sentinel_password == "sentinel-pw"
     assert "sentinel-pw" not in redact("auth sentinel-pw")  # a password stays masked
+
+
+def test_the_key_prefix_comes_from_the_environment_and_is_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPERVISOR_KEY_PREFIX", "dify:")
+    path = tmp_path / "p.toml"
+    path.write_text(to_toml(policy_dict(broker={"key_prefix": "${SUPERVISOR_KEY_PREFIX:-}"})))
+    assert load_policy(path).broker.key_prefix == "dify:"
+    monkeypatch.delenv("SUPERVISOR_KEY_PREFIX")
+    assert load_policy(path).broker.key_prefix == ""

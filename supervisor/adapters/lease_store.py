@@ -56,12 +56,14 @@ return 0
 """
 
 
-def lease_key(target: str) -> str:
-    return f"{PREFIX}lease:{target}"
+def lease_key(target: str, broker_prefix: str = "") -> str:
+    """Behind the broker's kombu `global_keyprefix`, like every key of that install (two
+    installs sharing one Redis through their prefixes may name their targets alike)."""
+    return f"{broker_prefix}{PREFIX}lease:{target}"
 
 
-def state_key(target: str) -> str:
-    return f"{PREFIX}state:{target}"
+def state_key(target: str, broker_prefix: str = "") -> str:
+    return f"{broker_prefix}{PREFIX}state:{target}"
 
 
 def _error(exc: redis.RedisError) -> str:
@@ -102,6 +104,7 @@ class LeaseStore:
 
     def __init__(self, broker: Broker) -> None:
         self._client = client_for(broker)
+        self._prefix = broker.key_prefix
 
     def hold(
         self, target: str, token: str, period: float
@@ -109,7 +112,8 @@ class LeaseStore:
         """Take or renew the target's lease: (answer, holder's token, error)."""
         try:
             follow_master(self._client)  # a lease lives on the current master only
-            got = self._client.eval(_HOLD, 1, lease_key(target), token, int(period * 1000))
+            key = lease_key(target, self._prefix)
+            got = self._client.eval(_HOLD, 1, key, token, int(period * 1000))
         except redis.RedisError as exc:
             return None, None, _error(exc)
         if got == 1:
@@ -129,7 +133,8 @@ class LeaseStore:
             moving = _failing_over(self._client)
             if moving is not None:
                 return f"cannot check the lease: {moving}"
-            held = self._client.eval(_FENCE, 1, lease_key(target), token, int(period * 1000))
+            key = lease_key(target, self._prefix)
+            held = self._client.eval(_FENCE, 1, key, token, int(period * 1000))
         except redis.RedisError as exc:
             return f"cannot check the lease: {_error(exc)}"
         if held == 1:
@@ -141,12 +146,12 @@ class LeaseStore:
 
     def release(self, target: str, token: str) -> None:
         with contextlib.suppress(redis.RedisError):  # else it lapses after the period
-            self._client.eval(_RELEASE, 1, lease_key(target), token)
+            self._client.eval(_RELEASE, 1, lease_key(target, self._prefix), token)
 
     def load(self, target: str) -> tuple[dict[str, Any] | None, str | None]:
         """(the shared state as saved, or None when none is; error)."""
         try:
-            raw = self._client.get(state_key(target))
+            raw = self._client.get(state_key(target, self._prefix))
         except redis.RedisError as exc:
             return None, _error(exc)
         if raw is None:
@@ -154,12 +159,12 @@ class LeaseStore:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            return None, f"{state_key(target)}: unreadable: {exc}"
+            return None, f"{state_key(target, self._prefix)}: unreadable: {exc}"
         return (data if isinstance(data, dict) else None), None
 
     def save(self, target: str, data: dict[str, Any]) -> str | None:
         try:
-            self._client.set(state_key(target), json.dumps(data))
+            self._client.set(state_key(target, self._prefix), json.dumps(data))
         except redis.RedisError as exc:
             return _error(exc)
         return None

@@ -44,8 +44,11 @@ ENTRY_FORMAT = 1
 KEY_PREFIX = "iti-supervisor:quarantine:"  # + the target's key: one dead-letter list per target
 
 
-def key_for(target_key: str) -> str:
-    return f"{KEY_PREFIX}{target_key}"
+def key_for(target_key: str, broker_prefix: str = "") -> str:
+    """The target's dead-letter list. Behind the broker's kombu `global_keyprefix` like
+    every key of that install: installs that share one Redis through their prefixes (Dify's
+    REDIS_KEY_PREFIX) may name their targets alike."""
+    return f"{broker_prefix}{KEY_PREFIX}{target_key}"
 
 
 @dataclass(frozen=True)

@@ -53,14 +53,14 @@ class Leases:
         self.period = period
         self.token = token or new_token()
         self._store_factory = store_factory
-        self._stores: dict[str, Store] = {}  # by broker URL
+        self._stores: dict[str, Store] = {}  # by broker URL and key prefix
         self._leases: dict[str, Lease] = {}  # by target key: a lease is the target's
 
     def _store(self, policy: Policy) -> Store:
-        url = policy.broker.url
-        if url not in self._stores:
-            self._stores[url] = self._store_factory(policy.broker)
-        return self._stores[url]
+        key = f"{policy.broker.key_prefix} {policy.broker.url}"  # the prefix is in the keys
+        if key not in self._stores:
+            self._stores[key] = self._store_factory(policy.broker)
+        return self._stores[key]
 
     def refresh(
         self, policy: Policy, now: float, force: bool = False

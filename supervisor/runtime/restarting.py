@@ -125,7 +125,7 @@ def _park(
         for t in hung
         if t.id in ids
     }
-    key = quarantine.key_for(policy.target.key)
+    key = quarantine.key_for(policy.target.key, policy.broker.key_prefix)
     try:
         done = store.park(entries, key)
     except Exception as exc:  # noqa: BLE001 - the restart goes on; the audit says why

@@ -331,3 +331,28 @@ def test_the_chapters_policy_next_to_a_stock_dify_is_unhealthy_naming_what_it_fo
         assert "iti-dify-worker" in message and "docker-worker-1" in message, message
     finally:
         sup.stop()
+
+
+@pytest.mark.integration
+def test_difys_key_prefix_reaches_the_policy_as_kombus_global_keyprefix(tmp_path: Path) -> None:
+    """REDIS_KEY_PREFIX in Dify's .env: Dify hands kombu global_keyprefix "<prefix>:" (its
+    ext_celery.py); the recipe hands the policy the same, and nothing without one."""
+    from supervisor.policy import load_policy
+
+    folder = dify_folder(tmp_path)
+    plain = yaml.safe_load(compose(folder, "config").stdout)["services"]
+    assert plain["worker-supervisor"]["environment"]["SUPERVISOR_KEY_PREFIX"] == ""
+    with (folder / ".env").open("a") as env:
+        env.write("REDIS_KEY_PREFIX=dify\n")
+    merged = yaml.safe_load(compose(folder, "config").stdout)["services"]
+    env_of = {k: str(v) for k, v in merged["worker-supervisor"]["environment"].items()}
+    assert env_of["SUPERVISOR_KEY_PREFIX"] == "dify:"
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env_of)
+        policy = load_policy(DIFY_POLICY)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert policy.broker.key_prefix == "dify:"
+    assert policy.broker.redis_keys("mail")[0] == "dify:mail"
