@@ -279,7 +279,8 @@ def test_the_dify_recipes_policy_takes_its_target_and_sentinel_from_the_environm
     policy = load_policy(dify)
     assert policy.target.compose_project == "docker" and policy.target.all
     assert policy.broker.master_name is None and policy.broker.sentinel_password is None
-    assert len(policy.broker.queues) == 20 and policy.broker.discover_queues
+    assert len(policy.broker.queues) == 19 and policy.broker.discover_queues
+    assert "trigger_refresh_publisher" not in policy.broker.queues  # 1.13.2's worker: not its
     monkeypatch.setenv("DIFY_COMPOSE_PROJECT", "prod")
     policy = load_policy(dify)
     assert policy.target.describe() == "prod/worker"

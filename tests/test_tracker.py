@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor.core import events as ev
 from supervisor.core import tracker
 from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
@@ -79,9 +80,29 @@ def test_a_confirmed_restart_clears_the_intent_and_recovery_is_told_once() -> No
     state, step = tracker.on_sample(POLICY, state, Sample(t + 2, 50), dry_run=False)
     assert "recovery" not in kinds(step)
     state, step = tracker.on_sample(POLICY, state, Sample(t + 3, 10), dry_run=False)
-    assert kinds(step) == ["recovery"]
+    assert kinds(step) == ["recovery", "consuming_again"]  # the queue fell: 50 -> 10
     state, step = tracker.on_sample(POLICY, state, Sample(t + 4, 0), dry_run=False)
     assert kinds(step) == []
+
+
+def test_consuming_again_is_told_once_with_the_restart_apart_from_the_workers_start() -> None:
+    """A stock Dify migrates for about 30 s before its worker consumes: the record says how
+    long the restart took and how long the worker's start took after it."""
+    state, command, t = stuck_until_restart(TrackerState())
+    done = RestartResult(Outcome.DONE, "cold", ("w",), 0.3, changed=True)
+    state, _ = tracker.on_result(POLICY, state, command, done, t + 1)
+    for i in range(2, 32):  # migrating: the new worker counts 0 started tasks
+        state, step = tracker.on_sample(
+            POLICY, state, Sample(t + i, 500, processed=0), dry_run=False
+        )
+        assert "consuming_again" not in kinds(step)
+    state, step = tracker.on_sample(POLICY, state, Sample(t + 33, 500, processed=1), dry_run=False)
+    [told] = [e for e in step.events if isinstance(e, ev.ConsumingAgain)]
+    assert told.restart_seconds == 0.3 and told.after_restart == 32.0
+    assert told.after_decision == round(t + 33 - command.action.t, 3)
+    assert "a task started (0 -> 1" in told.evidence
+    state, step = tracker.on_sample(POLICY, state, Sample(t + 34, 499, processed=2), dry_run=False)
+    assert "consuming_again" not in kinds(step) and state.resuming is None
 
 
 def test_a_restart_that_failed_after_stopping_the_worker_is_completed_at_every_sample() -> None:

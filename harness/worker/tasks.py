@@ -39,6 +39,19 @@ else:
     _results = redis.Redis.from_url(BROKER)
 
 
+if os.environ.get("TEST_BEAT_QUEUE"):
+    # A beat that publishes to a queue the worker may not consume: Dify 1.13.2's worker_beat
+    # sends trigger_refresh_publisher about once a minute, and its worker does not consume it.
+    app.conf.beat_schedule = {
+        "stand-in-refresh": {
+            "task": "tasks.work",
+            "schedule": float(os.environ.get("TEST_BEAT_EVERY") or 60),
+            "args": (-1,),
+            "options": {"queue": os.environ["TEST_BEAT_QUEUE"]},
+        }
+    }
+
+
 if os.environ.get("TEST_IGNORE_SIGQUIT") == "1":
     # Stands in for a worker that a cold shutdown cannot stop (Celery's gevent pool with a
     # Redis result backend and hung tasks logs BlockingSwitchOutError and stays up): once

@@ -33,6 +33,7 @@ class EventKind(enum.Enum):
     START_ERROR_BEGIN = "start_error_begin"  # starting the target after a restart keeps failing
     ESCALATE = "escalate"
     RECOVERY = "recovery"  # the queue is back under the threshold after a restart
+    CONSUMING_AGAIN = "consuming_again"  # the restarted workers take tasks again
     TRIGGER_REFUSED = "trigger_refused"
     TRIGGER_DISCARDED = "trigger_discarded"  # a request older than this daemon
     SAMPLE_ERROR_BEGIN = "sample_error_begin"
@@ -333,6 +334,19 @@ class Recovery(Event):
     depth: int
     threshold: int
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumingAgain(Event):
+    """After a restart, the first sign that the workers take tasks again: the restart's own
+    time (`restart_seconds`, in its record too) apart from the workers' start (a stock Dify
+    migrates its database first, about 30 s)."""
+
+    kind = EventKind.CONSUMING_AGAIN
+    after_decision: float  # seconds from the decision to this sample
+    after_restart: float  # seconds from the restart's confirmation to this sample
+    restart_seconds: float  # what the restart itself took
+    evidence: str  # what showed it: a task started, or the queue fell
 
 
 # -- what is seen of the target --------------------------------------------------------------

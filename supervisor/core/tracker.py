@@ -83,6 +83,17 @@ def watch(w: Watch, current: tuple[str, ...] | None, t: float, grace: float) -> 
 
 
 @dataclass(frozen=True)
+class Resuming:
+    """A restart is done; the workers have not been seen taking a task since (ConsumingAgain)."""
+
+    decided: float
+    restarted: float  # when its result came back: the target's containers run again
+    seconds: float  # what the restart itself took
+    lowest: int | None = None  # the fewest started tasks counted since (a new worker counts 0)
+    depth: int | None = None  # the depth of the last sample since
+
+
+@dataclass(frozen=True)
 class TrackerState:
     engine: EngineState = field(default_factory=EngineState)
     intent: Intent | None = None
@@ -102,6 +113,7 @@ class TrackerState:
     blind: Watch = field(default_factory=Watch)  # why nothing can be judged (told: said so)
     # task id -> hang restarts in a row it was running at (core/quarantine.py; persisted)
     streaks: tuple[tuple[str, int], ...] = ()
+    resuming: Resuming | None = None  # after a done restart, until a task is taken again
 
     @property
     def cannot_judge(self) -> str | None:
@@ -329,6 +341,9 @@ def on_sample(
             ev.Recovery(policy=policy.name, depth=sample.depth, threshold=threshold, reason=reason)
         )
         state = replace(state, awaiting_recovery=False)
+    if settled and state.resuming is not None and sample.ok:
+        state, told = _resuming(policy, state, sample)
+        events += told
     if state.call is not None:
         return state, Step(tuple(events), persist=learnt)
     if state.intent is not None:
@@ -359,6 +374,34 @@ def on_sample(
                 commands.append(begun)
     persist = bool(decision.actions) or learnt
     return state, Step(tuple(events), tuple(commands), decision, persist=persist)
+
+
+def _resuming(
+    policy: Policy, state: TrackerState, sample: Sample
+) -> tuple[TrackerState, list[Event]]:
+    """The first sample after a restart that shows a task taken: the workers' count of
+    started tasks above its lowest since the restart (the restarted worker starts from 0),
+    or the watched queues lower than at the sample before."""
+    r = state.resuming
+    assert r is not None
+    evidence = None
+    if sample.processed is not None and r.lowest is not None and sample.processed > r.lowest:
+        evidence = f"a task started ({r.lowest} -> {sample.processed} started tasks)"
+    elif sample.depth is not None and r.depth is not None and sample.depth < r.depth:
+        evidence = f"the queues fell ({r.depth} -> {sample.depth})"
+    if evidence is None:
+        counts = [c for c in (r.lowest, sample.processed) if c is not None]
+        lowest = min(counts) if counts else None
+        return replace(state, resuming=replace(r, lowest=lowest, depth=sample.depth)), []
+    consuming = ev.ConsumingAgain(
+        policy=policy.name,
+        target=policy.target.describe(),
+        after_decision=round(sample.t - r.decided, 3),
+        after_restart=round(max(0.0, sample.t - r.restarted), 3),
+        restart_seconds=round(r.seconds, 3),
+        evidence=evidence,
+    )
+    return replace(state, resuming=None), [consuming]
 
 
 def progress_grace(policy: Policy) -> float:
@@ -524,7 +567,11 @@ def on_result(
 ) -> tuple[TrackerState, Step]:
     """The executor finished `command` with `result`."""
     if isinstance(command, Restart) and isinstance(result, RestartResult):
-        return _restarted(policy, state, command, result)
+        state, step = _restarted(policy, state, command, result)
+        if result.outcome is Outcome.DONE:
+            decided = command.action.t
+            state = replace(state, resuming=Resuming(decided, now, result.seconds))
+        return state, step
     if isinstance(command, DryRun) and isinstance(result, LookupResult):
         return _looked_up(policy, state, command, result)
     if isinstance(command, EnsureRunning) and isinstance(result, StartResult):

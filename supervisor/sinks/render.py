@@ -147,6 +147,10 @@ _TEXT: dict[type[ev.Event], Callable[[Any], str]] = {
         f"cannot start {e.target} after a restart, retrying at every interval: {e.reason}"
     ),
     ev.Recovery: lambda e: f"recovered: queue depth {e.depth} is back under {e.threshold}",
+    ev.ConsumingAgain: lambda e: (
+        f"consuming again {e.after_decision:.1f}s after the decision: the restart itself took "
+        f"{e.restart_seconds:.1f}s, the workers' start {e.after_restart:.1f}s more ({e.evidence})"
+    ),
     ev.TargetChanged: lambda e: (
         f"the target changed from {e.old_target} to {e.target}: going on with "
         f"{e.target}'s own restart history (none if it never had one)"
