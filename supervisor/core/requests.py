@@ -22,19 +22,26 @@ class Fanout:
     unknown: tuple[str, ...]  # names no running policy has
 
 
+def stale(t: float, started: float) -> bool:
+    """A request made before the supervisor started was meant for another run of it. Both on
+    the supervisor's stepless clock (supervisor/clock.py): a wall clock stepped back makes no
+    fresh request look old."""
+    return t < started
+
+
 def fan_out(requests: Sequence[Asked], started: float, supervised: Iterable[str]) -> Fanout:
     """A plain SIGUSR1 (no request file: `docker compose kill -s SIGUSR1`) or a request without
     a name restarts every policy; named requests restart those policies, each once. Requests
     older than the supervisor were meant for another run of it and are carried out by none."""
     running = list(supervised)
-    stale = tuple(r for r in requests if r.t < started)
-    fresh = [r for r in requests if r.t >= started]
+    old = tuple(r for r in requests if stale(r.t, started))
+    fresh = [r for r in requests if not stale(r.t, started)]
     if not requests or any(r.name is None for r in fresh):
-        return Fanout(tuple(sorted(running)), stale, ())
+        return Fanout(tuple(sorted(running)), old, ())
     names = list(dict.fromkeys(r.name for r in fresh if r.name is not None))
     return Fanout(
         tuple(n for n in names if n in running),
-        stale,
+        old,
         tuple(n for n in names if n not in running),
     )
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from supervisor import deployment
+from supervisor.clock import Clock
 from supervisor.core import events, requests, tracker
 from supervisor.core.events import Event
 from supervisor.errors import PolicyError
@@ -44,7 +44,7 @@ class Daemon(Protocol):
     targets: Targets
     leases: Leases | None
     metrics: Metrics
-    clock: Callable[[], float]
+    clock: Clock
 
     def emit(self, *evs: Event) -> None: ...
     def apply(self, item: Supervised, state: tracker.TrackerState, step: tracker.Step) -> None: ...
@@ -70,7 +70,7 @@ def handle_signals(d: Daemon) -> None:
 
 
 def manual_trigger(d: Daemon) -> None:
-    asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir)]
+    asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir, d.clock.here())]
     fanout = requests.fan_out(asked, d.started, d.supervised)
     for stale in fanout.stale:
         d.emit(events.TriggerDiscarded(policy=stale.name, requested_at=round(stale.t, 3)))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
+from supervisor.clock import Clock
 from supervisor.core import claims, events, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
@@ -31,14 +32,14 @@ class Targets:
         state_dir: Path,
         probe_factory: wiring.ProbeFactory,
         progress_factory: wiring.ProgressFactory | None,
-        clock: Callable[[], float],
+        clock: Clock,
         monotonic: Callable[[], float],
     ) -> None:
         self.by_name: dict[str, Supervised] = {}
         self.monitors: dict[tuple[str, str], ProgressSource] = {}
         self._probe_factory, self._progress_factory = probe_factory, progress_factory
         self._clock, self._monotonic = clock, monotonic
-        self.store = StateStore(state_dir)
+        self.store = StateStore(state_dir, clock.here)  # its times translated on this clock
         self._history = HistoryWriter(state_dir)
         self._history_failing = False
         self._claims: dict[str, dict[str, str]] | None = None
