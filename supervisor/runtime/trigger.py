@@ -63,7 +63,8 @@ def request(state_dir: Path, name: str | None) -> int:
             f"the supervisor (pid {pid}) would discard this request as made before it started "
             "(its heartbeat is from another boot or clock); try again once it has written one"
         )
-    path = state_dir / TRIGGER_DIR / f"{time.time_ns()}-{os.getpid()}.request"
+    # Named for the boot clock, so that "oldest first" holds across a step of the wall clock.
+    path = state_dir / TRIGGER_DIR / f"{int(boot * 1e9):020d}-{os.getpid()}.request"
     write_atomic(path, json.dumps({"name": name, **stamp, "pid": os.getpid()}).encode())
     if lock.holder(state_dir) != pid:  # it stopped in between: leave no request behind
         path.unlink(missing_ok=True)
