@@ -11,7 +11,9 @@ What is persisted carries its *frame* (the boot id and the offset `anchor_wall -
 and is brought into the reader's frame by `translate`: exactly within one boot, through the wall
 clock after a reboot (nothing else links two boots), never later than now.
 
-Standard library only, and cheap: `supervisor health` imports it.
+Standard library only, and cheap: `supervisor health` imports it (so its records are slotted
+classes, not dataclasses, whose `inspect` import alone costs more than health's budget; see
+runtime/heartbeat.py).
 """
 
 from __future__ import annotations
