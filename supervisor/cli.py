@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -229,7 +228,7 @@ def _status_policies(args: argparse.Namespace, state_dir: Path) -> list[Path]:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from supervisor import status
+    from supervisor import clock, status
     from supervisor.policy import load_policies
 
     state_dir = state_dir_setting(args)
@@ -242,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{', '.join(p.name for p in policies)}"
             )
         policies = [p for p in policies if p.name in args.names]
-    result = status.gather(policies, state_dir, time.time())
+    result = status.gather(policies, state_dir, clock.Stepless().here())
     from supervisor.broker_url import redact, redact_tree
 
     print(json.dumps(redact_tree(result), indent=2) if args.json else redact(status.render(result)))

@@ -4,7 +4,9 @@ it imports only `os`, `sys`, `json`, `fcntl` and `time`, and `entry.py` sends a 
 `supervisor health` here without building the whole command line.
 
 Alive: a process holds the state directory's lock (the kernel drops it the moment the daemon
-dies, so a SIGKILLed daemon is "not running" at once). Turning: its heartbeat file is fresh.
+dies, so a SIGKILLed daemon is "not running" at once). Turning: its heartbeat file is fresh,
+measured on the boot clock when the heartbeat was written in this boot (a step of the wall
+clock neither hides a hung loop nor fails a live one), on the wall clock otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from supervisor import clock
 from supervisor.runtime import heartbeat, lock
 
 MIN_STALE_AFTER = 30.0
@@ -49,7 +52,20 @@ def unwritable(state_dir: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None = None) -> Health:
+def age(beat: heartbeat.Heartbeat, wall: float, boot: float, boot_id: str) -> float:
+    """How old the heartbeat is: on the boot clock within its boot, else on the wall clock."""
+    if beat.boot_id and beat.boot_id == boot_id:
+        return boot - beat.boot
+    return wall - beat.wall
+
+
+def check(
+    state_dir: str | os.PathLike[str],
+    now: float,
+    max_age: float | None = None,
+    boot: float | None = None,
+) -> Health:
+    """`now`: the wall clock; `boot`: the boot clock (None: read now)."""
     pid = lock.holder(state_dir)
     if pid is None:
         where = os.path.join(state_dir, lock.LOCK_FILE)
@@ -61,14 +77,15 @@ def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None =
     if beat.stopped:
         return Health(False, f"unhealthy: the supervisor (pid {beat.pid}) has stopped")
     limit = max_age if max_age is not None else stale_after(beat)
-    age = now - beat.t
-    if age > limit:
+    boot_now = clock.boottime() if boot is None else boot
+    old = age(beat, now, boot_now, clock.boot_id())
+    if old > limit:
         cannot = unwritable(state_dir)  # then the heartbeat itself could not be written
         if cannot is not None:
             return Health(False, f"unhealthy: {cannot}; no restart is made until it can")
         return Health(
             False,
-            f"unhealthy: the loop last ticked {age:.0f}s ago (limit {limit:.0f}s); "
+            f"unhealthy: the loop last ticked {old:.0f}s ago (limit {limit:.0f}s); "
             f"pid {pid} is hung",
         )
     if beat.state_error:  # it restarts nothing it could not record first
@@ -85,7 +102,7 @@ def check(state_dir: str | os.PathLike[str], now: float, max_age: float | None =
     if beat.docker_error:
         notes.append(f"Docker unreachable: {beat.docker_error}")
     mode = " (dry-run)" if beat.dry_run else ""
-    return Health(True, f"healthy{mode}: loop ticked {age:.1f}s ago; " + "; ".join(notes))
+    return Health(True, f"healthy{mode}: loop ticked {old:.1f}s ago; " + "; ".join(notes))
 
 
 def plain_call(argv: list[str]) -> tuple[str, float | None] | None:

@@ -15,6 +15,7 @@ from typing import Any
 from supervisor import health
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.broker_url import redact
+from supervisor.clock import Here
 from supervisor.core import governor, tracker
 from supervisor.core.evidence import summary
 from supervisor.core.governor import GovernorState
@@ -73,16 +74,21 @@ def audit_tail(path: Path, policy: str, count: int) -> list[dict[str, Any]]:
 
 
 def gather(
-    policies: list[Policy], state_dir: Path, now: float, audit_records: int = 5
+    policies: list[Policy], state_dir: Path, here: Here, audit_records: int = 5
 ) -> dict[str, Any]:
-    alive = health.check(state_dir, now)
+    """`here`: a reading of a stepless clock (supervisor/clock.py); the state files' times are
+    brought onto it, so "next restart in" is what the daemon's own clock says, whatever the
+    wall clock did since."""
+    now = here.now
+    alive = health.check(state_dir, here.wall)
     beat: Heartbeat | None = None
     if alive.healthy:
         try:
             beat = heartbeat.read(state_dir)
         except heartbeat.HeartbeatError:
             beat = None
-    store = StateStore(state_dir, dry_run=bool(beat and beat.dry_run))  # what the daemon counts
+    # on `here`'s clock; what the daemon counts (a dry run's own files when it is one)
+    store = StateStore(state_dir, lambda: here, dry_run=bool(beat and beat.dry_run))
     out: dict[str, Any] = {
         "time": _iso(now),
         "supervisor": {

@@ -13,6 +13,7 @@ from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
+from supervisor.clock import Frame, Here
 from supervisor.core.evidence import Holding
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
@@ -35,11 +36,18 @@ def to_toml(data: dict[str, Any]) -> str:
 
 
 class Clock:
+    """A stepless clock the test moves; its wall clock is `t + wall_ahead` (a test steps it)."""
+
     def __init__(self) -> None:
         self.t = 1_000_000.0
+        self.wall_ahead = 0.0
+        self.frame = Frame("inprocess-boot", 0.0)
 
     def __call__(self) -> float:
         return self.t
+
+    def here(self) -> Here:
+        return Here(self.frame, self.t, self.t + self.wall_ahead)
 
 
 class FakeProbe:
@@ -224,6 +232,8 @@ class Harness:
     ) -> Daemon:
         from supervisor.policy import load_policies
 
+        if leases is not None:  # the shared history is translated on the test's clock
+            leases.here = self.clock.here
         self.daemon = Daemon(
             [self.policy_file.parent],
             self.tmp / "state",

@@ -132,3 +132,27 @@ def test_a_state_directory_that_cannot_be_written_is_named(tmp_path: Path) -> No
     assert unwritable(tmp_path) is None and list(tmp_path.iterdir()) == []
     why = unwritable("/proc")  # root ignores mode bits; /proc takes no new file
     assert why is not None and why.startswith("cannot write the state directory /proc")
+
+
+def test_in_its_own_boot_the_heartbeat_is_aged_on_the_boot_clock_whatever_the_wall_says(
+    held: Path,
+) -> None:
+    """Written at boot time 1000 (its frame: t = offset + boot time) in this boot: 100 s later
+    on the boot clock it is stale, even with the wall clock stepped 3 h back (main 421711a:
+    "loop ticked -10700s ago", healthy), and fresh 10 s later even 3 h forward."""
+    from supervisor import clock
+
+    offset = 1_700_000_000.0
+    beat(held, offset + 1000.0, boot_id=clock.boot_id(), offset=offset, wall=offset + 1000.0)
+    wall_back = offset + 1100.0 - 3 * 3600
+    hung = check(held, wall_back, boot=1100.0)
+    assert not hung.healthy and "last ticked 100s ago" in hung.message
+    assert check(held, offset + 1010.0 + 3 * 3600, boot=1010.0).healthy
+
+
+def test_a_heartbeat_of_another_boot_or_without_a_frame_is_aged_on_the_wall_clock(
+    held: Path,
+) -> None:
+    beat(held, 50.0, boot_id="another-boot", offset=0.0, wall=5_000.0)
+    assert check(held, 5_010.0, boot=1e9).healthy
+    assert not check(held, 5_100.0, boot=50.0).healthy

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "supervisor"
 LAYERS = {
     "supervisor.errors": 0,
     "supervisor.durations": 0,
+    "supervisor.clock": 0,
     "supervisor.sample": 0,
     "supervisor.policy": 0,
     "supervisor.core": 0,

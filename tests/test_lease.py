@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from harness.parts import REPO
 from supervisor.adapters.lease_store import LeaseStore, lease_key
+from supervisor.clock import Frame, Here
 from supervisor.core.events import EventKind
 from supervisor.core.governor import GovernorState
 from supervisor.core.lease import MARGIN, RENEW_EVERY, Answer, Lease, due, holds, observe
@@ -111,17 +112,21 @@ def test_one_holder_at_a_time_renewal_expiry_and_release(redis_url: str) -> None
 @pytest.mark.integration
 def test_the_holder_shares_the_history_and_a_taker_reads_it(redis_url: str) -> None:
     policy = make_policy(broker={"url": redis_url})
-    first, second = Leases(10, "first"), Leases(10, "second")
+    # Two hosts: their stepless clocks share nothing, their wall clocks agree. The first's
+    # stepless clock is 100 s behind the wall clock, the second's 40 s ahead of it.
+    first = Leases(10, "first", here=lambda: Here(Frame("a", 0.0), 5000.0, 5100.0))
+    second = Leases(10, "second", here=lambda: Here(Frame("b", 0.0), 6000.0, 5960.0))
     try:
         first.refresh(policy, 0.0)
         assert first.holds(policy, 1.0)
         history = GovernorState(1234.5, 1, (1234.5,), False)
+        on_second = GovernorState(1234.5 + 140, 1, (1234.5 + 140,), False)
         state = adopt(TrackerState(), history, None)
         assert first.share(policy, state) is None
         evs, took = second.refresh(policy, 0.0)
         assert not took and not second.holds(policy, 1.0) and evs == ()
         stored, error = second.shared(policy)
-        assert error is None and stored is not None and stored.history == history
+        assert error is None and stored is not None and stored.history == on_second
         first.close([policy])  # a clean stop gives it back
         evs, took = second.refresh(policy, 5.0)
         assert took and [e.kind for e in evs] == [EventKind.LEASE_ACQUIRED]

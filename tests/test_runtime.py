@@ -43,7 +43,7 @@ def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) ->
     assert h.saved()["intent"]["trigger"] == "automatic"  # saved before the Docker call
     for i in range(80):  # stuck, and long past the 60 s cooldown
         h.tick(300 + i)
-    trigger.take(h.tmp / "state")
+    trigger.take(h.tmp / "state", h.clock.here())
     assert h.daemon is not None
     control.manual_trigger(h.daemon)
     assert h.actuator.calls == ["restart w"]

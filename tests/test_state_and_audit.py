@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.clock import Frame, Here
 from supervisor.core import events as ev
 from supervisor.core import tracker
 from supervisor.core.engine import Trigger
@@ -33,7 +34,7 @@ def test_state_round_trips(
     last: float | None, streak: int, recent: list[float], esc: bool, intent: Intent | None
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
-        store = StateStore(Path(d))
+        store = StateStore(Path(d), lambda: Here(Frame("boot", 0.0), 3e9, 3e9))
         history = GovernorState(last, streak, tuple(recent), esc)
         store.save("container:w", "w", tracker.new(history, intent))
         assert store.load("container:w", "w") == Stored("container:w", history, intent)
@@ -45,7 +46,7 @@ def test_missing_state_is_none_and_reading_creates_nothing(tmp_path: Path) -> No
 
 
 def test_a_format_1_file_keeps_its_history_for_the_current_target(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = StateStore(tmp_path, lambda: Here(Frame("boot", 0.0), 100.0, 100.0))  # wall = stepless
     store.directory.mkdir(parents=True)
     store.legacy_path("w").write_text(
         '{"format": 1, "last_restart": 5.0, "streak": 1, "recent": [5.0], "escalated": false}'

@@ -116,3 +116,45 @@ def test_a_metrics_port_in_use_exits_2(tmp_path: Path) -> None:
         )
     assert out.returncode == 2, out.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_trigger_refuses_what_the_daemon_would_discard_and_stamps_the_boot_clock(
+    tmp_path: Path,
+) -> None:
+    """Never exit 0 for a request the daemon will discard: a heartbeat saying the daemon
+    started after now on its own clock (a frame of another boot) is refused, no request left;
+    a daemon of this boot takes the request, dated on its clock from the boot clock."""
+    import json
+    import time
+
+    from supervisor import clock
+    from supervisor.clock import Frame, Here
+    from supervisor.errors import SupervisorError
+    from supervisor.runtime import heartbeat, trigger
+
+    with lock.Held(tmp_path):
+        pid = os.getpid()
+        policies = {"w": heartbeat.PolicyBeat(interval=1)}
+        now = clock.boottime()
+        heartbeat.Heartbeat(
+            t=1e12, pid=pid, policies=policies, started=1e12, boot_id="another", offset=0.0
+        ).write(tmp_path)
+        with pytest.raises(SupervisorError, match="would discard"):
+            trigger.request(tmp_path, "w")
+        assert list((tmp_path / trigger.TRIGGER_DIR).glob("*")) == []
+        offset = 1_700_000_000.0 - now
+        heartbeat.Heartbeat(
+            t=offset + now, pid=pid, policies=policies, started=offset + now,
+            boot_id=clock.boot_id(), offset=offset, wall=time.time(),
+        ).write(tmp_path)  # fmt: skip
+        previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+        try:
+            assert trigger.request(tmp_path, "w") == pid
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        [path] = (tmp_path / trigger.TRIGGER_DIR).glob("*.request")
+        data = json.loads(path.read_text())
+        assert data["boot_id"] == clock.boot_id() and data["boot"] >= now
+        here = Here(Frame(clock.boot_id(), offset), offset + clock.boottime(), time.time() - 3600)
+        [taken] = trigger.take(tmp_path, here)
+        assert taken.name == "w" and taken.t == offset + data["boot"]  # not the wall's

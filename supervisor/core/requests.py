@@ -30,6 +30,13 @@ class Fanout:
     owed: tuple[float, ...] = ()
 
 
+def stale(t: float, started: float) -> bool:
+    """A request made before the supervisor started was meant for another run of it. Both on
+    the supervisor's stepless clock (supervisor/clock.py): a wall clock stepped back makes no
+    fresh request look old."""
+    return t < started
+
+
 def fan_out(
     requests: Sequence[Asked],
     started: float,
@@ -51,8 +58,8 @@ def fan_out(
     So two triggers of two policies restart those two and nothing else, however their signals
     and files fall across passes."""
     running = list(supervised)
-    stale = tuple(r for r in requests if r.t < started)
-    fresh = [r for r in requests if r.t >= started]
+    old = tuple(r for r in requests if stale(r.t, started))
+    fresh = [r for r in requests if not stale(r.t, started)]
     waiting = sorted(t for t in owed if now - t <= OWED_FOR)  # a lost signal is not waited for
     left = max(0, signals)
     paid_now = min(left, len(requests))
@@ -63,11 +70,11 @@ def fan_out(
     still_owed = tuple(waiting[paid_before:]) + (now,) * unpaid
     plain = left > 0  # a signal no request file accounts for
     if plain or any(r.name is None for r in fresh):
-        return Fanout(tuple(sorted(running)), stale, (), still_owed)
+        return Fanout(tuple(sorted(running)), old, (), still_owed)
     names = list(dict.fromkeys(r.name for r in fresh if r.name is not None))
     return Fanout(
         tuple(n for n in names if n in running),
-        stale,
+        old,
         tuple(n for n in names if n not in running),
         still_owed,
     )

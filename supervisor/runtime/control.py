@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from supervisor import deployment
+from supervisor.clock import Clock
 from supervisor.core import events, requests, tracker
 from supervisor.core.events import Event
 from supervisor.errors import PolicyError
@@ -44,7 +45,7 @@ class Daemon(Protocol):
     targets: Targets
     leases: Leases | None
     metrics: Metrics
-    clock: Callable[[], float]
+    clock: Clock
     monotonic: Callable[[], float]
     owed: tuple[float, ...]  # request files taken before their SIGUSR1 (core/requests.py)
 
@@ -78,7 +79,7 @@ def handle_signals(d: Daemon) -> None:
 
 def manual_trigger(d: Daemon, signals: int = 1) -> None:
     """The requests waiting, taken once for the `signals` SIGUSR1s of this pass."""
-    asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir)]
+    asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir, d.clock.here())]
     now = d.monotonic()
     fanout = requests.fan_out(asked, d.started, d.supervised, signals=signals, owed=d.owed, now=now)
     d.owed = fanout.owed

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from supervisor import deployment
+from supervisor.clock import Clock, process
 from supervisor.core import events, tracker
 from supervisor.core.tracker import Command, Result, TrackerState
 from supervisor.errors import UsageError
@@ -27,7 +28,7 @@ from supervisor.policy import Policy
 from supervisor.runtime import control, lock, observing, restarting, stacks, trigger, wiring
 from supervisor.runtime.docker_reads import DockerReads
 from supervisor.runtime.executor import Done, Executor
-from supervisor.runtime.heartbeat import Heartbeat, Pace, policy_beat
+from supervisor.runtime.heartbeat import Heartbeat, Pace, policy_beat, stamp
 from supervisor.runtime.leasing import Leases
 from supervisor.runtime.targets import Targets
 from supervisor.runtime.waker import Waker
@@ -56,7 +57,7 @@ class Daemon:
         unacked_factory: wiring.UnackedFactory = wiring.unacked_store,
         metrics_address: str | None = None,
         metrics_port: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         leases: Leases | None = None,
     ) -> None:
@@ -64,14 +65,14 @@ class Daemon:
         self.actuator, self.unacked = actuator, unacked_factory
         self.leases = leases  # several supervisors of the same policies: only a holder acts
         self.metrics_address, self.metrics_port = metrics_address or "0.0.0.0", metrics_port
-        self.clock, self.monotonic = clock, monotonic
+        self.clock, self.monotonic = clock or process(), monotonic  # stepless: clock.py
         self.targets = Targets(
-            state_dir, probe_factory, progress_factory, clock, monotonic, dry_run=dry_run
+            state_dir, probe_factory, progress_factory, self.clock, monotonic, dry_run=dry_run
         )
         self.supervised = self.targets.by_name
         self.waker = Waker()
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
-        self.docker = DockerReads(lambda: self.actuator, self.waker.wake, clock, monotonic)
+        self.docker = DockerReads(lambda: self.actuator, self.waker.wake, self.clock, monotonic)
         self.stopping, self.started, self.beats = False, 0.0, Pace()
         self.owed: tuple[float, ...] = ()  # request files taken before their SIGUSR1
         self.state_error: str | None = None  # why the last state file could not be written
@@ -121,7 +122,7 @@ class Daemon:
         self.started = self.clock()
         names = tuple(sorted(p.name for p in policies))
         self.emit(events.Started(dry_run=self.dry_run, policies=names, pid=os.getpid()))
-        for r in trigger.take(self.state_dir):
+        for r in trigger.take(self.state_dir, self.clock.here()):
             self.emit(events.TriggerDiscarded(policy=r.name, requested_at=round(r.t, 3)))
         for policy in policies:
             self.add(policy)
@@ -158,7 +159,7 @@ class Daemon:
         self._tick(self.targets.due(now, COALESCE, interrupted))
         self._guard("docker check", self._check_docker)
         self._guard("results", self._drain)
-        self.metrics.loop.set(self.clock())
+        self.metrics.loop.set(time.time())  # wall clock: the alert compares Prometheus's time()
         if self.beats.due(self.monotonic()):
             self.write_heartbeat()
 
@@ -211,8 +212,7 @@ class Daemon:
         self._guard("history", self.targets.flush_history)
 
     def _see(self, item: Supervised) -> None:
-        policy = item.policy
-        monitor = item.monitor
+        policy, monitor = item.policy, item.monitor
         self.docker.identify(item)  # the target's containers, as last read off the loop
         if monitor is not None and policy.broker.discover_queues:
             found = observing.discovered(item, monitor)
@@ -222,7 +222,7 @@ class Daemon:
     def _judge(self, item: Supervised, sample: Sample) -> None:
         policy, standby = item.policy, self.standby(item)
         state, step = tracker.on_sample(policy, item.state, sample, self.dry_run, standby)
-        self.metrics.observe(policy, sample, state, step.decision, self.clock())
+        self.metrics.observe(policy, sample, state, step.decision, self.clock.here())
         self.targets.record(policy, sample, step.decision)
         self.apply(item, state, step)
 
@@ -285,8 +285,8 @@ class Daemon:
     def write_heartbeat(self, stopped: bool = False) -> None:
         self.beats.wrote(self.monotonic())
         beat = Heartbeat(
-            t=self.clock(), pid=os.getpid(), stopped=stopped, dry_run=self.dry_run,
-            started=self.started, docker_error=self.docker.engine.error,
+            **stamp(self.clock.here()), pid=os.getpid(), stopped=stopped,
+            dry_run=self.dry_run, started=self.started, docker_error=self.docker.engine.error,
             state_error=self.state_error,
             policies={name: policy_beat(s) for name, s in self.supervised.items()},
             policy_paths=tuple(str(p.resolve()) for p in self.policy_paths),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.errors import SupervisorError
 
 if TYPE_CHECKING:  # types only: health must not import the daemon's modules
+    from supervisor.clock import Here
     from supervisor.runtime.wiring import Supervised
 
 HEARTBEAT_FILE = "heartbeat.json"
@@ -101,8 +102,10 @@ class PolicyBeat(_Record):
 
 class Heartbeat(_Record):
     __slots__ = (
+        "boot_id",
         "docker_error",
         "dry_run",
+        "offset",
         "pid",
         "policies",
         "policy_paths",
@@ -110,15 +113,22 @@ class Heartbeat(_Record):
         "state_error",
         "stopped",
         "t",
+        "wall",
     )  # fmt: skip
-    t: float
+    t: float  # when it was written, on the daemon's stepless clock (supervisor/clock.py)
     pid: int
     stopped: bool
     dry_run: bool
     policies: dict[str, PolicyBeat]
     docker_error: str | None
     policy_paths: tuple[str, ...]
-    started: float
+    started: float  # on the daemon's stepless clock
+    # The daemon's frame: its stepless time is `offset + boot time` on boot `boot_id` ("": not
+    # known, a heartbeat of before frames), so that `health` and `trigger` compare on the boot
+    # clock; `wall` is the wall clock when it was written, for another boot and for people.
+    boot_id: str
+    offset: float
+    wall: float
     state_error: str | None  # why the daemon cannot write its state files (it restarts nothing)
 
     def __init__(
@@ -133,12 +143,21 @@ class Heartbeat(_Record):
         policy_paths: tuple[str, ...] = (),
         started: float = 0.0,
         state_error: str | None = None,
+        boot_id: str = "",
+        offset: float = 0.0,
+        wall: float | None = None,
     ) -> None:
         self._init(
             t=t, pid=pid, stopped=stopped, dry_run=dry_run, policies=dict(policies or {}),
             docker_error=docker_error, policy_paths=tuple(policy_paths), started=started,
             state_error=state_error,
+            boot_id=boot_id, offset=offset, wall=t if wall is None else wall,
         )  # fmt: skip
+
+    @property
+    def boot(self) -> float:
+        """When it was written, on the boot clock of `boot_id`."""
+        return self.t - self.offset
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -152,6 +171,9 @@ class Heartbeat(_Record):
             "policy_paths": list(self.policy_paths),
             "started": self.started,
             "state_error": self.state_error,
+            "boot_id": self.boot_id,
+            "offset": self.offset,
+            "wall": self.wall,
         }
 
     def write(self, state_dir: str | os.PathLike[str]) -> None:
@@ -159,6 +181,12 @@ class Heartbeat(_Record):
 
         path = os.path.join(state_dir, HEARTBEAT_FILE)
         write_atomic(path, json.dumps(self.to_json()).encode(), durable=False)
+
+
+def stamp(here: Here) -> dict[str, Any]:
+    """A heartbeat's times and frame, from one reading of the daemon's clock."""
+    return {"t": here.now, "boot_id": here.frame.boot_id, "offset": here.frame.offset,
+            "wall": here.wall}  # fmt: skip
 
 
 def read(state_dir: str | os.PathLike[str]) -> Heartbeat:
@@ -207,6 +235,9 @@ def _decode(data: object) -> Heartbeat:
         state_error=data.get("state_error"),
         policy_paths=tuple(str(p) for p in data.get("policy_paths") or ()),
         started=float(data.get("started", 0.0)),
+        boot_id=str(data.get("boot_id") or ""),
+        offset=float(data.get("offset", 0.0)),
+        wall=float(data["wall"]) if data.get("wall") is not None else None,
     )
 
 

@@ -1,6 +1,10 @@
 """The daemon's side of the leases (core/lease.py), for several supervisors of the same
 policies: one lease per target, tried and renewed from the loop, the shared history read on a
-takeover and written by the holder, and the fencing check right before a restart."""
+takeover and written by the holder, and the fencing check right before a restart.
+
+The shared history is read by other hosts, whose stepless clocks share nothing with this one's:
+it is shared on the wall clock and brought back onto this supervisor's clock (never later than
+now) when adopted. The leases' own timing is on the monotonic clock (core/lease.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from supervisor import clock
+from supervisor.clock import Here
 from supervisor.core import lease, tracker
 from supervisor.core.events import Event
 from supervisor.core.lease import Answer, Lease
 from supervisor.core.tracker import TrackerState
 from supervisor.policy import Broker, Policy
-from supervisor.runtime.state_store import Stored, decode, encode
+from supervisor.runtime.state_store import Stored, decode, encode, in_frame, on_wall
 
 log = logging.getLogger("supervisor.lease")
 
@@ -49,8 +55,10 @@ class Leases:
         period: float,
         token: str | None = None,
         store_factory: Callable[[Broker], Store] = _lease_store,
+        here: Callable[[], Here] | None = None,
     ) -> None:
         self.period = period
+        self.here = here or clock.process().here
         self.token = token or new_token()
         self._store_factory = store_factory
         self._stores: dict[str, Store] = {}  # by broker URL and key prefix
@@ -101,13 +109,13 @@ class Leases:
             return None, f"the shared state of {policy.target.key} is invalid: {exc}"
         if stored.target not in (None, policy.target.key):
             return None, None
-        return stored, None
+        return in_frame(stored, None, self.here()), None
 
     def share(self, policy: Policy, state: TrackerState) -> str | None:
         """The holder saves the target's state where the others can read it."""
-        return self._store(policy).save(
-            policy.target.key, encode(policy.name, policy.target.key, state)
-        )
+        wall = on_wall(state, self.here())
+        data = encode(policy.name, policy.target.key, wall)
+        return self._store(policy).save(policy.target.key, data)
 
     def fence(self, policy: Policy) -> str | None:
         """Right before a container is changed: None when the lease is still this

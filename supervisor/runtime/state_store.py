@@ -5,6 +5,11 @@ One JSON file per *target* (`state/targets/<target key, %-quoted>.json`), replac
 the history belongs to the worker it counts restarts of, not to the policy's name, so renaming
 a policy keeps it. Files of format 2 and before were named after the policy; one whose target
 is the policy's own is read once and moved to its target's name.
+
+Its times are on the daemon's stepless clock (supervisor/clock.py), and the file says in which
+frame (`frame`: boot id, offset, the wall clock's skew): `in_frame` brings them into the
+reader's, so a restarted supervisor keeps cooldown and budget whatever the wall clock did.
+Files without a frame (formats 1-3 as written before) hold wall-clock times.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from supervisor import clock
+from supervisor.clock import Here, Saved
 from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
@@ -44,8 +52,11 @@ class StateStore:
     writes only its own. A live supervisor with no file of its own yet takes from a dry run's
     only what its workers said of themselves and the queues learnt, never its history."""
 
-    def __init__(self, directory: Path, dry_run: bool = False) -> None:
+    def __init__(
+        self, directory: Path, here: Callable[[], Here] | None = None, dry_run: bool = False
+    ) -> None:
         self.directory = directory / "state"  # made on the first save: reading creates nothing
+        self.here = here or clock.process().here  # the clock its times are read and written on
         self.dry_run = dry_run
 
     def path(self, target: str, dry_run: bool | None = None) -> Path:
@@ -75,7 +86,7 @@ class StateStore:
         if stored is not None:
             return stored
         if self.dry_run:  # the live state as the dry run's starting point, never its intent
-            live = StateStore(self.directory.parent).peek(target, policy)
+            live = StateStore(self.directory.parent, self.here).peek(target, policy)
             return None if live is None else replace(live, intent=None)
         stored = self._read(self.legacy_path(policy))
         if stored is not None and stored.target in (None, target):
@@ -85,8 +96,7 @@ class StateStore:
             return None
         return Stored(dry.target, GovernorState(), None, dry.discovered, dry.known)
 
-    @staticmethod
-    def _read(path: Path) -> Stored | None:
+    def _read(self, path: Path) -> Stored | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -94,9 +104,11 @@ class StateStore:
         except (OSError, ValueError) as exc:
             raise StateError(f"{path}: unreadable state: {exc}") from None
         try:
-            return decode(data)
+            stored = decode(data)
+            saved = Saved.from_json(data.get("frame"))
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: invalid state: {exc}") from None
+        return in_frame(stored, saved, self.here())
 
     def discard(self, target: str, policy: str, suffix: str) -> Path:
         """Move an unusable state file aside, keeping it for a person to read."""
@@ -108,7 +120,42 @@ class StateStore:
         return aside
 
     def save(self, target: str, policy: str, state: TrackerState) -> None:
-        write_atomic(self.path(target), json.dumps(encode(policy, target, state)).encode())
+        data = framed(encode(policy, target, state), self.here())
+        write_atomic(self.path(target), json.dumps(data).encode())
+
+
+def framed(data: dict[str, Any], here: Here) -> dict[str, Any]:
+    """Encoded state, saying which frame its times are in."""
+    return {**data, "frame": Saved.at(here).to_json()}
+
+
+def retimed(stored: Stored, move: Callable[[float], float]) -> Stored:
+    """`stored` with every time in it (restarts, the intent, the workers' facts) moved."""
+    h = stored.history
+    history = replace(
+        h,
+        last_restart=None if h.last_restart is None else move(h.last_restart),
+        recent=tuple(move(t) for t in h.recent),
+    )
+    intent = None if stored.intent is None else replace(stored.intent, t=move(stored.intent.t))
+    known = tuple(replace(f, t=move(f.t)) for f in stored.known)
+    return replace(stored, history=history, intent=intent, known=known)
+
+
+def in_frame(stored: Stored, saved: Saved | None, here: Here) -> Stored:
+    """`stored`, written in `saved` (None: wall-clock times), on the clock read as `here`:
+    exact within one boot, through the wall clock after a reboot, and never later than now."""
+    return retimed(stored, lambda t: clock.translate(t, saved, here))
+
+
+def on_wall(state: TrackerState, here: Here) -> TrackerState:
+    """`state` with its persisted times on the wall clock: for other hosts (leasing.py)."""
+    stored = retimed(
+        Stored(None, state.history, state.intent, known=state.known),
+        lambda t: clock.to_wall(t, here),
+    )
+    engine = replace(state.engine, governor=stored.history)
+    return replace(state, engine=engine, intent=stored.intent, known=stored.known)
 
 
 def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
+from supervisor.clock import Clock
 from supervisor.core import claims, events, tracker
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
@@ -31,7 +32,7 @@ class Targets:
         state_dir: Path,
         probe_factory: wiring.ProbeFactory,
         progress_factory: wiring.ProgressFactory | None,
-        clock: Callable[[], float],
+        clock: Clock,
         monotonic: Callable[[], float],
         *,
         dry_run: bool = False,
@@ -40,7 +41,8 @@ class Targets:
         self.monitors: dict[tuple[str, str], ProgressSource] = {}
         self._probe_factory, self._progress_factory = probe_factory, progress_factory
         self._clock, self._monotonic = clock, monotonic
-        self.store = StateStore(state_dir, dry_run)  # a dry run's files are its own
+        # its times translated on this clock; a dry run's files are its own
+        self.store = StateStore(state_dir, clock.here, dry_run=dry_run)
         self._history = HistoryWriter(state_dir)
         self._history_failing = False
         self._claims: dict[str, dict[str, str]] | None = None
@@ -53,7 +55,7 @@ class Targets:
         try:
             stored = self.store.load(policy.target.key, policy.name)
         except StateError as exc:
-            suffix = f"unusable-{int(self._clock())}"
+            suffix = f"unusable-{int(time.time())}"  # for a person: the wall clock
             aside = self.store.discard(policy.target.key, policy.name, suffix)
             discarded = events.StateDiscarded(
                 policy=policy.name, reason=str(exc), kept_as=str(aside)

@@ -83,9 +83,12 @@ def redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
 
 
 def progress_monitor(policy: Policy) -> ProgressSource:
+    from supervisor import clock
     from supervisor.adapters.progress_probe import ProgressMonitor
 
-    monitor = ProgressMonitor(policy.broker, poll_every=policy.detect.interval)
+    # On the daemon's stepless clock: the workers' facts it stamps are persisted with its frame.
+    every = policy.detect.interval
+    monitor = ProgressMonitor(policy.broker, poll_every=every, clock=clock.process())
     monitor.start()
     return monitor
 

@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from supervisor.clock import Here
 from supervisor.core import governor
 from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
@@ -170,9 +171,11 @@ class Metrics:
         sample: Sample,
         state: TrackerState,
         decision: Decision | None,
-        now: float,
+        here: Here,
     ) -> None:
-        """The gauges of one tick: the sample, the verdict and the restart history."""
+        """The gauges of one tick: the sample, the verdict and the restart history. `here`:
+        the daemon's stepless clock now; timestamps are given on its wall clock."""
+        now, skew = here.now, here.skew
         s = self._series.get(policy.name) or self._start(policy.name)
         put = s.put
         put(self.threshold, policy.detect.threshold)
@@ -192,7 +195,7 @@ class Metrics:
         if not sample.ok:
             s.child(self.sample_failures).inc()
             return
-        put(self.last_sample, sample.t)
+        put(self.last_sample, sample.t + skew)  # on the wall clock: Prometheus compares time()
         put(self.depth, sample.depth or 0)
         for queue, depth in sample.queues.items():
             put(self.queue_depth, depth, queue)
