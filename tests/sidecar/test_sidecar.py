@@ -221,7 +221,9 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         sup_context,
     )
 
-    # From here until the queue has drained, only the supervisor talks to the engine.
+    # From here until the queue has drained, only the supervisor talks to the engine (the
+    # broker's address is read before: the test's own inspect of iti-redis is no proxy's).
+    client = sidecar.redis()
     offset = dockerd_log.stat().st_size
     app.send_task("tasks.poison", queue="celery")
     producer = Producer(app, 4).start()
@@ -235,7 +237,6 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         time.sleep(2)
     finally:
         producer.stop()
-    client = sidecar.redis()
     wait_until(lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0, 60, "drained")
     time.sleep(1.5)
     calls = re.findall(r'msg="Calling (\w+ \S+)"', dockerd_log.read_bytes()[offset:].decode())
