@@ -118,10 +118,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_proxy_allowlist(args: argparse.Namespace) -> int:
     from supervisor.policy import load_policies
-    from supervisor.proxy_allowlist import allowlist, services_allowlist
+    from supervisor.proxy_allowlist import allowlist, force_update_allowlist, services_allowlist
 
     policies = load_policies(args.policies)
-    print(services_allowlist(policies) if args.services else allowlist(policies))
+    if args.force_update:
+        print(force_update_allowlist(policies))
+    else:
+        print(services_allowlist(policies) if args.services else allowlist(policies))
     return EXIT_OK
 
 
@@ -337,14 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "proxy-allowlist",
-        help="print SUPERVISOR_WORKER_CONTAINERS for the policies: the names the socket proxy "
-        "lets kill, start and restart reach",
+        help="print SUPERVISOR_WORKER_CONTAINERS for the policies: the container names the "
+        "socket proxy lets inspect, kill, start and restart reach",
     )
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY_FILE|POLICY_DIR")
-    p.add_argument(
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--services",
         action="store_true",
-        help="print SUPERVISOR_WORKER_SERVICES instead: the Swarm services it lets be updated",
+        help="print SUPERVISOR_WORKER_SERVICES instead: the Swarm services it lets be inspected "
+        "and their tasks listed",
+    )
+    which.add_argument(
+        "--force-update",
+        action="store_true",
+        help="print SUPERVISOR_FORCE_UPDATE_SERVICES instead: the Swarm services whose policies "
+        "use force_update, which it lets be updated (root-equivalent on the swarm); empty when "
+        "none does",
     )
     p.set_defaults(func=cmd_proxy_allowlist)
 

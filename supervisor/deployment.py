@@ -1,7 +1,8 @@
 """The policies as this deployment will run them: the files checked (policy.py), and what only
-this machine can tell: whether the socket proxy's allowlist (SUPERVISOR_WORKER_CONTAINERS,
-SUPERVISOR_WORKER_SERVICES) covers each target, and whether Apprise knows each notification
-URL. `check`, `run` and a reload all load policies through here, so they answer alike."""
+this machine can tell: whether the socket proxy's allowlists (SUPERVISOR_WORKER_CONTAINERS,
+SUPERVISOR_WORKER_SERVICES, SUPERVISOR_FORCE_UPDATE_SERVICES) cover each target, and whether
+Apprise knows each notification URL. `check`, `run` and a reload all load policies through here,
+so they answer alike."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ def load(paths: list[Path]) -> list[Policy]:
         from supervisor.proxy_allowlist import uncovered
 
         services = os.environ.get("SUPERVISOR_WORKER_SERVICES")
+        force_update = os.environ.get("SUPERVISOR_FORCE_UPDATE_SERVICES")
         for path, policy in loaded:
-            why = uncovered(policy, allowed, services)
+            why = uncovered(policy, allowed, services, force_update)
             if why:
                 problems.append(f"{path}: target: {why}")
     for path, policy in loaded:

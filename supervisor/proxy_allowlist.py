@@ -1,10 +1,13 @@
-"""The socket proxy's allowlist: which container names it lets `kill`, `start` and `restart`
-reach (deploy/socket-proxy/haproxy.cfg reads it from SUPERVISOR_WORKER_CONTAINERS), and which
-Swarm services it lets be inspected and updated (SUPERVISOR_WORKER_SERVICES).
+"""The socket proxy's allowlists (deploy/socket-proxy/haproxy.cfg): which container names it
+lets be inspected, signalled, started and restarted (SUPERVISOR_WORKER_CONTAINERS), which Swarm
+services it lets be inspected and their tasks listed (SUPERVISOR_WORKER_SERVICES), and which
+services it lets be updated (SUPERVISOR_FORCE_UPDATE_SERVICES: only those of policies with
+`method = "force_update"`; an update carries a whole service spec, so this one is
+root-equivalent on the swarm).
 
-It is a regular expression over whole names, the same one for both: the proxy matches the name
-in a request's path against it, and the supervisor refuses at start a policy whose target it
-would not cover, rather than meeting a 403 in the middle of an incident.
+Each is a regular expression over whole names: the proxy matches the name in a request's path
+against it, and the supervisor refuses at start a policy whose target it would not cover, rather
+than meeting a 403 in the middle of an incident.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from supervisor.policy import Policy, Target
 
 ENV = "SUPERVISOR_WORKER_CONTAINERS"
 SERVICES_ENV = "SUPERVISOR_WORKER_SERVICES"
+FORCE_UPDATE_ENV = "SUPERVISOR_FORCE_UPDATE_SERVICES"
 
 
 def _literal(name: str) -> str:
@@ -47,6 +51,15 @@ def services_allowlist(policies: Iterable[Policy]) -> str:
     return "|".join(sorted(_literal(n) for n in names))
 
 
+def _force_updates(policy: Policy) -> bool:
+    return policy.target.swarm_service is not None and policy.restart.method == "force_update"
+
+
+def force_update_allowlist(policies: Iterable[Policy]) -> str:
+    """The services whose policies restart them by `force_update`; empty when none does."""
+    return services_allowlist(p for p in policies if _force_updates(p))
+
+
 def _samples(target: Target) -> list[str]:
     if target.container is not None:
         return [target.container]
@@ -56,11 +69,16 @@ def _samples(target: Target) -> list[str]:
     return [f"{project}-{service}-1", f"{project}_{service}_1"]
 
 
-def uncovered(policy: Policy, allowed: str, services: str | None = None) -> str | None:
+def uncovered(
+    policy: Policy, allowed: str, services: str | None = None, force_update: str | None = None
+) -> str | None:
     """Why the allowlists would refuse the policy's target, or None when they cover it."""
     checks = [(ENV, allowed, _samples(policy.target), "")]
-    if policy.target.swarm_service is not None:
-        checks.append((SERVICES_ENV, services or "", [policy.target.swarm_service], " --services"))
+    service = policy.target.swarm_service
+    if service is not None:
+        checks.append((SERVICES_ENV, services or "", [service], " --services"))
+        if _force_updates(policy):
+            checks.append((FORCE_UPDATE_ENV, force_update or "", [service], " --force-update"))
     for env, value, names, flag in checks:
         try:
             regex = re.compile(f"(?:{value})")

@@ -6,14 +6,25 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
 from supervisor import deployment
+from supervisor.adapters.docker_actuator import API_VERSION
 from supervisor.cli import main
 from supervisor.errors import PolicyError
-from supervisor.policy import Target, load_policies
-from supervisor.proxy_allowlist import ENV, allowlist, pattern_for, uncovered
+from supervisor.policy import Policy, Target, load_policies
+from supervisor.proxy_allowlist import (
+    ENV,
+    FORCE_UPDATE_ENV,
+    SERVICES_ENV,
+    allowlist,
+    force_update_allowlist,
+    pattern_for,
+    services_allowlist,
+    uncovered,
+)
 from tests.helpers import make_policy
 
 NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}", fullmatch=True)
@@ -76,3 +87,81 @@ def test_policies_outside_the_allowlist_are_refused_by_file(
         deployment.load([tmp_path])
     [problem] = info.value.problems
     assert problem.startswith(f"{tmp_path / 'b.toml'}: target: iti-mail-worker is not in")
+
+
+SHIPPED_CONFIG = Path(__file__).parent.parent / "deploy/socket-proxy/haproxy.cfg"
+
+
+def swarm_policy(service: str, method: str = "cold") -> Policy:
+    policy = make_policy(restart={"method": "cold"})
+    target = Target.model_validate({"swarm_service": service})
+    return policy.model_copy(
+        update={"target": target, "restart": policy.restart.model_copy(update={"method": method})}
+    )
+
+
+def test_only_force_update_policies_open_the_service_update() -> None:
+    cold, rolling = swarm_policy("dify_worker"), swarm_policy("mail.worker", "force_update")
+    container = make_policy(target={"container": "iti-dify-worker"})
+    assert force_update_allowlist([cold, container]) == ""
+    assert force_update_allowlist([cold, rolling, container]) == "mail[.]worker"
+    assert services_allowlist([cold, rolling]) == "dify_worker|mail[.]worker"
+    names = allowlist([cold, rolling])
+    assert uncovered(cold, names, "dify_worker") is None  # cold needs no update
+    why = uncovered(rolling, names, "dify_worker|mail[.]worker")
+    assert why is not None and f"mail.worker is not in {FORCE_UPDATE_ENV}=''" in why
+    assert "proxy-allowlist --force-update" in why
+    assert uncovered(rolling, names, "dify_worker|mail[.]worker", "mail[.]worker") is None
+
+
+def test_proxy_allowlist_prints_the_force_update_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, method in (("a", "cold"), ("b", "force_update")):
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\n[broker]\nurl = "redis://127.0.0.1:1/0"\n'
+            f'[target]\nswarm_service = "svc_{name}"\n[restart]\nmethod = "{method}"\n'
+        )
+    printed = []
+    for flag in ([], ["--services"], ["--force-update"]):
+        assert main(["proxy-allowlist", *flag, str(tmp_path)]) == 0
+        printed.append(capsys.readouterr().out.strip())
+    containers, services, updates = printed
+    assert containers == "svc_a[.][a-z0-9]+[.][a-z0-9]+|svc_b[.][a-z0-9]+[.][a-z0-9]+"
+    assert (services, updates) == ("svc_a|svc_b", "svc_b")
+    (tmp_path / "b.toml").unlink()
+    assert main(["proxy-allowlist", "--force-update", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "\n"  # none: the proxy lets no update through
+
+
+def test_the_shipped_config_allows_the_clients_api_version_only() -> None:
+    text = SHIPPED_CONFIG.read_text()
+    rules = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    paths = [r for r in rules if " path " in r]
+    version = API_VERSION.replace(".", "[.]")
+    assert paths and all(f"^/v{version}/" in r for r in paths), paths
+    assert "v[0-9" not in "\n".join(rules)
+    for env in (ENV, SERVICES_ENV, FORCE_UPDATE_ENV):
+        assert f"${{{env}}}" in "\n".join(rules), env
+
+
+def _tasks_query_rule() -> re.Pattern[str]:
+    [line] = [x for x in SHIPPED_CONFIG.read_text().splitlines() if "acl tasks_query" in x]
+    return re.compile(line.split(" -m reg ", 1)[1].strip())
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True))
+def test_the_tasks_rule_matches_docker_pys_filter_and_reads_its_service(name: str) -> None:
+    """What the proxy matches and extracts (acl tasks_query, then field(7,%) minus '22') from
+    the query docker-py sends for the Swarm actuator's tasks(filters=...)."""
+    from docker.utils import convert_filters
+
+    filters = {"service": name, "desired-state": "running"}
+    query = requests.Request(
+        "GET", "http://docker/v1.41/tasks", params={"filters": convert_filters(filters)}
+    ).prepare().path_url.split("?", 1)[1]  # fmt: skip
+    assert _tasks_query_rule().fullmatch(query), query
+    assert re.sub("^22", "", query.split("%")[6]) == name
+    other = convert_filters({"service": [name, "db"], "desired-state": "running"})
+    wider = requests.Request("GET", "http://d/t", params={"filters": other}).prepare().path_url
+    assert not _tasks_query_rule().fullmatch(wider.split("?", 1)[1])

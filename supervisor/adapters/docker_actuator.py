@@ -1,9 +1,11 @@
 """Restarts the worker's container through the Docker Engine API.
 
-Only these calls are made: list and inspect containers, kill (a signal), start, restart. That is
-what a socket proxy has to allow. The three that change a container address it by its name, so
-that the proxy can let them through for the worker containers only (deploy/socket-proxy).
-Waiting for a container to stop is done by polling inspect, so no `wait` endpoint is needed.
+Only these calls are made: list and inspect containers, kill (a signal), start, restart, all
+under /v1.41 and none with a body. That is what a socket proxy has to allow. Every call that
+names a container, inspect included, addresses it by its name, never by its id, so that the
+proxy can let them through for the worker containers only (deploy/socket-proxy): inspect hands
+out a container's environment. Waiting for a container to stop is done by polling inspect, so no
+`wait` endpoint is needed.
 
 Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
 tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
+from docker.models.containers import Container as DockerContainer
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -46,7 +49,8 @@ from supervisor.policy import Restart, Target
 log = logging.getLogger("supervisor.docker")
 
 # A fixed API version: docker-py then makes no version request when the client is created, so a
-# missing engine shows up at the first real call, where it is handled, not at start-up.
+# missing engine shows up at the first real call, where it is handled, not at start-up. The
+# socket proxy lets this version's paths through and no other (deploy/socket-proxy/haproxy.cfg).
 API_VERSION = "1.41"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -65,6 +69,20 @@ class _Cold:
     by_docker: bool = False  # started again by its restart policy, not by us
     killed: bool = False  # it ignored SIGQUIT for stop_timeout
     stopped_at: float | None = None  # when it was seen stopped (epoch seconds)
+
+
+class _ByName(DockerContainer):  # type: ignore[misc]
+    """A docker-py container that reads itself again by its name: docker-py's own `reload`
+    inspects by id, which a socket proxy scoping inspect to the workers' names refuses."""
+
+    def reload(self) -> None:
+        self.attrs = self.client.api.inspect_container(self.name)
+
+
+def _primary_name(listed: dict[str, Any]) -> str:
+    """A listed container's own name (the others in `Names` are legacy links: /other/alias)."""
+    names = [str(n).lstrip("/") for n in listed.get("Names") or []]
+    return next((n for n in names if "/" not in n), names[0] if names else str(listed["Id"]))
 
 
 _CONTAINER_ID = re.compile(r"/(?:docker/)?containers/([0-9a-f]{64})/")
@@ -136,14 +154,25 @@ class DockerActuator:
     def names(self) -> list[str]:
         """Every container's name (read-only), to say which there are when a target is not."""
         listed = self._call("list", lambda: self.client.api.containers(all=True))
-        return [str(c["Names"][0]).lstrip("/") for c in listed if c.get("Names")]
+        return [_primary_name(c) for c in listed if c.get("Names")]
+
+    def _inspect(self, name: str) -> dict[str, Any]:
+        """Inspect a container by its name, never by its id: the socket proxy lets inspect
+        through for the workers' names only (deploy/socket-proxy/haproxy.cfg)."""
+        return dict(self._call("inspect", lambda: self.client.api.inspect_container(name)))
+
+    def _container(self, name: str) -> Any:
+        """The container of that name, as a docker-py container whose `reload` is by name."""
+        return _ByName(
+            attrs=self._inspect(name), client=self.client, collection=self.client.containers
+        )
 
     def find(self, target: Target) -> list[Any]:
         """The target's containers; raises TargetError when it cannot be acted on."""
         if target.container is not None:
             name = target.container
             try:
-                containers = [self._call("inspect", lambda: self.client.containers.get(name))]
+                containers = [self._container(name)]
             except NotFound:
                 raise TargetError(f"container {name!r} not found") from None
         else:
@@ -151,10 +180,20 @@ class DockerActuator:
                 f"{COMPOSE_PROJECT}={target.compose_project}",
                 f"{COMPOSE_SERVICE}={target.compose_service}",
             ]
-            containers = self._call(
+            listed = self._call(
                 "list",
-                lambda: self.client.containers.list(all=True, filters={"label": labels}),
+                lambda: self.client.api.containers(all=True, filters={"label": labels}),
             )
+            # The list's ids suffice for this check: the supervisor's own container is never
+            # inspected (the proxy would refuse it, and should).
+            for c in listed:
+                self._refuse_own(str(c["Id"]), _primary_name(c))
+            containers = []
+            for c in listed:
+                try:
+                    containers.append(self._container(_primary_name(c)))
+                except NotFound:  # removed since it was listed
+                    continue
             if not containers:
                 raise TargetError(f"no container has labels {', '.join(labels)}")
             if len(containers) > 1 and not target.all:
@@ -164,11 +203,12 @@ class DockerActuator:
                     "set all = true in [target] to restart every one"
                 )
         for container in containers:
-            if self._own_id and container.id.startswith(self._own_id[:12]):
-                raise TargetError(
-                    f"container {container.name!r} is the supervisor's own container; refusing"
-                )
+            self._refuse_own(container.id, container.name)
         return containers
+
+    def _refuse_own(self, container_id: str, name: str) -> None:
+        if self._own_id and container_id.startswith(self._own_id[:12]):
+            raise TargetError(f"container {name!r} is the supervisor's own container; refusing")
 
     def restart(
         self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True

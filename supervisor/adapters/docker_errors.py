@@ -21,8 +21,10 @@ def describe_docker_error(exc: BaseException) -> str:
     if isinstance(exc, APIError):
         if exc.status_code == 403:  # the engine itself never says 403; a socket proxy does
             return (
-                "403 refused by the Docker socket proxy: is the container in its allowlist "
-                "(SUPERVISOR_WORKER_CONTAINERS)?"
+                f"403 refused by the Docker socket proxy{_request_of(exc)}: is the container "
+                "in its allowlist (SUPERVISOR_WORKER_CONTAINERS; for a Swarm service "
+                "SUPERVISOR_WORKER_SERVICES, and SUPERVISOR_FORCE_UPDATE_SERVICES for "
+                "force_update)?"
             )
         return f"{exc.status_code} {exc.explanation or exc}"
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -30,6 +32,13 @@ def describe_docker_error(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return f"Docker engine timed out: {_first_line(exc)}"
     return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _request_of(exc: APIError) -> str:
+    """` (POST /v1.41/containers/NAME/kill)`: which call was refused, without its query."""
+    request = getattr(exc.response, "request", None)
+    url = str(getattr(request, "path_url", "") or "")
+    return f" ({request.method} {url.split('?', 1)[0]})" if request is not None and url else ""
 
 
 def _first_line(exc: BaseException) -> str:

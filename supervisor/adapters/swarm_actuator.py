@@ -9,9 +9,11 @@ own node's tasks), or on a single-node swarm. `force_update` is Swarm's own roll
 the whole service (docker-py's `Service.force_update`, addressed by the service's name so that a
 socket proxy can scope it), confirmed when the update has converged.
 
-Calls made, for the proxy (deploy/socket-proxy): GET /info (this node's id), GET
-/services/NAME, GET /tasks, GET /containers/ID/json, POST /containers/NAME/kill, POST
-/services/NAME/update.
+Calls made, for the proxy (deploy/socket-proxy), all under /v1.41: GET /info (this node's id),
+GET /services/NAME, GET /tasks filtered by the service's name, GET /containers/NAME/json (a
+task's container by its name, SERVICE.SLOT.TASKID, never by id: the proxy lets inspect through
+for the workers' names only), POST /containers/NAME/kill, and POST /services/NAME/update
+(force_update only: the proxy lets it through only for SUPERVISOR_FORCE_UPDATE_SERVICES).
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class SwarmActuator:
             container, hostname = task_name, ""
             if cid and local:
                 try:
-                    attrs = self._call("inspect", partial(self._inspect, cid))
+                    # By the name Swarm gives the task's container, which is the task's name.
+                    attrs = self._call("inspect", partial(self._inspect, task_name))
                     container = str(attrs["Name"]).lstrip("/")
                     hostname = str(attrs.get("Config", {}).get("Hostname") or "")
                 except NotFound:
@@ -155,8 +158,9 @@ class SwarmActuator:
             )
         return sorted(out, key=lambda x: (x.ref.slot or 0, x.ref.node))
 
-    def _inspect(self, container_id: str | None) -> dict[str, Any]:
-        return dict(self._api().inspect_container(container_id))
+    def _inspect(self, name: str) -> dict[str, Any]:
+        """A container inspected by its name, never by its id (deploy/socket-proxy)."""
+        return dict(self._api().inspect_container(name))
 
     def desired(self, service: dict[str, Any], tasks: list[_Task]) -> int:
         mode = service["Spec"].get("Mode", {})
@@ -268,7 +272,7 @@ class SwarmActuator:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                attrs = self._call("inspect", partial(self._inspect, task.container_id))
+                attrs = self._call("inspect", partial(self._inspect, task.ref.container))
             except NotFound:
                 return True  # Swarm removed it already
             if not attrs["State"].get("Running"):
@@ -331,7 +335,7 @@ class SwarmActuator:
             if t.container_id is None:
                 continue
             try:
-                state = self._call("inspect", partial(self._inspect, t.container_id))["State"]
+                state = self._call("inspect", partial(self._inspect, t.ref.container))["State"]
             except NotFound:
                 continue
             if state.get("ExitCode") == 137:

@@ -1,6 +1,7 @@
 """Swarm services as targets, on a single-node swarm of the private engine: a real Celery worker
-service with two replicas, restarted per task (cold) through the socket proxy and by
-force_update, and a dry run; the proxy refuses every other Swarm call."""
+service with two replicas, restarted per task (cold) and by force_update, both through the
+socket proxy, and a dry run; the proxy refuses every other Swarm call, the service update
+included unless SUPERVISOR_FORCE_UPDATE_SERVICES names it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import os
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from harness.parts import (
     wait_until,
     write_policy,
 )
-from harness.services import free_port
+from tests.socket_proxy import Proxy
 from tests.stand_in import ensure_stand_in_image
 
 pytestmark = pytest.mark.e2e
@@ -86,57 +84,6 @@ def service(
     s = Service(swarm, redis_server_factory, tmp_path)
     yield s
     s.close()
-
-
-class Proxy:
-    """deploy/socket-proxy/haproxy.cfg in the stand-in image, on a free loopback port."""
-
-    def __init__(self, engine: docker.DockerClient, containers: str, services: str) -> None:
-        self.port = free_port()
-        host_socket = os.environ["DOCKER_HOST"].removeprefix("unix://")
-        self.container = engine.containers.run(
-            ensure_stand_in_image(engine),
-            ["haproxy", "-db", "-f", "/etc/haproxy.cfg"],
-            name=f"iti-test-proxy-{uuid.uuid4().hex[:6]}",
-            detach=True,
-            network_mode="host",
-            user="root",
-            environment={
-                "SUPERVISOR_PROXY_BIND": f"127.0.0.1:{self.port}",
-                "SUPERVISOR_WORKER_CONTAINERS": containers,
-                "SUPERVISOR_WORKER_SERVICES": services,
-            },
-            volumes={
-                str(REPO / "deploy/socket-proxy/haproxy.cfg"): {
-                    "bind": "/etc/haproxy.cfg",
-                    "mode": "ro",
-                },
-                host_socket: {"bind": "/var/run/docker.sock", "mode": "rw"},
-            },
-        )
-        wait_until(lambda: self.status("GET", "/_ping") == 200, 30, "the proxy")
-
-    @property
-    def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
-
-    def status(self, method: str, path: str) -> int | None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=b"{}" if method == "POST" else None,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            return int(urllib.request.urlopen(request, timeout=5).status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return None
-
-    def close(self) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.container.remove(force=True)
 
 
 def test_1_and_5_only_the_hung_task_is_stopped_through_the_proxy_and_swarm_replaces_it(
@@ -204,6 +151,11 @@ def test_1_and_5_only_the_hung_task_is_stopped_through_the_proxy_and_swarm_repla
             ("POST", "/v1.41/swarm/leave"),
             ("GET", "/v1.41/swarm/unlockkey"),
             ("POST", f"/v1.41/containers/{healthy.id}/kill"),  # a task by id: names only
+            ("GET", f"/v1.41/containers/{healthy.id}/json"),  # inspect too: names only
+            # Its own service's update: no policy here uses force_update, so the proxy's
+            # SUPERVISOR_FORCE_UPDATE_SERVICES is empty.
+            ("POST", f"/v1.41/services/{name}/update?version=1"),
+            ("GET", "/v1.41/tasks"),  # every service's tasks, their environment with them
         ]
         answers = [proxy.status(method, path) for method, path in forbidden]
         assert answers == [403] * len(forbidden), list(zip(forbidden, answers, strict=True))
@@ -218,7 +170,20 @@ def test_2_force_update_replaces_every_task_in_rolling_order(
     service: Service, tmp_path: Path
 ) -> None:
     before = {slot: t["ID"] for slot, t in service.worker.running().items()}
-    sup = SupervisorProcess([service.policy(method="force_update")], tmp_path / "state")
+    name = service.worker.name
+    containers = f"{name}[.][a-z0-9]+[.][a-z0-9]+"
+    # Only here does the proxy let the update through: the policy uses force_update.
+    proxy = Proxy(service.worker.client, containers, name, force_update=name)
+    sup = SupervisorProcess(
+        [service.policy(method="force_update")],
+        tmp_path / "state",
+        extra_env={
+            "DOCKER_HOST": proxy.url,
+            "SUPERVISOR_WORKER_CONTAINERS": containers,
+            "SUPERVISOR_WORKER_SERVICES": name,
+            "SUPERVISOR_FORCE_UPDATE_SERVICES": name,
+        },
+    )
     try:
         sup.wait_started()
         time.sleep(3)
@@ -260,6 +225,7 @@ def test_2_force_update_replaces_every_task_in_rolling_order(
         )
     finally:
         sup.stop()
+        proxy.close()
 
 
 def test_3_a_dry_run_on_a_swarm_target_changes_nothing(service: Service, tmp_path: Path) -> None:

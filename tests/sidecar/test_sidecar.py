@@ -37,12 +37,13 @@ OVERRIDE = REPO / "docker-compose.override.yml"
 PROJECT = "itistack"
 REDIS_PASSWORD = "sidecar-test-pw"
 # What the socket proxy lets through (deploy/socket-proxy/haproxy.cfg), as dockerd logs it.
+# One API version, and inspect of the worker only, by name.
 ALLOWED = re.compile(
-    r"^(GET|HEAD) (/v[0-9.]+)?/(_ping|version)$"
-    r"|^GET (/v[0-9.]+)?/containers/json(\?.*)?$"
-    r"|^GET (/v[0-9.]+)?/containers/[A-Za-z0-9_.-]+/json(\?.*)?$"
-    r"|^POST (/v[0-9.]+)?/containers/iti-dify-worker/(kill|start|restart)(\?.*)?$"
-    r"|^GET (/v[0-9.]+)?/containers/iti-dify-worker/logs(\?.*)?$"  # capture_stacks
+    r"^(GET|HEAD) /v1[.]41/(_ping|version)$"
+    r"|^GET /v1[.]41/containers/json(\?.*)?$"
+    r"|^GET /v1[.]41/containers/iti-dify-worker/json(\?.*)?$"
+    r"|^POST /v1[.]41/containers/iti-dify-worker/(kill|start|restart)(\?.*)?$"
+    r"|^GET /v1[.]41/containers/iti-dify-worker/logs(\?.*)?$"  # capture_stacks
 )
 
 
@@ -220,7 +221,9 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         sup_context,
     )
 
-    # From here until the queue has drained, only the supervisor talks to the engine.
+    # From here until the queue has drained, only the supervisor talks to the engine (the
+    # broker's address is read before: the test's own inspect of iti-redis is no proxy's).
+    client = sidecar.redis()
     offset = dockerd_log.stat().st_size
     app.send_task("tasks.poison", queue="celery")
     producer = Producer(app, 4).start()
@@ -234,7 +237,6 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         time.sleep(2)
     finally:
         producer.stop()
-    client = sidecar.redis()
     wait_until(lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0, 60, "drained")
     time.sleep(1.5)
     calls = re.findall(r'msg="Calling (\w+ \S+)"', dockerd_log.read_bytes()[offset:].decode())
@@ -276,12 +278,16 @@ def test_sidecar_restarts_the_stuck_worker_through_the_proxy(sidecar: Sidecar) -
         ("GET", "/v1.41/containers/iti-redis/logs"),  # only the worker's logs (its stacks)
         ("POST", "/v1.41/containers/iti-dify-worker/logs"),
         ("POST", "/v1.41/containers/iti-dify-worker/../iti-redis/kill"),
+        ("GET", "/v1.41/containers/iti-redis/json"),  # its environment: the Redis password
+        ("GET", "/containers/iti-redis/json"),
+        ("GET", "/v1.23/containers/iti-redis/json"),
+        ("GET", f"/v1.41/containers/{worker_id}/json"),  # the worker, but by id
+        ("POST", "/v1.23/containers/iti-dify-worker/kill"),  # another API version
     ]
     probe = f"""
 import urllib.error, urllib.request
 for method, path in {forbidden!r}:
-    req = urllib.request.Request("http://docker-socket-proxy:2375" + path, method=method,
-                                 data=b"{{}}" if method == "POST" else None)
+    req = urllib.request.Request("http://docker-socket-proxy:2375" + path, method=method)
     try:
         print(urllib.request.urlopen(req).status)
     except urllib.error.HTTPError as e:
