@@ -15,7 +15,7 @@ from typing import Protocol
 from supervisor import deployment
 from supervisor.core import events, requests, tracker
 from supervisor.core.events import Event
-from supervisor.errors import PolicyError
+from supervisor.errors import PolicyError, StateRefusedError
 from supervisor.policy import Policy
 from supervisor.runtime import trigger
 from supervisor.runtime.leasing import Leases
@@ -69,6 +69,10 @@ def handle_signals(d: Daemon) -> None:
             manual_trigger(d)
 
 
+def _reads_state(item: Supervised | None, policy: Policy) -> bool:
+    return item is None or item.policy.target.key != policy.target.key
+
+
 def manual_trigger(d: Daemon) -> None:
     asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir)]
     fanout = requests.fan_out(asked, d.started, d.supervised)
@@ -94,6 +98,13 @@ def reload(d: Daemon) -> None:
         problems = requests.reload_problems(running, [(p.name, p.target.key) for p in policies])
         if problems:
             raise PolicyError(problems)
+        # A state file the reload would read (a new policy's, or a new target's) that must be
+        # left as it is (a newer format, a read error) refuses the reload, before any change.
+        fresh = [p for p in policies if _reads_state(d.supervised.get(p.name), p)]
+        try:
+            d.targets.check(fresh)
+        except StateRefusedError as exc:
+            raise PolicyError([str(exc)]) from None
     except PolicyError as exc:
         d.emit(events.ReloadRefused(problems=tuple(exc.problems)))
         return

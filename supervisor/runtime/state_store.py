@@ -20,7 +20,7 @@ from urllib.parse import quote
 from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
-from supervisor.errors import StateError
+from supervisor.errors import StateError, StateRefusedError
 from supervisor.runtime.files import write_atomic
 from supervisor.sample import WorkerFacts
 
@@ -70,12 +70,23 @@ class StateStore:
 
     @staticmethod
     def _read(path: Path) -> Stored | None:
+        """None when there is no file; StateRefusedError when it must be left as it is (a newer
+        or unknown format, or it cannot be read now); StateError when it does not parse."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:  # EACCES, EIO, ...: the file may be fine; its history is kept
+            raise StateRefusedError(
+                f"{path}: cannot read the state file: {exc.strerror or exc}; make it readable "
+                "(its owner, its mode, the disk) and start again, or move it aside to start "
+                "this target afresh (its restart history and any unfinished restart are lost)"
+            ) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
             raise StateError(f"{path}: unreadable state: {exc}") from None
+        known_format(path, data)
         try:
             return decode(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -92,6 +103,28 @@ class StateStore:
 
     def save(self, target: str, policy: str, state: TrackerState) -> None:
         write_atomic(self.path(target), json.dumps(encode(policy, target, state)).encode())
+
+
+KNOWN_FORMATS = (1, 2, FORMAT)
+
+
+def known_format(path: Path, data: Any) -> None:
+    """StateRefusedError for a file whose `format` this version does not know: a newer one
+    (after a downgrade) holds what this version cannot read, and must not be lost."""
+    if not isinstance(data, dict) or "format" not in data:
+        return  # no state file's shape: decode says it does not parse
+    found = data["format"]
+    if type(found) is int and found in KNOWN_FORMATS:
+        return
+    if type(found) is int and found > FORMAT:
+        what = f"format {found}, written by a newer supervisor (this one reads up to {FORMAT})"
+    else:
+        what = f"an unknown format {found!r} (this supervisor reads formats 1 to {FORMAT})"
+    raise StateRefusedError(
+        f"{path}: the state file has {what}: run the version that wrote it, or move the file "
+        "aside to start this target afresh (its restart history and any unfinished restart "
+        "are lost)"
+    )
 
 
 def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:
