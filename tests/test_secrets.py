@@ -294,3 +294,20 @@ def test_status_and_sample_show_no_password(password: str, form: str) -> None:
                 said.append(json.dumps(json.loads(text), ensure_ascii=False))
         assert "127.0.0.1" in said[0]  # the broker is named, its password masked
         hidden(password, *said)
+
+
+@pytest.mark.parametrize("password", ["pw'quote1", 'pw"dquote2', "pw space3", "pw;semi4"])
+def test_the_review_s_literal_passwords_are_masked(tmp_path: Path, password: str) -> None:
+    """Issue 25, defect 8: these were accepted by the parser and not matched by `redact`, so
+    they reached the audit's broker field, the log and status (';' split the URL and the parse
+    error showed its start)."""
+    url = f"redis://:{password}@127.0.0.1:{CLOSED}/0"
+    policy = parse_policy(policy_dict(broker={"url": url}), "p.toml")
+    assert policy.broker.endpoint().password == password
+    hidden(password, redact(url), _lines_of(policy, url, tmp_path))
+    assert redact(url) == f"redis://:***@127.0.0.1:{CLOSED}/0"
+    bad = url.replace(f":{CLOSED}/", ":63x9/")
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(policy_dict(broker={"url": bad}), "p.toml")
+    hidden(password, *refused.value.problems)
+    assert password.split(";", maxsplit=1)[0] not in "\n".join(refused.value.problems)
