@@ -10,17 +10,22 @@ masked.
 
 `redact(text)` masks every password of every such URL inside any text (user-info and query,
 each URL of a `;` list) and every value that came from a `${NAME}` secret: the log, the audit,
-`status`, `sample` and the notifications all go through it.
+`status`, `sample` and the notifications all go through it. The parser registers every password
+it reads (whatever it holds: quotes, spaces, `;`, `@`, unicode), as written and in each spelling
+text may quote it in, before it shows anything of the URL, so a password its patterns would end
+early is still masked; an error shows a URL with everything up to its last `@` masked and never
+names a piece that could be part of a password.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
 SCHEMES = ("redis", "rediss", "unix", "sentinel")
 MASK = "***"
@@ -53,7 +58,7 @@ class BrokerURL:
     path: str | None = None  # unix socket
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a repr never shows it
     tls: dict[str, Any] = field(default_factory=dict)  # redis-py's ssl_* arguments
 
     @property
@@ -65,15 +70,26 @@ class BrokerURL:
         return self.scheme == "rediss" or bool(self.tls)
 
 
+# A ';' joins URLs only where another URL follows it: one inside a password stays in it.
+_JOIN = re.compile(r";(?=\s*[A-Za-z][A-Za-z0-9+.\-]*://)")
+
+
+def split(url: str) -> list[str]:
+    """The URLs of a `;` list (Sentinel), each stripped; a `;` in a password splits nothing."""
+    return [s for p in _JOIN.split(url) if (s := p.strip().strip(";").strip())]
+
+
 def parse(url: str, tls_defaults: dict[str, object] | None = None) -> BrokerURL:
-    """The URL as every command connects to it; ValueError saying what is wrong (no secret)."""
-    parts = [p.strip() for p in url.split(";") if p.strip()]
+    """The URL as every command connects to it; ValueError saying what is wrong, with no piece
+    of a password. Every password it finds is registered as a secret (masked by `redact`)."""
+    parts = split(url)
     if not parts:
         raise ValueError("is empty")
     parsed = [_one(p) for p in parts]
     schemes = {p.scheme for p in parsed}
     if len(parsed) > 1 and schemes != {"sentinel"}:
-        raise ValueError(f"only sentinel:// URLs may be joined with ';', got {redact(url)!r}")
+        shown = ";".join(_shown(p) for p in parts)
+        raise ValueError(f"only sentinel:// URLs may be joined with ';', got {shown!r}")
     first = parsed[0]
     if first.sentinel:
         dbs = {p.db for p in parsed}
@@ -91,24 +107,75 @@ def parse(url: str, tls_defaults: dict[str, object] | None = None) -> BrokerURL:
                      first.password, tls)  # fmt: skip
 
 
+def _shown(url: str) -> str:
+    """One URL as an error may show it: everything between `://` and its last `@` (where a
+    password can be, whatever it holds) masked but the user name, then `redact`."""
+    # A query password runs to the next option this parser knows ('&' and '@' may be in it).
+    url = _SHOWN_QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}", url)
+    head, sep, rest = url.partition("://")
+    userinfo, at, address = rest.rpartition("@")
+    if sep and at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:{MASK}@{address}" if colon else f"{MASK}@{address}"
+        url = f"{head}{sep}{rest}"
+    return redact(url)
+
+
+_SHOWN_QUERY_PASSWORD = re.compile(r"([?&]password=).*?(?=&(?:password|db|ssl_[a-z_]+)=|$)", re.S)
+
+
+def _register(url: str) -> None:
+    """Every password `url` may hold, before anything of it is shown: the user-info's (up to
+    its last `@`, whatever it holds) and each `password=` of the query, as written and
+    decoded."""
+    outside = _SHOWN_QUERY_PASSWORD.sub("", url)  # an '@' of a query password is not its end
+    userinfo = outside.partition("://")[2].rpartition("@")[0]
+    if ":" in userinfo:
+        register_password(userinfo.partition(":")[2])
+    for found in _RAW_QUERY_PASSWORD.finditer(url.partition("?")[2]):
+        register_password(found.group(1), unquote_plus(found.group(1)))
+
+
 def _one(url: str) -> BrokerURL:
-    shown = redact(url)
+    _register(url)
+    shown = _shown(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a URL: {exc}") from None
+        # Its text quotes the address, password and all: say what it is about, not that.
+        why = (
+            "an IPv6 address needs its ']'"
+            if "IPv6" in str(exc)
+            else ("a character of its address is not allowed (in a password, percent-encode it)")
+        )
+        raise ValueError(f"{shown!r} is not a URL: {why}") from None
     scheme = parts.scheme.lower()
     if parts.fragment or "#" in url:
         raise ValueError(f"'#' ends a URL's address: write it %23 in a password, in {shown!r}")
+    after = _SHOWN_QUERY_PASSWORD.sub("", url).partition("://")[2][len(parts.netloc) :]
+    if "@" in after:
+        # A '/' or '?' ended the address before the '@': what follows is no host, no database
+        # and no option, and may be a piece of a password, so none of it is named.
+        raise ValueError(
+            "an '@' after the address: in a password write '/' as %2F and '?' as %3F "
+            f"(and '@' as %40 in an option), in {shown!r}"
+        )
+    register_password(parts.password)  # as urllib reads it (it drops tabs and newlines)
     if scheme not in SCHEMES:
         raise ValueError(
             f"must be a redis://, rediss://, unix:// or sentinel:// URL, got {shown!r}"
         )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - _KNOWN_QUERY)
+    if unknown and "password" in query:
+        # What follows a '&' of the password is read as an option: it is not named.
+        raise ValueError(
+            f"an unknown option in {shown!r}; in a password of the query write '&' as %26"
+        )
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r} in {shown!r}")
     password = query.get("password") or (unquote(parts.password) if parts.password else None)
+    register_password(password)
     username = unquote(parts.username) if parts.username else None
     tls = _tls(query, shown)
     db_text = query.get("db")
@@ -198,13 +265,42 @@ _secrets_lock = threading.Lock()
 # Quotes end a URL too: the text may be JSON or a repr.
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^:/@\s;\"']*:)([^\s;\"']*)@", re.I)
 _QUERY_PASSWORD = re.compile(r"([?&;](?:password|pass|pwd)=)([^&\s;#\"']*)", re.I)
+_RAW_QUERY_PASSWORD = re.compile(r"(?:^|&)password=([^&]*)")  # a '#' too: it is refused, masked
+ANYWHERE = 4  # a secret this long is masked wherever it appears; a shorter one would mask
+# ordinary words, so it is masked where a password stands: `scheme://user:HERE@`, `password=HERE`
 
 
 def register_secret(value: str) -> None:
-    """A value that came from a secret (a `${NAME}` of a policy): masked wherever it appears."""
-    if len(value) >= 4:  # a shorter one would mask ordinary words
+    """A value that came from a secret: masked wherever it appears (a short one, where a
+    password stands in a URL)."""
+    if value:
         with _secrets_lock:
             _secrets.add(value)
+
+
+def register_password(*values: str | None) -> None:
+    """A password, as it is and in each spelling a URL may hold it (as written, unquoted,
+    percent-encoded): masked in every output, whatever characters it holds."""
+    for value in values:
+        if value:
+            for plain in (value, unquote(value)):
+                for spelling in _spellings(plain):
+                    register_secret(spelling)
+
+
+def _spellings(value: str) -> set[str]:
+    """`value` as text may quote it: as it is, percent-encoded, in a repr, in JSON."""
+    backslashed = value.replace("\\", "\\\\")
+    return {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        repr(value)[1:-1],
+        backslashed.replace("'", "\\'"),
+        backslashed.replace('"', '\\"'),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
 
 
 def register_secret_value(value: str) -> None:
@@ -215,9 +311,9 @@ def register_secret_value(value: str) -> None:
         register_secret(value)
         register_secret(quote(value, safe=""))
         return
-    for part in value.split(";"):
+    for part in split(value):
         try:
-            parts = urlsplit(part.strip())
+            parts = urlsplit(part)
             query = parse_qsl(parts.query)
         except ValueError:
             continue  # not a URL: its parse says so, the password masked by its form
@@ -240,10 +336,25 @@ def redact_tree(value: Any) -> Any:
 
 def redact(text: str) -> str:
     """`text` with every password of every broker URL in it, and every secret value, masked."""
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
-    text = _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    # The registered secrets first: a password holding a quote, a space or ';' ends the
+    # patterns below early, and one they do not know (a literal) is found by its value.
     with _secrets_lock:
         found = sorted((s for s in _secrets if s in text), key=len, reverse=True)
     for secret in found:
-        text = text.replace(secret, MASK)
+        if len(secret) >= ANYWHERE:
+            text = text.replace(secret, MASK)
+        else:
+            for place in _places(secret):
+                text = place.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    text = _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}", text)
     return text
+
+
+def _places(secret: str) -> tuple[re.Pattern[str], ...]:
+    """Where a short secret stands as a password: after `user:` of a URL, or `password=`."""
+    s = re.escape(secret)
+    return (
+        re.compile(rf"(://[^:/\s]*:){s}(?=@)"),
+        re.compile(rf"([?&;]password=){s}(?=$|[&;#\s\"'])", re.I),
+    )

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor import __version__
-from supervisor.errors import PolicyError, SupervisorError, TraceError, UsageError
+from supervisor.errors import (
+    PolicyError,
+    StateRefusedError,
+    SupervisorError,
+    TraceError,
+    UsageError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -194,6 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return daemon.run()
     except PolicyError as exc:
         _audit_refusal(state_dir, exc.problems)
+        raise
+    except StateRefusedError as exc:
+        _audit_refusal(state_dir, [str(exc)])
         raise
 
 
@@ -470,8 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             print("nothing started", file=sys.stderr)
         return EXIT_INVALID
-    except (TraceError, UsageError) as exc:
-        print(f"supervisor: {exc}" if isinstance(exc, UsageError) else str(exc), file=sys.stderr)
+    except (TraceError, UsageError, StateRefusedError) as exc:
+        shown = str(exc) if isinstance(exc, TraceError) else f"supervisor: {exc}"
+        print(shown, file=sys.stderr)
         if args.command == "run":
             print("nothing started", file=sys.stderr)
         return EXIT_INVALID

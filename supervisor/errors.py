@@ -30,7 +30,14 @@ class TargetError(ActuatorError):
 
 
 class StateError(SupervisorError):
-    """A persisted state file exists but cannot be used; the message names it."""
+    """A persisted state file exists but does not parse; the message names it. It may be moved
+    aside: nothing in it can be read."""
+
+
+class StateRefusedError(StateError):
+    """A state file this version must neither use nor move aside: written by a newer (or an
+    unknown) version, or unreadable for now (permissions, an I/O error). The message names the
+    file and what to do; nothing starts, and a reload is refused."""
 
 
 class AlreadyRunningError(SupervisorError):

@@ -92,7 +92,9 @@ class Broker(_Section):
     @classmethod
     def _sentinel_password(cls, value: str | None) -> str | None:
         # Empty after expansion is none: a recipe passes "${CELERY_SENTINEL_PASSWORD:-}".
-        return (expand_env(value) or None) if value is not None else None
+        found = (expand_env(value) or None) if value is not None else None
+        broker_url.register_password(found)  # a literal one too: masked wherever shown
+        return found
 
     @field_validator("master_name")
     @classmethod
@@ -441,9 +443,10 @@ def _describe_error(err: Any) -> str:
     if kind == "missing":
         return f"{key}: required key is missing"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        msg = f"{msg} (got {err['input']!r})"
-    return f"{key}: {msg}"
+    secret = any(str(p) == "url" or str(p).endswith("password") for p in err["loc"])
+    if (kind.endswith("_type") or kind.endswith("_parsing")) and not secret:
+        msg = f"{msg} (got {err['input']!r})"  # never a URL's or a password's value
+    return f"{key}: {broker_url.redact(msg)}"
 
 
 def parse_policy(data: dict[str, Any], source: str) -> Policy:

@@ -36,3 +36,18 @@ def dashboard_queries() -> list[str]:
     exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
     exprs += [a["expr"] for a in model["annotations"]["list"] if "expr" in a]
     return exprs
+
+
+def every_key_but(exact: str, prefix: str) -> list[str]:
+    """Redis glob patterns matching every key except `exact` and the keys starting with
+    `prefix` (Redis ACLs have no negative pattern): a key whose first character is neither
+    word's, a proper beginning of either word, or one that leaves either word at some
+    character."""
+    assert exact[0] != prefix[0]
+    patterns = [f"[^{''.join(sorted({exact[0], prefix[0]}))}]*"]
+    for word in (exact, prefix):
+        for i in range(1, len(word)):
+            patterns += [word[:i], f"{word[:i]}[^{word[i]}]*"]
+        if word == exact:
+            patterns.append(f"{word}?*")
+    return patterns

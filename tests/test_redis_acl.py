@@ -3,6 +3,7 @@ the supervisor works under them, and they cannot touch the queues."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.redis_probe import RedisProbe
 from supervisor.policy import Policy
 from tests.helpers import make_policy, quarantine_round_trip
-from tests.shipped import acl_commands
+from tests.shipped import acl_commands, every_key_but
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +156,79 @@ def test_celery_settings_in_the_environment_change_nothing(
 
 def test_the_progress_user_parks_requeues_and_drops_poison_messages(acl_server: Any) -> None:
     quarantine_round_trip(acl_server.client(), policy_as(acl_server, "supervisor-progress"))
+
+
+def test_the_progress_user_rpushes_onto_every_key_but_the_mutex_and_the_bindings() -> None:
+    """The RPUSH selector spells "every key but unacked_mutex and _kombu.binding.*"."""
+    [rpush] = re.findall(r"\(([^()]*) \+rpush\)", " ".join(acl_commands()["supervisor-progress"]))
+    patterns = [p.removeprefix("%W~") for p in rpush.split()]
+    assert patterns == every_key_but("unacked_mutex", "_kombu.binding.")
+
+
+def test_the_progress_user_cannot_delete_bindings_or_hold_the_mutex_for_good(
+    acl_server: Any,
+) -> None:
+    """Defect 10 of issue 25: DEL _kombu.binding.celery (producers that cached their
+    declarations route nothing: tasks lost) and SET unacked_mutex with no expiry (kombu's own
+    restore blocked for good) are refused on a real redis-server; what the supervisor writes
+    is not."""
+    admin = acl_server.client()
+    member = "celery\x06\x16\x06\x16celery"
+    admin.sadd("_kombu.binding.celery", member)
+    client = redis.Redis.from_url(policy_as(acl_server, "supervisor-progress").broker.url)
+    refused = [
+        ("DEL", "_kombu.binding.celery"),
+        ("UNLINK", "_kombu.binding.celery"),
+        ("SET", "_kombu.binding.celery", "x"),
+        ("SREM", "_kombu.binding.celery", member),
+        ("SADD", "_kombu.binding.celery", "x\x06\x16\x06\x16elsewhere"),
+        ("RPUSH", "_kombu.binding.newqueue", "x"),  # a list squatting a binding's name
+        ("SET", "unacked_mutex", "x"),
+        ("SET", "unacked_mutex", "x", "NX"),
+        ("SET", "unacked_mutex", "x", "PX", "1000"),  # SET is denied outright
+        ("SETNX", "unacked_mutex", "x"),
+        ("RPUSH", "unacked_mutex", "x"),
+        ("LPUSH", "unacked_mutex", "x"),
+        ("SADD", "unacked_mutex", "x"),
+        ("PERSIST", "unacked_mutex"),
+        ("DEL", "unacked_mutex"),
+        ("DEL", "celery"),
+    ]
+    for command in refused:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*command)
+    # Nothing slips through a script either: its commands are checked as the user's own.
+    with pytest.raises(redis.exceptions.ResponseError, match="can't access"):
+        client.eval("return redis.call('SET', KEYS[1], 'x')", 1, "unacked_mutex")
+    assert admin.smembers("_kombu.binding.celery") == {member.encode()}
+    assert admin.exists("unacked_mutex") == 0
+    # What the supervisor itself writes: the mutex always with an expiry, the queues, its keys.
+    assert client.psetex("unacked_mutex", 5000, "token")
+    assert 0 < admin.pttl("unacked_mutex") <= 5000
+    assert client.getdel("unacked_mutex") == b"token"  # given back: strings only, not DEL
+    for queue in ("celery", "celery\x06\x163", "unacked_mutexes", "_kombu.bindingx", "u", "work"):
+        assert client.rpush(queue, "m") >= 1, queue
+    assert client.rpush("iti-supervisor:quarantine:container:w", "m") == 1
+
+
+def test_the_supervisor_s_mutex_excludes_kombu_s_and_always_expires(acl_server: Any) -> None:
+    """The restore's mutex, taken with PSETEX in a script, is kombu's: kombu's own Mutex (SET NX
+    PX, as a worker takes it) is refused while the supervisor holds it, and taken after."""
+    from kombu.transport.redis import Mutex, MutexHeld
+
+    from supervisor.adapters.unacked_store import UnackedStore
+
+    admin = acl_server.client()
+    store = UnackedStore(policy_as(acl_server, "supervisor-progress").broker)
+    admin.execute_command("ACL", "LOG", "RESET")
+    try:
+        with store._mutex():
+            assert 0 < admin.pttl("unacked_mutex") <= 300_000
+            with pytest.raises(MutexHeld), Mutex(admin, "unacked_mutex", 10):
+                pass
+        assert admin.exists("unacked_mutex") == 0  # released
+        with Mutex(admin, "unacked_mutex", 10):
+            assert admin.exists("unacked_mutex") == 1
+    finally:
+        store.close()
+    assert admin.execute_command("ACL", "LOG") == []

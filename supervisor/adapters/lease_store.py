@@ -48,9 +48,12 @@ if held == ARGV[1] then
 end
 return held
 """
+# GETDEL deletes strings only: the Redis 6.2 user, whose commands reach every key, needs no
+# DEL (which would reach the queues' bindings too).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('GETDEL', KEYS[1])
+  return 1
 end
 return 0
 """

@@ -62,6 +62,17 @@ class _Worker:
         return now - self.seen <= max(3 * self.every, 5.0)
 
 
+# kombu's Redis transport has every consumer sweep kombu's unacked hash now and then
+# (restore_visible, under `unacked_mutex` taken with SET NX PX). That is the workers' to do,
+# not the supervisor's, and the Redis ACL lets the supervisor take `unacked_mutex` only with
+# PSETEX (unacked_store.py): its own connections sweep under a key of its own and find nothing
+# (no message is older than the visibility timeout), so they never touch kombu's mutex.
+SWEEP_OPTIONS = {
+    "unacked_mutex_key": "iti-supervisor:kombu-sweep",
+    "visibility_timeout": 100 * 365 * 86400,
+}
+
+
 class PinnedCelery(Celery):  # type: ignore[misc]
     """A Celery app whose every connection goes to the URL it was made with.
 
@@ -92,7 +103,7 @@ class ProgressMonitor:
     ) -> None:
         self._broker = broker
         self._where = redact(broker.url)
-        self._transport_options: dict[str, Any] = {}
+        self._transport_options: dict[str, Any] = dict(SWEEP_OPTIONS)
         if broker.key_prefix:
             self._transport_options["global_keyprefix"] = broker.key_prefix
         url = broker.endpoint()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.lock
 
 from supervisor.adapters.redis_probe import client_for, follow_master
 from supervisor.core import quarantine
@@ -27,6 +28,44 @@ SEPARATOR = "\x06\x16"  # kombu's Redis binding separator
 
 class _MutexHeldError(Exception):
     """kombu's unacked_mutex stayed held by someone else."""
+
+
+# Take the mutex only if it is free, always with an expiry: PSETEX cannot set a key without
+# one, so deploy/redis/acl.txt allows PSETEX on unacked_mutex and denies SET (with which anyone
+# could hold it for good, and kombu's own restore would never run again). One script: atomic,
+# as kombu's SET NX PX is. Given back with GETDEL, which deletes strings only: the Redis 6.2
+# user (deploy/redis/users-redis6.acl), whose commands reach every key, needs no DEL, which
+# would reach the queues' bindings too.
+_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+_GIVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('GETDEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+class _ExpiringLock(redis.lock.Lock):
+    """redis-py's lock (its token, its wait), taken with PSETEX in a script rather than SET NX
+    PX, and given back with GETDEL rather than DEL, each only while the token is its own."""
+
+    def do_acquire(self, token: str | bytes) -> bool:
+        assert self.timeout is not None  # the mutex always expires
+        took = self.redis.eval(_TAKE, 1, self.name, token, int(self.timeout * 1000))
+        return bool(took)
+
+    def do_release(self, expected_token: str) -> None:
+        if not self.redis.eval(_GIVE, 1, self.name, expected_token):
+            raise redis.exceptions.LockNotOwnedError(
+                "cannot release a lock that is no longer owned", lock_name=self.name
+            )
 
 
 @dataclass(frozen=True)
@@ -187,7 +226,10 @@ class UnackedStore:
     def _mutex(self) -> Iterator[None]:
         """kombu's unacked_mutex, as its own restore takes it."""
         lock = self._client.lock(
-            self._broker.key_prefix + MUTEX_KEY, timeout=MUTEX_EXPIRE, blocking_timeout=10
+            self._broker.key_prefix + MUTEX_KEY,
+            timeout=MUTEX_EXPIRE,
+            blocking_timeout=10,
+            lock_class=_ExpiringLock,
         )
         if not lock.acquire():
             raise _MutexHeldError

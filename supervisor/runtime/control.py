@@ -16,7 +16,7 @@ from supervisor import deployment
 from supervisor.clock import Clock
 from supervisor.core import events, requests, tracker
 from supervisor.core.events import Event
-from supervisor.errors import PolicyError
+from supervisor.errors import PolicyError, StateRefusedError
 from supervisor.policy import Policy
 from supervisor.runtime import trigger
 from supervisor.runtime.leasing import Leases
@@ -107,6 +107,12 @@ def reload(d: Daemon) -> None:
         plan = requests.reload_plan(running, [(p.name, p.target.key) for p in policies])
         if plan.problems:
             raise PolicyError(list(plan.problems))
+        # A state file the reload would read (a new target's) that must be left as it is (a
+        # newer format, a read error) refuses the reload, before any change.
+        try:
+            d.targets.check([p for p in policies if p.name in plan.add])
+        except StateRefusedError as exc:
+            raise PolicyError([str(exc)]) from None
     except PolicyError as exc:
         d.emit(events.ReloadRefused(problems=tuple(exc.problems)))
         return

@@ -23,9 +23,8 @@ from supervisor import deployment
 from supervisor.clock import Clock, process
 from supervisor.core import events, tracker
 from supervisor.core.tracker import Command, Result, TrackerState
-from supervisor.errors import UsageError
 from supervisor.policy import Policy
-from supervisor.runtime import control, lock, observing, restarting, stacks, trigger, wiring
+from supervisor.runtime import control, files, lock, observing, restarting, stacks, trigger, wiring
 from supervisor.runtime.docker_reads import DockerReads
 from supervisor.runtime.executor import Done, Executor
 from supervisor.runtime.heartbeat import Heartbeat, Pace, policy_beat, stamp
@@ -86,14 +85,12 @@ class Daemon:
     # -- life cycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT. Raises PolicyError or UsageError (nothing started) or
-        AlreadyRunningError."""
+        """Run until SIGTERM/SIGINT. Raises PolicyError, UsageError or StateRefusedError
+        (nothing started) or AlreadyRunningError."""
         policies = deployment.load(self.policy_paths)
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"state directory {self.state_dir}: {exc.strerror or exc}") from None
+        files.writable_state_dir(self.state_dir)  # UsageError: said, and nothing started
         with lock.Held(self.state_dir):
+            self.targets.check(policies)  # StateRefusedError: every file left as it is
             # Handlers first: once `start` is audited, a signal must find them in place.
             self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
             try:

@@ -28,7 +28,7 @@ from supervisor.clock import Here, Saved
 from supervisor.core.engine import Trigger
 from supervisor.core.governor import GovernorState
 from supervisor.core.tracker import Intent, TrackerState
-from supervisor.errors import StateError
+from supervisor.errors import StateError, StateRefusedError
 from supervisor.runtime.files import write_atomic
 from supervisor.sample import WorkerFacts
 
@@ -97,12 +97,23 @@ class StateStore:
         return Stored(dry.target, GovernorState(), None, dry.discovered, dry.known)
 
     def _read(self, path: Path) -> Stored | None:
+        """None when there is no file; StateRefusedError when it must be left as it is (a newer
+        or unknown format, or it cannot be read now); StateError when it does not parse."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:  # EACCES, EIO, ...: the file may be fine; its history is kept
+            raise StateRefusedError(
+                f"{path}: cannot read the state file: {exc.strerror or exc}; make it readable "
+                "(its owner, its mode, the disk) and start again, or move it aside to start "
+                "this target afresh (its restart history and any unfinished restart are lost)"
+            ) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
             raise StateError(f"{path}: unreadable state: {exc}") from None
+        known_format(path, data)
         try:
             stored = decode(data)
             saved = Saved.from_json(data.get("frame"))
@@ -111,10 +122,17 @@ class StateStore:
         return in_frame(stored, saved, self.here())
 
     def discard(self, target: str, policy: str, suffix: str) -> Path:
-        """Move an unusable state file aside, keeping it for a person to read."""
-        path = self.path(target)
-        if not path.exists():
-            path = self.legacy_path(policy)
+        """Move the unusable state file `peek` read aside, keeping it for a person to read.
+        A dry run moves only its own: a live file it started from is left as it is (its path
+        is returned), since a dry run changes nothing the live supervisor keeps."""
+        own, other = self.path(target), self.path(target, dry_run=not self.dry_run)
+        if self.dry_run:
+            candidates = [own, other, self.legacy_path(policy)]
+        else:
+            candidates = [own, self.legacy_path(policy), other]
+        path = next((c for c in candidates if c.exists()), own)
+        if self.dry_run and path != own:
+            return path
         aside = path.with_name(f"{path.name}.{suffix}")
         os.replace(path, aside)
         return aside
@@ -156,6 +174,28 @@ def on_wall(state: TrackerState, here: Here) -> TrackerState:
     )
     engine = replace(state.engine, governor=stored.history)
     return replace(state, engine=engine, intent=stored.intent, known=stored.known)
+
+
+KNOWN_FORMATS = (1, 2, FORMAT)
+
+
+def known_format(path: Path, data: Any) -> None:
+    """StateRefusedError for a file whose `format` this version does not know: a newer one
+    (after a downgrade) holds what this version cannot read, and must not be lost."""
+    if not isinstance(data, dict) or "format" not in data:
+        return  # no state file's shape: decode says it does not parse
+    found = data["format"]
+    if type(found) is int and found in KNOWN_FORMATS:
+        return
+    if type(found) is int and found > FORMAT:
+        what = f"format {found}, written by a newer supervisor (this one reads up to {FORMAT})"
+    else:
+        what = f"an unknown format {found!r} (this supervisor reads formats 1 to {FORMAT})"
+    raise StateRefusedError(
+        f"{path}: the state file has {what}: run the version that wrote it, or move the file "
+        "aside to start this target afresh (its restart history and any unfinished restart "
+        "are lost)"
+    )
 
 
 def encode(policy: str, target: str, state: TrackerState) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from supervisor.core.detector import Verdict
 from supervisor.core.engine import Decision
 from supervisor.core.events import Event
 from supervisor.core.tracker import TrackerState
-from supervisor.errors import StateError
+from supervisor.errors import StateError, StateRefusedError
 from supervisor.policy import Policy
 from supervisor.runtime import observing, wiring
 from supervisor.runtime.state_store import StateStore
@@ -47,13 +47,27 @@ class Targets:
         self._history_failing = False
         self._claims: dict[str, dict[str, str]] | None = None
 
+    def check(self, policies: list[Policy]) -> None:
+        """StateRefusedError when a policy's state file must be left as it is (state_store.py):
+        asked before anything starts, and before a reload changes anything. A file that does
+        not parse is for `add` to move aside."""
+        for policy in policies:
+            try:
+                self.store.peek(policy.target.key, policy.name)
+            except StateRefusedError:
+                raise
+            except StateError:
+                pass
+
     def add(self, policy: Policy) -> tuple[Supervised, tuple[Event, ...]]:
-        """Supervise `policy`'s target from what was saved for it (a file it cannot read is
-        moved aside and said)."""
+        """Supervise `policy`'s target from what was saved for it (a file that does not parse
+        is moved aside and said). Raises StateRefusedError for one it must leave as it is."""
         found: tuple[Event, ...] = ()
         state = TrackerState()
         try:
             stored = self.store.load(policy.target.key, policy.name)
+        except StateRefusedError:
+            raise  # a newer format or a read error: kept, and nothing is supervised from it
         except StateError as exc:
             suffix = f"unusable-{int(time.time())}"  # for a person: the wall clock
             aside = self.store.discard(policy.target.key, policy.name, suffix)
