@@ -250,9 +250,13 @@ def test_a_hung_docker_worker_1_is_restarted_once_and_nothing_else_is_touched(di
     untouched = {s: dify.started(s) for s in ("worker_beat", "api", "redis")}
     worker_started = dify.started("worker")
 
-    # `status` lists every watched queue with its depth, and the worker it found.
-    code, status = dify.supervisor("status")
-    assert code == 0, status
+    # `status` lists every watched queue with its depth, and the worker it found: after Dify's
+    # migration, once the worker has said which queues it consumes (asked once a minute).
+    def names_the_worker() -> str | None:
+        code, out = dify.supervisor("status")
+        return out if code == 0 and "docker-worker-1 (celery@" in out else None
+
+    status = wait_until(names_the_worker, 90, "status naming docker-worker-1's worker", dify.logs)
     floor = re.search(r"queues = \[(.*?)\]", DIFY_POLICY.read_text(), re.S)
     assert floor is not None
     queues = re.findall(r'"([a-z_]+)"', floor.group(1))
@@ -267,7 +271,7 @@ def test_a_hung_docker_worker_1_is_restarted_once_and_nothing_else_is_touched(di
     producer = Producer(app, 5, 0.01, queue="dataset").start()  # one slot: a quiet install
     try:
         wait_until(lambda: client.llen("dataset") >= 20, 30, "dataset growing")
-        code, status = dify.supervisor("status")
+        _, status = dify.supervisor("status")
         depth = re.search(r"[(,] ?dataset (\d+)[,;]", status)
         assert depth is not None and int(depth.group(1)) > 0, status
         [restart] = wait_until(lambda: dify.audit("restart"), 120, "the restart", dify.logs)
