@@ -253,6 +253,9 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         return _take_on(dataclasses.replace(s, before=before), now)
     if phase is Phase.NEXT:
         return _take_on(s, now)
+    if phase is Phase.COUNTING:
+        assert isinstance(report, Left)
+        return _finish(dataclasses.replace(s, unacked_left=report.count), now)
     name = s.current.name
     if phase is Phase.STOPPING or phase is Phase.KILLING:
         if isinstance(report, Ok):  # the signal went: look at it
@@ -318,9 +321,6 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         if now < s.deadline:
             return s, Inspect(name, s.settings.poll)
         return _finish(s, now, f"container {name!r} is not running again after the restart")
-    if phase is Phase.COUNTING:
-        assert isinstance(report, Left)
-        return _finish(dataclasses.replace(s, unacked_left=report.count), now)
     raise AssertionError(f"no step after {phase}")
 
 
