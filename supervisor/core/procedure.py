@@ -291,8 +291,14 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         # container of this restart (each may run: not yet signalled, started again, or
         # started by its restart policy), and this one stopped throughout the read.
         alone = same_stop and not s.settings.others_consume and len(s.containers) == 1
+        # The last container: every worker that ran before the restart has stopped (each
+        # earlier one was seen stopped or started anew, this one too), so a delivery that
+        # has not changed since is held by a dead worker, reported or not.
+        last = not s.settings.others_consume and s.index == len(s.containers) - 1
         ids = dict(s.settings.held_ids).get(name)
-        picked = unacked.to_give_back(s.read, s.settings.queues, ids, dict(s.before), not alone)
+        picked = unacked.to_give_back(
+            s.read, s.settings.queues, ids, dict(s.before), not alone, unclaimed=last
+        )
         s = dataclasses.replace(s, read=(), phase=Phase.GIVING)
         return s, GiveBack(name, picked)
     if phase is Phase.GIVING:

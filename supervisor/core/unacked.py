@@ -13,9 +13,13 @@ What one killed container's entries are, read while it is stopped:
   plan, no other container of the restart, the container not started again meanwhile), every
   entry of the watched queues: nobody alive can hold them (this covers a worker that could not
   answer, and messages kombu moved to `unacked` that Celery had not reserved yet);
-- otherwise only the entries whose task ids this container's workers reported as reserved or
-  active just before the restart and whose score has not changed since the supervisor read
-  `unacked` then (`before`): the same delivery, so held by the dead worker and nobody else.
+- otherwise only the entries whose score has not changed since the supervisor read `unacked`
+  just before the restart (`before`), the same delivery, so held by the worker it was delivered
+  to then: those whose task ids this container's workers reported as reserved or active (that
+  worker is dead now); and every such entry once no worker that ran before the restart runs
+  any more (`unclaimed`: the last container of the restart, and no consumer outside it), which
+  also covers what the restarted workers could not or did not report. A fresh delivery (a new
+  tag, or an old tag with a new score) may be held by a worker running now: never taken.
 
 What is picked is given back only where the entry is still there with the same score
 (adapters/unacked_store.py, under kombu's `unacked_mutex`): never a message redelivered since.
@@ -48,21 +52,24 @@ def to_give_back(
     held_ids: frozenset[str] | None,
     before: Mapping[str, float | None],
     others_running: bool,
+    *,
+    unclaimed: bool = False,
 ) -> tuple[Held, ...]:
     """The entries of `read` (unacked, read while the killed container was stopped) to give
     back. `held_ids`: the task ids its workers reported (None: one did not answer); `before`:
     each tag's score when they reported it; `others_running`: a worker that may consume the
-    queues ran while `read` was read (then only what they reported and still the same
-    delivery is theirs)."""
+    queues ran while `read` was read (then only deliveries unchanged since `before` may go);
+    `unclaimed`: none of the workers that held entries before the restart runs now."""
     watched = set(queues)
     mine = [h for h in read if h.queue in watched]
     if not others_running:
         return tuple(mine)
+    unchanged = [h for h in mine if h.tag in before and before[h.tag] == h.at]
+    if unclaimed:
+        return tuple(unchanged)
     if held_ids is None:
         return ()
-    return tuple(
-        h for h in mine if h.task_id in held_ids and h.tag in before and before[h.tag] == h.at
-    )
+    return tuple(h for h in unchanged if h.task_id in held_ids)
 
 
 def to_restore(
