@@ -3,6 +3,7 @@ under the shipped least-privilege user; and what happens when the ACL refuses.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -109,4 +110,31 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         app.close()
+        redis.Redis.close(admin)
+
+
+@pytest.mark.integration
+def test_give_back_takes_only_the_delivery_that_was_read(redis_server_factory: Any) -> None:
+    """An entry delivered again since it was read (same tag, another unacked_index score, as a
+    message given back by a cold shutdown and reserved by a fresh worker is) stays with its
+    new holder; one taken meanwhile is not pushed twice; the unchanged one goes back."""
+    server = redis_server_factory()
+    server.start()
+    admin = server.client()
+    try:
+        for tag, task, score in (("t1", "a", 10.0), ("t2", "b", 11.0), ("t3", "c", 12.0)):
+            message = [{"headers": {"id": task}, "properties": {"delivery_tag": tag}}, "", "celery"]
+            admin.hset("unacked", tag, json.dumps(message))
+            admin.zadd("unacked_index", {tag: score})
+        store = UnackedStore(make_policy(broker={"url": server.url}).broker)
+        read = tuple(store.held())
+        admin.zadd("unacked_index", {"t1": 20.0})  # t1 delivered again since the read
+        admin.hdel("unacked", "t3")  # t3 acknowledged since
+        admin.zrem("unacked_index", "t3")
+        done = store.give_back(read)
+        store.close()
+        assert done.count == 1 and done.error is None
+        assert admin.hexists("unacked", "t1") and not admin.hexists("unacked", "t2")
+        assert [json.loads(m)["headers"]["id"] for m in admin.lrange("celery", 0, -1)] == ["b"]
+    finally:
         redis.Redis.close(admin)
