@@ -3,7 +3,8 @@
 Only these calls are made: list and inspect containers, kill (a signal), start, restart. That is
 what a socket proxy has to allow. The three that change a container address it by its name, so
 that the proxy can let them through for the worker containers only (deploy/socket-proxy).
-Waiting for a container to stop is done by polling inspect, so no `wait` endpoint is needed.
+Waiting for a container to stop is done by polling inspect (by name, the steps of
+core/procedure.py), so no `wait` endpoint is needed.
 
 Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
 tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
