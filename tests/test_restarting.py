@@ -146,7 +146,17 @@ def test_in_one_call_only_what_the_killed_reported_and_still_the_same_delivery()
     world = hung_world("t1", "t2")
     killed = RestartResult(Outcome.DONE, "cold", ("t1",), 1.0, killed=("t1",))
     actuator = Actuator(world, one_call=killed)
-    result = run(plan_of("t1"), actuator, Monitor(world))
+    result = run(plan_of("t1", others=True), actuator, Monitor(world))  # t2 runs on
     assert actuator.calls == [(("t1",), True)]
     assert result.restored == 2 and {e.holder[0] for e in world.unacked.values()} == {"t2"}
     assert world.broken == []
+
+
+def test_in_one_call_every_unchanged_delivery_once_all_the_plan_was_replaced() -> None:
+    """The whole service replaced, nothing outside it consumes: every worker that held an
+    entry before the restart has stopped, so what nobody reported goes back too."""
+    world = hung_world("t1", "t2")
+    killed = RestartResult(Outcome.DONE, "cold", ("t1", "t2"), 1.0, killed=("t1", "t2"))
+    actuator = Actuator(world, one_call=killed)
+    result = run(plan_of("t1", "t2"), actuator, Monitor(world, frozenset({"t1", "t2"})))
+    assert result.restored == 4 and result.unacked_left == 0 and world.broken == []

@@ -212,9 +212,11 @@ def _in_one_call(
     policy: Policy, plan: Plan, holding: Holding | None, actuator: Restarter, store: Any
 ) -> RestartResult:
     """A Swarm service's restart, or Docker's own `restart` method: one call. Swarm replaces a
-    killed task at once, so a read made after it may see the new task's reservations: only what
-    the killed containers' workers reported, still the same delivery as before the restart,
-    goes back (core/unacked.py's rule with others running)."""
+    killed task at once, so a read made after it may see the new task's reservations: only
+    deliveries unchanged since before the restart go back (core/unacked.py's rule with others
+    running), those the killed containers' workers reported; every one when the restart
+    replaced each container of the plan and nothing outside it consumes (then every worker
+    that held them before has stopped)."""
     try:
         before = unacked.scores(store.held())
     except Exception:  # noqa: BLE001 - then nothing unreported can be told apart: none goes back
@@ -227,9 +229,17 @@ def _in_one_call(
             return dataclasses.replace(result, unacked_left=store.left())
         ids = dict(procedure.held_ids(plan, holding))
         read = store.held()
+        replaced_all = (
+            result.outcome is Outcome.DONE
+            and bool(plan.containers)
+            and set(plan.containers) <= set(result.containers)
+        )
+        unclaimed = replaced_all and not plan.others_consume
         picked: dict[str, unacked.Held] = {}
         for container in result.killed:
-            for h in unacked.to_give_back(read, plan.queues, ids.get(container), before, True):
+            for h in unacked.to_give_back(
+                read, plan.queues, ids.get(container), before, True, unclaimed=unclaimed
+            ):
                 picked[h.tag] = h
         done = store.give_back(tuple(picked.values()))
         return dataclasses.replace(
