@@ -36,6 +36,7 @@ def worlds(draw: st.DrawFn) -> tuple[World, Plan, set[str], bool]:
             ignores_sigquit=draw(st.booleans()),
             gives_up=draw(st.integers(0, 2)),
             restart_policy=draw(st.booleans()),
+            running=draw(st.sampled_from([True, True, True, False])),  # found stopped
         )
         for name in names
     }
@@ -115,7 +116,11 @@ def test_nothing_given_back_twice_or_while_held_and_nothing_left_stopped(
                 assert not still_its or world.alive(entry.holder), (name, t, world.unacked)
         # Restarted last and killed, with no consumer outside: every delivery unchanged since
         # before the restart is a dead worker's, reported or not, and came back.
-        if not plan.others_consume and done.result.killed[-1:] == names[-1:]:
+        if (
+            not plan.others_consume
+            and done.result.killed[-1:] == names[-1:]
+            and all(c.running for c in state.containers)
+        ):
             before = dict(state.before)
             for t, e in world.unacked.items():
                 stale = before.get(t) == float(e.score)

@@ -293,8 +293,13 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         alone = same_stop and not s.settings.others_consume and len(s.containers) == 1
         # The last container: every worker that ran before the restart has stopped (each
         # earlier one was seen stopped or started anew, this one too), so a delivery that
-        # has not changed since is held by a dead worker, reported or not.
-        last = not s.settings.others_consume and s.index == len(s.containers) - 1
+        # has not changed since is held by a dead worker, reported or not. Not when one was
+        # found stopped: its restart policy may have started it before the read `before`.
+        last = (
+            not s.settings.others_consume
+            and s.index == len(s.containers) - 1
+            and all(c.running for c in s.containers)
+        )
         ids = dict(s.settings.held_ids).get(name)
         picked = unacked.to_give_back(
             s.read, s.settings.queues, ids, dict(s.before), not alone, unclaimed=last
