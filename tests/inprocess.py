@@ -93,6 +93,9 @@ class FakeActuator:
             raise self.restart_result
         return self.restart_result
 
+    def steps(self, target: Target) -> None:
+        return None  # restarted in one call, as a Swarm service is
+
     def identify(self, target: Target) -> tuple[Container, ...]:
         if not self.containers:
             from supervisor.errors import TargetError
@@ -186,6 +189,15 @@ class FakeUnacked:
     def restore(self, tags: tuple[str, ...]) -> Any:
         from supervisor.adapters.unacked_store import Restored
 
+        self.restored.append(tags)
+        self.entries = [e for e in self.entries if e.tag not in tags]
+        return Restored(len(tags), len(self.entries))
+
+    def give_back(self, entries: tuple[Held, ...]) -> Any:
+        """Only those still there as they were read (same tag, same score)."""
+        from supervisor.adapters.unacked_store import Restored
+
+        tags = tuple(e.tag for e in entries if e in self.entries)
         self.restored.append(tags)
         self.entries = [e for e in self.entries if e.tag not in tags]
         return Restored(len(tags), len(self.entries))

@@ -47,7 +47,7 @@ def test_only_the_stopped_replicas_workers_are_asked_and_only_their_messages_go_
     # that keeps running.
     held_ids = frozenset().union(*(holding[w] for w in plan.workers)) if plan.workers else None
     entries = [Held(f"tag-{t}", t, "celery", 1.0) for ts in holding.values() for t in ts]
-    given_back = set(unacked.to_restore(entries, plan.queues, held_ids, plan.others_consume, 2.0))
+    given_back = set(unacked.to_restore(entries, plan.queues, held_ids, plan.others_consume))
     for worker in outside_live:
         if worker in holding:
             assert not given_back & {f"tag-{t}" for t in holding[worker]}

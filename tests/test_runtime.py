@@ -395,7 +395,7 @@ def test_a_restarted_replica_never_gives_back_its_healthy_siblings_messages(h: H
         ]
     )
     h.actuator.restart_result = RestartResult(
-        Outcome.DONE, "cold", ("p-w-1",), 0.1, changed=True, killed=("p-w-1",), stopped_at=1e12
+        Outcome.DONE, "cold", ("p-w-1",), 0.1, changed=True, killed=("p-w-1",)
     )
     h.start(monitor=monitor, unacked=unacked)
     for i in range(15):
@@ -515,7 +515,7 @@ def test_a_poison_message_is_parked_at_the_nth_hang_restart_and_each_restart_say
     monitor.running = {"celery@abc123": [poison]}
     unacked = FakeUnacked([Held("t-p", "p", "celery", 1.0)])
     h.actuator.restart_result = RestartResult(
-        Outcome.DONE, "cold", ("w",), 0.1, changed=True, killed=("w",), stopped_at=1e12
+        Outcome.DONE, "cold", ("w",), 0.1, changed=True, killed=("w",)
     )
     h.start(monitor=monitor, unacked=unacked)
     make_stuck(h, start=200, samples=15)

@@ -3,6 +3,7 @@ under the shipped least-privilege user; and what happens when the ACL refuses.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from celery import Celery
 from harness.parts import local_worker, wait_exactly_once, wait_until
 from supervisor.adapters.progress_probe import ProgressMonitor
 from supervisor.adapters.unacked_store import UnackedStore
-from supervisor.core.unacked import Held, to_restore
+from supervisor.core.unacked import Held, to_give_back, to_restore
 from tests.helpers import make_policy
 from tests.shipped import acl_commands
 
@@ -34,10 +35,19 @@ def test_only_what_the_killed_worker_held_is_given_back() -> None:
     assert to_restore(H, ["celery"], None, others_consume=False) == ("t1", "t2")
 
 
-def test_what_was_delivered_after_the_stop_belongs_to_the_restarted_worker() -> None:
-    held = [Held("old", "a", "celery", at=10.0), Held("new", "b", "celery", at=12.0)]
-    assert to_restore(held, ["celery"], None, others_consume=False, stopped_at=11.0) == ("old",)
-    assert to_restore(held, ["celery"], frozenset({"b"}), False, stopped_at=11.0) == ("old",)
+def test_while_others_run_only_what_it_reported_and_still_the_same_delivery_goes_back() -> None:
+    # "a" was given back by a cold shutdown and reserved again by a running worker under the
+    # same tag: another score than before the restart, so it is that worker's now.
+    before = {"t1": 10.0, "t2": 11.0}
+    read = [Held("t1", "a", "celery", 15.0), Held("t2", "b", "celery", 11.0)]
+    ids = frozenset({"a", "b"})
+    picked = to_give_back(read, ["celery"], ids, before, others_running=True)
+    assert [h.tag for h in picked] == ["t2"]
+    # A tag not there before the restart is a fresh delivery: never taken while others run.
+    assert to_give_back([Held("t3", "a", "celery", 1.0)], ["celery"], ids, before, True) == ()
+    # Nobody runs: whatever is in unacked of the watched queues, whoever it was delivered to.
+    alone = to_give_back(read, ["celery"], None, before, others_running=False)
+    assert [h.tag for h in alone] == ["t1", "t2"]
 
 
 def worker(url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -100,4 +110,31 @@ def test_a_killed_workers_reserved_messages_go_back_at_once(
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         app.close()
+        redis.Redis.close(admin)
+
+
+@pytest.mark.integration
+def test_give_back_takes_only_the_delivery_that_was_read(redis_server_factory: Any) -> None:
+    """An entry delivered again since it was read (same tag, another unacked_index score, as a
+    message given back by a cold shutdown and reserved by a fresh worker is) stays with its
+    new holder; one taken meanwhile is not pushed twice; the unchanged one goes back."""
+    server = redis_server_factory()
+    server.start()
+    admin = server.client()
+    try:
+        for tag, task, score in (("t1", "a", 10.0), ("t2", "b", 11.0), ("t3", "c", 12.0)):
+            message = [{"headers": {"id": task}, "properties": {"delivery_tag": tag}}, "", "celery"]
+            admin.hset("unacked", tag, json.dumps(message))
+            admin.zadd("unacked_index", {tag: score})
+        store = UnackedStore(make_policy(broker={"url": server.url}).broker)
+        read = tuple(store.held())
+        admin.zadd("unacked_index", {"t1": 20.0})  # t1 delivered again since the read
+        admin.hdel("unacked", "t3")  # t3 acknowledged since
+        admin.zrem("unacked_index", "t3")
+        done = store.give_back(read)
+        store.close()
+        assert done.count == 1 and done.error is None
+        assert admin.hexists("unacked", "t1") and not admin.hexists("unacked", "t2")
+        assert [json.loads(m)["headers"]["id"] for m in admin.lrange("celery", 0, -1)] == ["b"]
+    finally:
         redis.Redis.close(admin)

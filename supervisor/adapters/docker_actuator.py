@@ -4,8 +4,8 @@ Only these calls are made: list and inspect containers, kill (a signal), start, 
 under /v1.41 and none with a body. That is what a socket proxy has to allow. Every call that
 names a container, inspect included, addresses it by its name, never by its id, so that the
 proxy can let them through for the worker containers only (deploy/socket-proxy): inspect hands
-out a container's environment. Waiting for a container to stop is done by polling inspect, so no
-`wait` endpoint is needed.
+out a container's environment. Waiting for a container to stop is done by polling inspect (the
+steps of core/procedure.py), so no `wait` endpoint is needed.
 
 Transient failures (engine unreachable or restarting, socket timeouts, 5xx) are retried with
 tenacity, bounded in attempts and time; everything else fails the restart with a clear message.
@@ -15,13 +15,12 @@ result it can audit.
 
 from __future__ import annotations
 
-import enum
+import contextlib
 import logging
 import math
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +40,7 @@ from tenacity import (
 
 from supervisor.adapters.docker_errors import describe, describe_docker_error, is_transient
 from supervisor.adapters.swarm_actuator import SwarmActuator
+from supervisor.core.procedure import Seen
 from supervisor.core.replicas import Container
 from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.errors import ActuatorError, TargetError
@@ -58,17 +58,13 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 T = TypeVar("T")
 
 
-class _Stop(enum.Enum):
-    STOPPED = "stopped"
-    RESTARTED = "restarted"  # by Docker's restart policy, after our signal
-    TIMEOUT = "timeout"
-
-
-@dataclass(frozen=True)
-class _Cold:
-    by_docker: bool = False  # started again by its restart policy, not by us
-    killed: bool = False  # it ignored SIGQUIT for stop_timeout
-    stopped_at: float | None = None  # when it was seen stopped (epoch seconds)
+@contextlib.contextmanager
+def _told() -> Iterator[None]:
+    """A Docker failure of a step as the audit tells it (an ActuatorError with one line)."""
+    try:
+        yield
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise ActuatorError(describe(exc)) from exc
 
 
 class _ByName(DockerContainer):  # type: ignore[misc]
@@ -213,52 +209,33 @@ class DockerActuator:
     def restart(
         self, target: Target, policy: Restart, only: tuple[str, ...] = (), sigquit: bool = True
     ) -> RestartResult:
-        """Restart the target's container(s) by the policy's method, or only the replicas
-        named in `only`; never raises. `sigquit=False`: their cold shutdown is known to break,
-        so a cold restart SIGKILLs at once."""
+        """Restart the target in one call: a Swarm service (either method), or containers by
+        Docker's own `restart` method, only the replicas named in `only` when it names any;
+        never raises. A cold restart of containers is made of steps (`steps`, core/procedure.py),
+        so that what a killed worker held is read while it is stopped. `sigquit=False`: the
+        workers' cold shutdown is known to break, so a cold restart SIGKILLs at once."""
         started = time.monotonic()
         if target.swarm_service is not None:
             return self._swarm.restart(target, policy, only, sigquit, started)
         names: tuple[str, ...] = ()
         changed = False
-        # Kept for a failure too: a container SIGKILLed before the restart failed still had
-        # its reserved messages stranded, and they are given back all the same.
-        by_docker: list[str] = []
-        killed: list[str] = []
-        stopped_at: float | None = None
         try:
-            containers = self.find(target)
-            if only:
-                containers = [c for c in containers if c.name in only]
-                missing = sorted(set(only) - {c.name for c in containers})
-                if missing:
-                    raise TargetError(f"replica(s) {', '.join(missing)} no longer found")
-            names = tuple(c.name for c in containers)
+            if policy.method == "cold":
+                raise ActuatorError("a cold restart of containers is carried out by its steps")
+            seen = self.replicas(target, only)
+            names = tuple(c.name for c in seen)
             new_starts = []
-            for container in containers:
-                before = container.attrs["State"].get("StartedAt")
-                # From here on the container may be left stopped if anything fails.
-                changed = True
-                if policy.method == "cold":
-
-                    def was_killed(at: float | None, name: str = container.name) -> None:
-                        killed.append(name)
-                        nonlocal stopped_at
-                        stopped_at = at
-
-                    stop = self._cold_restart(container, policy.stop_timeout, sigquit, was_killed)
-                    if stop.by_docker:
-                        by_docker.append(container.name)
-                else:
-                    self._call(
-                        "restart",
-                        partial(
-                            self.client.api.restart,
-                            container.name,
-                            timeout=math.ceil(policy.stop_timeout),
-                        ),
-                    )
-                new_starts.append(self._confirm(container, before))
+            for container in seen:
+                changed = True  # from here on the container may be left stopped
+                self._call(
+                    "restart",
+                    partial(
+                        self.client.api.restart,
+                        container.name,
+                        timeout=math.ceil(policy.stop_timeout),
+                    ),
+                )
+                new_starts.append(self._confirm(container.name, container.started_at))
             return RestartResult(
                 Outcome.DONE,
                 policy.method,
@@ -266,9 +243,6 @@ class DockerActuator:
                 time.monotonic() - started,
                 started_at=tuple(new_starts),
                 changed=changed,
-                by_restart_policy=tuple(by_docker),
-                killed=tuple(killed),
-                stopped_at=stopped_at,
                 sigquit=sigquit,
             )
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
@@ -279,11 +253,50 @@ class DockerActuator:
                 time.monotonic() - started,
                 error=describe(exc),
                 changed=changed,
-                by_restart_policy=tuple(by_docker),
-                killed=tuple(killed),
-                stopped_at=stopped_at,
                 sigquit=sigquit,
             )
+
+    # -- the steps of a cold restart (core/procedure.py decides, runtime/restarting.py calls) --
+
+    def steps(self, target: Target) -> DockerActuator | None:
+        """What carries out a cold restart's steps for this target: the actuator itself for
+        containers; None for a Swarm service (restarted in one call, `restart`)."""
+        return None if target.swarm_service is not None else self
+
+    def replicas(self, target: Target, only: tuple[str, ...] = ()) -> tuple[Seen, ...]:
+        """The target's containers (those named in `only`, when it names any), each as
+        inspect sees it now; raises like `find`, and TargetError for a replica gone."""
+        with _told():
+            containers = self.find(target)
+            if only:
+                containers = [c for c in containers if c.name in only]
+                missing = sorted(set(only) - {c.name for c in containers})
+                if missing:
+                    raise TargetError(f"replica(s) {', '.join(missing)} no longer found")
+        return tuple(self.inspect(c.name) for c in containers)
+
+    def inspect(self, name: str) -> Seen:
+        """The container as the engine sees it now, inspected by its name (what a socket
+        proxy lets through for the worker containers)."""
+        with _told():
+            attrs = self._inspect(name)
+        state = attrs.get("State") or {}
+        return Seen(
+            name,
+            bool(state.get("Running")),
+            state.get("StartedAt"),
+            int(attrs.get("RestartCount") or 0),
+            bool(state.get("Restarting")),
+        )
+
+    def signal(self, name: str, signal: str) -> None:
+        """Send the container a signal (SIGQUIT, SIGKILL); one that no longer runs is left."""
+        with _told():
+            self._signal(name, signal)
+
+    def start(self, name: str) -> None:
+        with _told():
+            self._call("start", lambda: self.client.api.start(name))
 
     def identify(self, target: Target) -> tuple[Container, ...]:
         """Read-only: the target's containers with their hostnames, to map workers to them.
@@ -324,53 +337,6 @@ class DockerActuator:
         except (ActuatorError, DockerException, requests.exceptions.RequestException) as exc:
             return StartResult(error=describe(exc))
 
-    def _cold_restart(
-        self,
-        container: Any,
-        stop_timeout: float,
-        sigquit: bool,
-        was_killed: Callable[[float | None], None],
-    ) -> _Cold:
-        """SIGQUIT (Celery's cold shutdown: prefetched messages go back to the queue), wait up
-        to stop_timeout, SIGKILL if still running, then start. When Docker's restart policy
-        starts it again by itself meanwhile (a container with another stop signal than SIGQUIT
-        and `restart: always`), it is neither killed nor started a second time."""
-        if not self._running(container):
-            self._start(container)
-            return _Cold()
-        signalled = self._identity(container)
-        killed = False
-        stop = _Stop.TIMEOUT
-        if sigquit:
-            self._signal(container.name, "SIGQUIT")
-            stop = self._wait_stopped(container, stop_timeout, signalled)
-        if stop is _Stop.TIMEOUT:
-            why = f"ignored SIGQUIT for {stop_timeout:g}s" if sigquit else "no cold shutdown"
-            log.warning("%s: %s; sending SIGKILL", container.name, why)
-            # The last poll, just now, saw the very container we signalled: the Docker API has
-            # no conditional kill, so this is as close as a check can get.
-            self._signal(container.name, "SIGKILL")
-            killed = True
-            stop = self._wait_stopped(container, 10.0, signalled)
-            if stop is _Stop.TIMEOUT:
-                raise ActuatorError(f"container {container.name!r} did not stop after SIGKILL")
-        if stop is _Stop.RESTARTED:
-            log.info("%s was started again by its restart policy", container.name)
-            if killed:
-                was_killed(None)
-            return _Cold(by_docker=True, killed=killed)
-        stopped_at = time.time()
-        if killed:
-            was_killed(stopped_at)  # before the start, which may fail
-        self._start(container)
-        return _Cold(killed=killed, stopped_at=stopped_at)
-
-    def _identity(self, container: Any) -> tuple[str | None, int]:
-        """Which run of the container this is: its StartedAt and Docker's RestartCount."""
-        self._call("inspect", container.reload)
-        attrs = container.attrs
-        return attrs["State"].get("StartedAt"), int(attrs.get("RestartCount") or 0)
-
     def stacks(self, names: tuple[str, ...], wait: float = 1.0) -> str:
         """What the workers log when asked for their stacks: Celery dumps every thread's
         stack on SIGUSR1. Sent to each container, then its log since the signal, read until it
@@ -408,36 +374,15 @@ class DockerActuator:
         self._call("inspect", container.reload)
         return bool(container.attrs["State"].get("Running"))
 
-    def _wait_stopped(
-        self, container: Any, timeout: float, signalled: tuple[str | None, int]
-    ) -> _Stop:
-        """Poll until the container we signalled has stopped, or Docker has started it again
-        (another StartedAt or RestartCount, or restarting now), or `timeout` has passed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            identity = self._identity(container)
-            state = container.attrs["State"]
-            if identity != signalled or state.get("Restarting"):
-                return _Stop.RESTARTED
-            if not state.get("Running"):
-                return _Stop.STOPPED
-            if time.monotonic() >= deadline:
-                return _Stop.TIMEOUT
-            time.sleep(self._poll)
-
-    def _confirm(self, container: Any, before: str | None) -> str:
+    def _confirm(self, name: str, before: str | None) -> str:
         """Wait until the container runs again with a new StartedAt; return it."""
         deadline = time.monotonic() + self._confirm_timeout
         while True:
-            self._call("inspect", container.reload)
-            state = container.attrs["State"]
-            if state.get("Running") and state.get("StartedAt") != before:
-                return str(state["StartedAt"])
+            seen = self.inspect(name)
+            if seen.running and seen.started_at != before:
+                return str(seen.started_at)
             if time.monotonic() >= deadline:
-                raise ActuatorError(
-                    f"container {container.name!r} is not running again after the restart "
-                    f"(status {state.get('Status')!r})"
-                )
+                raise ActuatorError(f"container {name!r} is not running again after the restart")
             time.sleep(self._poll)
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -43,16 +42,6 @@ Call = Callable[[str, Callable[[], T]], T]
 _FAILED_UPDATE = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
 
 
-def _epoch(iso: str) -> float | None:
-    """Docker's RFC 3339 time (nanoseconds, Z) as epoch seconds."""
-    try:
-        head, _, frac = iso.rstrip("Z").partition(".")
-        stamp = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-    return stamp + float(f"0.{frac[:6] or '0'}")
-
-
 @dataclass
 class _Done:
     """What a restart has done so far: the one record both its outcomes are built from, so a
@@ -61,7 +50,6 @@ class _Done:
     tasks: list[_Task] = field(default_factory=list)
     changed: bool = False
     killed: list[str] = field(default_factory=list)
-    stopped_at: float | None = None
     sigquit: bool = True
     new: list[TaskRef] = field(default_factory=list)
 
@@ -77,7 +65,6 @@ class _Done:
             error=error,
             changed=self.changed,
             killed=tuple(self.killed),
-            stopped_at=self.stopped_at,
             sigquit=self.sigquit,
             tasks=tuple(t.ref for t in self.tasks),
             new_tasks=tuple(self.new),
@@ -240,7 +227,6 @@ class SwarmActuator:
                 done.changed = True
                 if self._stop(t, policy.stop_timeout, sigquit):
                     done.killed.append(t.ref.container)
-                    done.stopped_at = time.time()
             done.new = self._replaced(name, [t.ref for t in tasks])
         except (ActuatorError, DockerException, RequestException) as exc:
             return done.result(policy, started, exc)
@@ -319,18 +305,17 @@ class SwarmActuator:
                 ),
             )
             done.new = self._converged(name, [t.ref for t in done.tasks], len(done.tasks))
-            done.killed, done.stopped_at = self._killed(done.tasks)
+            done.killed = self._killed(done.tasks)
         except (ActuatorError, DockerException, RequestException) as exc:
             return done.result(policy, started, exc)
         return done.result(policy, started)
 
-    def _killed(self, old: list[_Task]) -> tuple[list[str], float | None]:
+    def _killed(self, old: list[_Task]) -> list[str]:
         """The old tasks' containers that Swarm had to SIGKILL (exit code 137: the service's
-        stop signal was not obeyed within its stop_grace_period), and when the last stopped:
-        their reserved messages are given back as after a cold restart's SIGKILL. A container
-        Swarm has removed already cannot tell, and is not counted."""
+        stop signal was not obeyed within its stop_grace_period): what their workers reported
+        holding is given back as after a cold restart's SIGKILL. A container Swarm has
+        removed already cannot tell, and is not counted."""
         killed: list[str] = []
-        last: float | None = None
         for t in old:
             if t.container_id is None:
                 continue
@@ -340,10 +325,7 @@ class SwarmActuator:
                 continue
             if state.get("ExitCode") == 137:
                 killed.append(t.ref.container)
-                finished = _epoch(str(state.get("FinishedAt") or ""))
-                if finished is not None:
-                    last = finished if last is None else max(last, finished)
-        return killed, last
+        return killed
 
     def _converged(self, name: str, old: list[TaskRef], count: int) -> list[TaskRef]:
         # A rolling update takes a stop and a start per task, one batch after another.

@@ -1,7 +1,9 @@
 """kombu's unacked hash on the broker: read it, and give entries back to their queues the way
 kombu's own restore does it, so the two never race: under kombu's `unacked_mutex` lock, one
 transaction per delivery tag that takes the entry out of `unacked` and `unacked_index` and pushes
-the message, marked redelivered, onto its queue's priority list."""
+the message, marked redelivered, onto its queue's priority list. `give_back` does so only for an
+entry that is still the delivery that was read (same tag, same `unacked_index` score): a message
+given back and delivered again since keeps its tag, and is never taken from its new holder."""
 
 from __future__ import annotations
 
@@ -131,6 +133,23 @@ class UnackedStore:
             return Restored(count, self.left(), f"{type(exc).__name__}: {exc}")
         return Restored(count, self.left())
 
+    def give_back(self, entries: tuple[Held, ...]) -> Restored:
+        """Give back each entry that is still the one read: present under its tag with the
+        same unacked_index score, checked in the transaction that restores it, under kombu's
+        unacked_mutex. Never raises for a Redis fault."""
+        if not entries:
+            return Restored(0, self.left())
+        count = 0
+        try:
+            with self._mutex():
+                for entry in entries:
+                    count += self._restore_one(entry.tag, same_as=entry)
+        except _MutexHeldError:
+            return Restored(0, self.left(), "kombu's unacked_mutex stayed held")
+        except redis.RedisError as exc:
+            return Restored(count, self.left(), f"{type(exc).__name__}: {exc}")
+        return Restored(count, self.left())
+
     def park(self, entries: dict[str, quarantine.Entry], key: str) -> Parked:
         """Move the messages of these task ids from `unacked` to the dead-letter list `key`,
         each in one transaction under kombu's unacked_mutex (so neither kombu's restore nor a
@@ -238,13 +257,20 @@ class UnackedStore:
         finally:
             lock.release()
 
-    def _restore_one(self, tag: str) -> int:
+    def _restore_one(self, tag: str, same_as: Held | None = None) -> int:
         unacked, index = self._broker.unacked_key, self._broker.unacked_index_key
         restored = 0
 
         def transaction(pipe: Any) -> None:
             nonlocal restored
             raw = pipe.hget(unacked, tag)
+            restored = 0
+            if same_as is not None:
+                score = pipe.zscore(index, tag)
+                at = float(score) if score is not None else None
+                if raw is None or at != same_as.at:  # taken since, or delivered again
+                    pipe.multi()
+                    return
             pipe.multi()
             pipe.zrem(index, tag)
             pipe.hdel(unacked, tag)
@@ -263,7 +289,7 @@ class UnackedStore:
             pipe.rpush(self._list_for(queue, payload), json.dumps(payload))
             restored = 1
 
-        self._client.transaction(transaction, unacked)
+        self._client.transaction(transaction, unacked, index)
         return restored
 
     def _queue_of(self, exchange: str, routing_key: str) -> str | None:

@@ -106,6 +106,9 @@ class Plan:
     others_consume: bool  # a live worker outside `workers` consumes the queues
     queues: tuple[str, ...]
     cold: ColdShutdown = ColdShutdown(True, "SIGQUIT")
+    # (worker, container) for each of `workers`: what each container's own workers hold is
+    # given back for it, never a sibling's (core/unacked.py).
+    placement: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -139,4 +142,5 @@ def restart_plan(
     workers = tuple(sorted(w for w, c in view.workers if c in stopped))
     # Unknown consumers count as others: then only what the stopped workers reported is theirs.
     others = view.consumers is None or any(w not in workers for w in view.consumers)
-    return Plan(containers, workers, others, queues, cold_shutdown(workers, known))
+    placement = tuple(sorted((w, c) for w, c in view.workers if c in stopped))
+    return Plan(containers, workers, others, queues, cold_shutdown(workers, known), placement)

@@ -43,7 +43,6 @@ class RestartResult:
     killed: tuple[str, ...] = ()  # containers SIGKILLed (SIGQUIT ignored, or not sent)
     sigquit: bool = True  # False: the workers' cold shutdown is known to break, not tried
     called_at: float | None = None  # epoch seconds when the Docker calls began
-    stopped_at: float | None = None  # epoch seconds when the last killed one was seen stopped
     # After a SIGKILL: messages given back from kombu's unacked hash, and what is left there.
     restored: int | None = None
     unacked_left: int | None = None

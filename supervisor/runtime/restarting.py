@@ -1,31 +1,41 @@
 """One live restart as the executor carries it out: ask the workers being restarted what they
 hold, keep what hung as evidence (core/evidence.py), park the poison messages the core's rule
-picks (core/quarantine.py), optionally ask the workers for their stacks, restart their
-containers, and when one had to be SIGKILLed, give its reserved messages back to their queues at
-once (core/unacked.py decides which) instead of leaving them in kombu's unacked hash for the
-visibility timeout. Every restart reports what is left there. It decides nothing itself: each
-choice is a core function of the plan's facts and the workers' answer."""
+picks (core/quarantine.py), optionally ask the workers for their stacks, then restart their
+containers. A cold restart of containers is a sequence of steps core/procedure.py decides one at
+a time (signal, inspect, read unacked for a killed container while it is stopped, give back what
+core/unacked.py picks, start, confirm): the loop here carries each out on the actuator or kombu's
+unacked hash and reports the outcome back with the monotonic time. A Swarm service, or Docker's
+own `restart` method, is restarted in one call, and what a killed task's workers reported is
+given back by the same rule. Every restart reports what is left in unacked. It decides nothing
+itself: each choice is a core function of the plan's facts, the workers' answer and what each
+step saw."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from supervisor.core import evidence, quarantine, unacked
+from supervisor.core import evidence, procedure, quarantine, unacked
 from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
+from supervisor.core.procedure import Step
 from supervisor.core.results import Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result
+from supervisor.errors import ActuatorError
 from supervisor.policy import Policy, Target
-from supervisor.runtime.wiring import Actuator
+from supervisor.runtime.wiring import Actuator, Steps
+
+log = logging.getLogger("supervisor.restart")
 
 
 class Restarter(Protocol):
     def restart(
         self, target: Target, policy: Any, only: tuple[str, ...] = (), sigquit: bool = True
     ) -> RestartResult: ...
+    def steps(self, target: Target) -> Steps | None: ...
 
 
 class Fence(Protocol):
@@ -90,10 +100,14 @@ def restart(  # noqa: PLR0917 - the command and the five parts that carry it out
         parked = _park(policy, store, hung or (), dict(streaks), asked_at)
         stacks = _stacks(policy, plan, actuator, keep_stacks)
         called_at = time.time()
-        result = actuator.restart(
-            policy.target, policy.restart, plan.containers, sigquit=plan.cold.sigquit
-        )
-        result = dataclasses.replace(
+        steps = actuator.steps(policy.target) if policy.restart.method == "cold" else None
+        if steps is not None:
+            result = cold_restart(
+                steps, policy.target, store, plan, holding, policy.restart.stop_timeout
+            )
+        else:
+            result = _in_one_call(policy, plan, holding, actuator, store)
+        return dataclasses.replace(
             result,
             called_at=called_at,
             hung=hung,
@@ -101,7 +115,6 @@ def restart(  # noqa: PLR0917 - the command and the five parts that carry it out
             stacks=stacks,
             **parked,
         )
-        return _give_back(result, store, plan, holding.ids if holding else None)
     finally:
         store.close()
 
@@ -143,16 +156,95 @@ def _stacks(policy: Policy, plan: Plan, actuator: Any, keep: KeepStacks | None) 
     return keep(text, time.time())
 
 
-def _give_back(
-    result: RestartResult, store: Any, plan: Plan, held_ids: frozenset[str] | None
+def cold_restart(  # noqa: PLR0917 - the plan and the parts its steps act on
+    steps: Steps,
+    target: Target,
+    store: Any | None,
+    plan: Plan,
+    holding: Holding | None,
+    stop_timeout: float,
+    poll: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RestartResult:
+    """Carry out core/procedure.py's steps until it is done, each outcome reported back with
+    the time (`store` None: kombu's unacked hash is not touched)."""
+    state, step = procedure.begin(
+        plan, holding, method="cold", stop_timeout=stop_timeout, poll=poll, now=clock()
+    )
+    while not isinstance(step, procedure.Done):
+        report = _carry(step, steps, target, store, sleep)
+        state, step = procedure.advance(state, report, clock())
+    return step.result
+
+
+def _carry(
+    step: Step, steps: Steps, target: Target, store: Any | None, sleep: Callable[[float], None]
+) -> procedure.Report:
+    """One step, on the actuator or the unacked hash; a failure is an outcome too."""
+    try:
+        if isinstance(step, procedure.Find):
+            return procedure.Found(steps.replicas(target, step.only))
+        if isinstance(step, procedure.Inspect):
+            if step.after:
+                sleep(step.after)
+            return steps.inspect(step.container)
+        if isinstance(step, procedure.Signal):
+            log.info("%s: sending %s", step.container, step.signal)
+            steps.signal(step.container, step.signal)
+            return procedure.Ok()
+        if isinstance(step, procedure.Start):
+            steps.start(step.container)
+            return procedure.Ok()
+        if isinstance(step, procedure.ReadHeld):
+            return procedure.Read(tuple(store.held()) if store is not None else ())
+        if isinstance(step, procedure.GiveBack):
+            if store is None:
+                return procedure.GaveBack(0, None)
+            done = store.give_back(step.entries)
+            return procedure.GaveBack(done.count, done.left, done.error)
+        if isinstance(step, procedure.CountLeft):
+            return procedure.Left(store.left() if store is not None else None)
+    except Exception as exc:  # noqa: BLE001 - the core decides what a failed step means
+        text = str(exc) if isinstance(exc, ActuatorError) else f"{type(exc).__name__}: {exc}"
+        return procedure.Failed(text)
+    raise AssertionError(f"no way to carry out {step!r}")
+
+
+def _in_one_call(
+    policy: Policy, plan: Plan, holding: Holding | None, actuator: Restarter, store: Any
+) -> RestartResult:
+    """A Swarm service's restart, or Docker's own `restart` method: one call. Swarm replaces a
+    killed task at once, so a read made after it may see the new task's reservations: only
+    deliveries unchanged since before the restart go back (core/unacked.py's rule with others
+    running), those the killed containers' workers reported; every one when the restart
+    replaced each container of the plan and nothing outside it consumes (then every worker
+    that held them before has stopped)."""
+    try:
+        before = unacked.scores(store.held())
+    except Exception:  # noqa: BLE001 - then nothing unreported can be told apart: none goes back
+        before = {}
+    result = actuator.restart(
+        policy.target, policy.restart, plan.containers, sigquit=plan.cold.sigquit
+    )
     try:
         if not result.killed:
             return dataclasses.replace(result, unacked_left=store.left())
-        tags = unacked.to_restore(
-            store.held(), plan.queues, held_ids, plan.others_consume, result.stopped_at
+        ids = dict(procedure.held_ids(plan, holding))
+        read = store.held()
+        replaced_all = (
+            result.outcome is Outcome.DONE
+            and bool(plan.containers)
+            and set(plan.containers) <= set(result.containers)
         )
-        done = store.restore(tags)
+        unclaimed = replaced_all and not plan.others_consume
+        picked: dict[str, unacked.Held] = {}
+        for container in result.killed:
+            for h in unacked.to_give_back(
+                read, plan.queues, ids.get(container), before, True, unclaimed=unclaimed
+            ):
+                picked[h.tag] = h
+        done = store.give_back(tuple(picked.values()))
         return dataclasses.replace(
             result, restored=done.count, unacked_left=done.left, restore_error=done.error
         )

@@ -13,8 +13,11 @@ import pytest
 
 from harness.parts import BASE_IMAGE, PYTHON_HOME, host_mounts
 from supervisor.adapters.docker_actuator import DockerActuator, Outcome
+from supervisor.core.plan import ColdShutdown, Plan
+from supervisor.core.results import RestartResult
 from supervisor.errors import TargetError
 from supervisor.policy import Restart, Target
+from supervisor.runtime.restarting import cold_restart
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +57,15 @@ def restart_policy(**overrides: Any) -> Restart:
     return Restart.model_validate({"stop_timeout": 5, **overrides})
 
 
+def restart(actuator: DockerActuator, target: Target, policy: Restart) -> RestartResult:
+    """A restart as the executor makes it: a cold one by its steps (core/procedure.py), on
+    the whole target, touching no unacked hash; Docker's own method in one call."""
+    if policy.method != "cold":
+        return actuator.restart(target, policy)
+    plan = Plan((), (), True, (), ColdShutdown(True, "test"))
+    return cold_restart(actuator, target, None, plan, None, policy.stop_timeout)
+
+
 def started_at(container: Any) -> str:
     container.reload()
     return str(container.attrs["State"]["StartedAt"])
@@ -62,7 +74,7 @@ def started_at(container: Any) -> str:
 def test_cold_restart_of_a_container_that_obeys_sigquit(sleeper: Callable[..., Any]) -> None:
     container = sleeper()
     before = started_at(container)
-    result = DockerActuator().restart(Target(container=container.name), restart_policy())
+    result = restart(DockerActuator(), Target(container=container.name), restart_policy())
     assert result.outcome is Outcome.DONE, result.error
     assert result.containers == (container.name,)
     assert result.started_at[0] != before
@@ -73,8 +85,8 @@ def test_cold_restart_of_a_container_that_obeys_sigquit(sleeper: Callable[..., A
 def test_sigkill_when_sigquit_is_ignored_for_stop_timeout(sleeper: Callable[..., Any]) -> None:
     container = sleeper(IGNORE_QUIT, init=False)
     before = started_at(container)
-    result = DockerActuator().restart(
-        Target(container=container.name), restart_policy(stop_timeout=1.5)
+    result = restart(
+        DockerActuator(), Target(container=container.name), restart_policy(stop_timeout=1.5)
     )
     assert result.outcome is Outcome.DONE, result.error
     assert result.seconds >= 1.5
@@ -86,8 +98,10 @@ def test_sigkill_when_sigquit_is_ignored_for_stop_timeout(sleeper: Callable[...,
 def test_docker_restart_method(sleeper: Callable[..., Any]) -> None:
     container = sleeper()
     before = started_at(container)
-    result = DockerActuator().restart(
-        Target(container=container.name), restart_policy(method="restart", stop_timeout=2)
+    result = restart(
+        DockerActuator(),
+        Target(container=container.name),
+        restart_policy(method="restart", stop_timeout=2),
     )
     assert result.outcome is Outcome.DONE and result.method == "restart"
     assert started_at(container) != before
@@ -96,14 +110,14 @@ def test_docker_restart_method(sleeper: Callable[..., Any]) -> None:
 def test_a_stopped_container_is_just_started(sleeper: Callable[..., Any]) -> None:
     container = sleeper()
     container.kill()
-    result = DockerActuator().restart(Target(container=container.name), restart_policy())
+    result = restart(DockerActuator(), Target(container=container.name), restart_policy())
     assert result.outcome is Outcome.DONE
     container.reload()
     assert container.attrs["State"]["Running"]
 
 
 def test_missing_container_fails_clearly(docker_engine: docker.DockerClient) -> None:
-    result = DockerActuator().restart(Target(container="no-such-worker"), restart_policy())
+    result = restart(DockerActuator(), Target(container="no-such-worker"), restart_policy())
     assert result.outcome is Outcome.FAILED
     assert result.error == "container 'no-such-worker' not found"
 
@@ -117,7 +131,7 @@ def test_compose_labels_refuse_several_unless_all(sleeper: Callable[..., Any]) -
     with pytest.raises(TargetError, match="match 2 containers"):
         DockerActuator().find(target)
     both = Target(compose_project=project, compose_service="worker", all=True)
-    result = DockerActuator().restart(both, restart_policy())
+    result = restart(DockerActuator(), both, restart_policy())
     assert result.outcome is Outcome.DONE
     assert sorted(result.containers) == sorted([first.name, second.name])
     with pytest.raises(TargetError, match="no container has labels"):
@@ -127,7 +141,7 @@ def test_compose_labels_refuse_several_unless_all(sleeper: Callable[..., Any]) -
 def test_refuses_to_restart_its_own_container(sleeper: Callable[..., Any]) -> None:
     container = sleeper()
     actuator = DockerActuator(own_id=container.id)
-    result = actuator.restart(Target(container=container.name), restart_policy())
+    result = restart(actuator, Target(container=container.name), restart_policy())
     assert result.outcome is Outcome.FAILED
     assert result.error is not None and "supervisor's own container" in result.error
 
@@ -141,7 +155,7 @@ def test_unreachable_engine_fails_the_restart_after_bounded_retries(tmp_path: An
     )
     assert actuator.ping() is not None
     started = time.monotonic()
-    result = actuator.restart(Target(container="w"), restart_policy())
+    result = restart(actuator, Target(container="w"), restart_policy())
     assert time.monotonic() - started < 15
     assert result.outcome is Outcome.FAILED
     assert result.error is not None and "unreachable" in result.error
@@ -160,8 +174,8 @@ def test_one_restart_is_one_start_when_the_restart_policy_starts_it_itself(
     container = sleeper(QUITS, init=False, stop_signal="SIGTERM", restart_policy={"Name": "always"})
     time.sleep(1.5)  # events are filtered by whole seconds: leave the creation's start behind
     since = int(time.time())
-    result = DockerActuator().restart(
-        Target(container=container.name), restart_policy(stop_timeout=10)
+    result = restart(
+        DockerActuator(), Target(container=container.name), restart_policy(stop_timeout=10)
     )
     assert result.outcome is Outcome.DONE, result.error
     assert result.by_restart_policy == (container.name,)
@@ -189,17 +203,19 @@ def test_a_restart_that_fails_after_its_sigkill_still_reports_the_kill(
     sleeper: Callable[..., Any], tmp_path: Any
 ) -> None:
     """The worker ignores SIGQUIT and is SIGKILLed; then its start fails (a bind mount's source
-    is gone). The failed result must still say it was killed and when it stopped: its reserved
-    messages are given back from that, and would otherwise wait for the visibility timeout."""
+    is gone). The failed result must still say it was killed: its reserved messages were read
+    and given back while it was stopped, before the start that failed."""
     source = tmp_path / "gone"
     source.mkdir()
     mount = docker.types.Mount("/gone", str(source), type="bind")
     container = sleeper(IGNORE_QUIT, mounts=[mount])
     time.sleep(2)  # Python is up and ignores SIGQUIT
     source.rmdir()
-    result = DockerActuator(retry_attempts=1).restart(
-        Target(container=container.name), restart_policy(stop_timeout=1)
+    result = restart(
+        DockerActuator(retry_attempts=1),
+        Target(container=container.name),
+        restart_policy(stop_timeout=1),
     )
     assert result.outcome is Outcome.FAILED, result
     assert result.changed and result.killed == (container.name,)
-    assert result.stopped_at is not None and result.sigquit is True
+    assert result.sigquit is True and result.error is not None
