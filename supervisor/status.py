@@ -179,7 +179,8 @@ def _last_hung(tail: list[dict[str, Any]]) -> dict[str, Any] | None:
     restarts = [
         r
         for r in tail
-        if r["event"] in ("restart", "restart_failed") and ("hung" in r or "silent" in r)
+        if r["event"] in ("restart", "restart_failed", "dry_run_restart")
+        and ("hung" in r or "silent" in r)
     ]
     if not restarts:
         return None
@@ -191,6 +192,7 @@ def _last_hung(tail: list[dict[str, Any]]) -> dict[str, Any] | None:
         "parked": last.get("parked") or [],
         "stacks": last.get("stacks"),
         "text": summary(last.get("hung") or (), last.get("silent") or ()),
+        "dry_run": last["event"] == "dry_run_restart",  # what a live restart would have cost
     }
 
 
@@ -252,6 +254,8 @@ def render(status: dict[str, Any]) -> str:
         hung = p["last_restart_hung"]
         if hung:
             said = hung["text"] or "no task was running"
+            if hung["dry_run"]:
+                said = f"dry run, a live restart would have found: {said}"
             lines.append(f"  last hung    at {hung['time']}: {said}")
             if hung["parked"]:
                 lines.append(f"  parked       {', '.join(hung['parked'])} (supervisor quarantine)")

@@ -810,3 +810,33 @@ def test_a_restart_whose_intent_cannot_be_saved_is_not_made(
     d.write_heartbeat()
     with lock.Held(h.tmp / "state"):
         assert health.check(h.tmp / "state", h.clock.t).healthy
+
+
+def test_a_dry_run_says_what_a_live_restart_would_cost_and_changes_nothing(h: Harness) -> None:
+    """Issue 27: on main a dry run recorded `hung: []`, its workers never asked. Now they are
+    asked what a live restart asks, and the record says what hung and for how long, what
+    would be lost (acknowledged early) and what would come back, and what would be parked;
+    no signal, no give-back, no parking."""
+    h.write_policy(restart={"quarantine_after": 1})
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": frozenset({"celery"})}
+    monitor.workers = {"celery@abc123": Progress(7, "heartbeats")}  # frozen: stuck
+    mail = {"id": "m", "name": "tasks.mail", "time_start": h.clock.t - 650, "acknowledged": True,
+            "delivery_info": {"routing_key": "mail"}}  # fmt: skip
+    late = {"id": "p", "name": "tasks.parse", "time_start": h.clock.t - 60,
+            "acknowledged": False, "delivery_info": {"routing_key": "celery"}}  # fmt: skip
+    monitor.running = {"celery@abc123": [mail, late]}
+    monitor.reserved = {"celery@abc123": {"r1", "r2"}}
+    unacked = FakeUnacked([Held("t-p", "p", "celery", 1.0), Held("t-r1", "r1", "celery", 2.0)])
+    h.start(dry_run=True, monitor=monitor, unacked=unacked)
+    make_stuck(h, start=200, samples=15)
+    h.settle()
+    [record] = h.audit("dry_run_restart")
+    by_id = {t["id"]: t for t in record["hung"]}
+    assert by_id["m"]["name"] == "tasks.mail" and by_id["m"]["comes_back"] is False
+    assert by_id["m"]["running_for"] >= 650 and by_id["p"]["comes_back"] is True
+    assert record["reserved"] == 2 and record["parked"] == ["p"]
+    assert "hung in tasks.mail" in record["text"] and "1 task(s) lost" in record["text"]
+    assert "2 reserved message(s) would come back" in record["text"]
+    assert h.actuator.calls == ["lookup"] and monitor.asked == [["celery@abc123"]]
+    assert unacked.restored == [] and unacked.parked == [] and len(unacked.entries) == 2

@@ -269,6 +269,13 @@ class DryRunRestart(Event):
     error: str | None = None
     service: str | None = None
     tasks: tuple[Mapping[str, Any], ...] | None = None
+    # What a live restart would cost, from the same answer it would ask (core/evidence.py):
+    # what hung (each task's `comes_back`: lost, or given back), who did not answer, how many
+    # reserved messages would come back, which running tasks would be parked as poison.
+    hung: tuple[Mapping[str, Any], ...] | None = None
+    silent: tuple[str, ...] | None = None
+    reserved: int | None = None
+    parked: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,3 +81,10 @@ class LookupResult:
     containers: tuple[str, ...] = ()
     error: str | None = None
     tasks: tuple[TaskRef, ...] = ()  # a Swarm service's tasks a restart would act on
+    # What the workers a live restart would stop hold, asked as a live restart asks them
+    # (None: nobody was asked); the reserved messages that would come back; the running tasks
+    # a live restart would park as poison.
+    hung: tuple[HungTask, ...] | None = None
+    silent: tuple[str, ...] = ()
+    reserved: int | None = None
+    parked: tuple[str, ...] = ()

@@ -153,6 +153,9 @@ class DryRun:
     action: Action
     why: Why
     standby: bool = False  # not dry-run: another supervisor holds the target's lease
+    # What a live restart would touch, so that its workers are asked what a live one asks.
+    plan: Plan | None = None
+    streaks: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -555,7 +558,7 @@ def _begin(
             policy=policy.name, target=target, why=why, refused_because=because
         )
     if dry_run or standby:
-        command: Command = DryRun(action, why, standby and not dry_run)
+        command: Command = DryRun(action, why, standby and not dry_run, chosen, state.streaks)
         return replace(state, call=Call.DRY_RUN), command
     intent = Intent(action.t, action.trigger, action.reason)
     command = Restart(action, why, chosen, state.streaks)
@@ -682,6 +685,10 @@ def _looked_up(
         error=result.error,
         service=policy.target.swarm_service if tasks else None,
         tasks=tasks,
+        hung=tuple(t.to_json() for t in result.hung) if result.hung is not None else None,
+        silent=result.silent or None,
+        reserved=result.reserved,
+        parked=result.parked or None,
     )
     return replace(state, call=None, awaiting_recovery=True), Step((looked,))
 

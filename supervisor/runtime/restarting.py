@@ -22,7 +22,7 @@ from supervisor.core import evidence, procedure, quarantine, unacked
 from supervisor.core.evidence import Holding
 from supervisor.core.plan import Plan
 from supervisor.core.procedure import Step
-from supervisor.core.results import Outcome, RestartResult, StartResult
+from supervisor.core.results import LookupResult, Outcome, RestartResult, StartResult
 from supervisor.core.tracker import Command, DryRun, Restart, Result
 from supervisor.errors import ActuatorError
 from supervisor.policy import Policy, Target
@@ -66,7 +66,7 @@ def carry_out(  # noqa: PLR0917 - the parts that carry out every kind of command
     changes a container is fenced by the target's lease first."""
     assert actuator is not None
     if isinstance(command, DryRun):
-        return actuator.lookup(policy.target)
+        return dry_run(policy, command, actuator, monitor)
     lost = leases.fence(policy) if leases is not None else None
     if isinstance(command, Restart):
         if lost is not None:  # another supervisor may be acting: touch nothing
@@ -76,6 +76,26 @@ def carry_out(  # noqa: PLR0917 - the parts that carry out every kind of command
     if lost is not None:
         return StartResult(error=f"not started, {lost} (checked right before starting)")
     return actuator.ensure_running(policy.target)
+
+
+def dry_run(
+    policy: Policy, command: DryRun, actuator: Actuator, monitor: Holder | None
+) -> LookupResult:
+    """What a live restart would touch and cost: the containers it would act on, and the same
+    bounded question to the same workers (`reserved` and `active`), read as a live restart
+    reads it (core/evidence.py, core/quarantine.py). No signal, no give-back, no parking."""
+    found = actuator.lookup(policy.target)
+    workers = list(command.plan.workers) if command.plan is not None else []
+    holding = monitor.holding(workers) if monitor is not None and workers else None
+    if holding is None:
+        return found
+    hung = evidence.hung_tasks(holding, time.time(), policy.restart.record_args)
+    after = policy.restart.quarantine_after
+    parked = quarantine.to_park([t.id for t in hung if t.comes_back], dict(command.streaks), after)
+    reserved = sum(len(r) for r in holding.reserved.values())
+    return dataclasses.replace(
+        found, hung=hung, silent=holding.silent, reserved=reserved, parked=tuple(sorted(parked))
+    )
 
 
 def restart(  # noqa: PLR0917 - the command and the five parts that carry it out

@@ -72,6 +72,12 @@ def _quarantined(e: ev.Quarantined) -> str:
 def _dry_run(e: ev.DryRunRestart) -> str:
     what = ", ".join(e.containers) or e.target
     text = f"would restart {what} ({e.why.trigger}): {e.why.reason}"
+    if e.hung is not None or e.silent:
+        text += "; " + (summary(e.hung or (), e.silent or ()) or "no task was running")
+    if e.reserved:
+        text += f"; {e.reserved} reserved message(s) would come back"
+    if e.parked:
+        text += f"; would park as poison (not give back): {', '.join(e.parked)}"
     if isinstance(e, ev.Standby):
         return f"standby (another supervisor holds the lease): {text}"
     return text

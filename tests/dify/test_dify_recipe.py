@@ -282,7 +282,11 @@ def test_a_hung_docker_worker_1_is_restarted_once_and_nothing_else_is_touched(di
     assert "worker progress stuck" in restart["reason"], restart
     # gevent with a Redis result backend: Celery's cold shutdown breaks there, so none is tried.
     assert restart["sigquit"] is False and restart["killed"] == ["docker-worker-1"], restart
-    wait_until(lambda: client.llen("dataset") == 0 and client.hlen("unacked") == 0, 180, "drained")
+    wait_until(
+        lambda: client.llen("dataset") == 0 and client.hlen("unacked") == 0, 180, "drained",
+        lambda: f"dataset {client.llen('dataset')}, unacked {client.hlen('unacked')}, "
+        f"restart {restart}\n{dify.logs()}",
+    )  # fmt: skip
     done_at = {int(k): v for k, v in client.zrange("test:done_at", 0, -1, withscores=True)}
     decided = restart["called_at"]  # the executor was called: the decision was made
     consuming = min(t for t in done_at.values() if t > decided)
