@@ -64,9 +64,9 @@ class _Worker:
 
 # kombu's Redis transport has every consumer sweep kombu's unacked hash now and then
 # (restore_visible, under `unacked_mutex` taken with SET NX PX). That is the workers' to do,
-# not the supervisor's, and the Redis ACL lets the supervisor take `unacked_mutex` only with
-# PSETEX (unacked_store.py): its own connections sweep under a key of its own and find nothing
-# (no message is older than the visibility timeout), so they never touch kombu's mutex.
+# not the supervisor's, and the Redis ACL lets the supervisor write nothing to `unacked_mutex`
+# (unacked_store.py needs no lock): its own connections sweep under a key of its own and find
+# nothing (no message is older than the visibility timeout), so they never touch kombu's mutex.
 SWEEP_OPTIONS = {
     "unacked_mutex_key": "iti-supervisor:kombu-sweep",
     "visibility_timeout": 100 * 365 * 86400,

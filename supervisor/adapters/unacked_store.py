@@ -1,73 +1,32 @@
 """kombu's unacked hash on the broker: read it, and give entries back to their queues the way
-kombu's own restore does it, so the two never race: under kombu's `unacked_mutex` lock, one
-transaction per delivery tag that takes the entry out of `unacked` and `unacked_index` and pushes
-the message, marked redelivered, onto its queue's priority list. `give_back` does so only for an
-entry that is still the delivery that was read (same tag, same `unacked_index` score): a message
-given back and delivered again since keeps its tag, and is never taken from its new holder."""
+kombu's own restore does it: one transaction per delivery tag, WATCHing `unacked` and
+`unacked_index`, that takes the entry out of both and pushes the message, marked redelivered,
+onto its queue's priority list. kombu's `restore_by_tag` is a WATCH transaction on `unacked`
+too, so whichever of the two commits second finds the entry gone and pushes nothing: no lock is
+needed, and none is taken. kombu's `unacked_mutex` only keeps kombu's workers from sweeping at
+once; the supervisor never writes it, and its ACL users may not (deploy/redis/acl.txt), so
+nobody holding their password can keep kombu's own restore from running. `give_back` does so
+only for an entry that is still the delivery that was read (same tag, same `unacked_index`
+score): a message given back and delivered again since keeps its tag, and is never taken from
+its new holder."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from bisect import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-import redis.lock
 
 from supervisor.adapters.redis_probe import client_for, follow_master
 from supervisor.core import quarantine
 from supervisor.core.unacked import Held
 from supervisor.policy import Broker
 
-MUTEX_KEY = "unacked_mutex"  # kombu's Channel.unacked_mutex_key
-MUTEX_EXPIRE = 300  # kombu's unacked_mutex_expire, seconds
+MUTEX_KEY = "unacked_mutex"  # kombu's Channel.unacked_mutex_key: never written here
 SEPARATOR = "\x06\x16"  # kombu's Redis binding separator
-
-
-class _MutexHeldError(Exception):
-    """kombu's unacked_mutex stayed held by someone else."""
-
-
-# Take the mutex only if it is free, always with an expiry: PSETEX cannot set a key without
-# one, so deploy/redis/acl.txt allows PSETEX on unacked_mutex and denies SET (with which anyone
-# could hold it for good, and kombu's own restore would never run again). One script: atomic,
-# as kombu's SET NX PX is. Given back with GETDEL, which deletes strings only: the Redis 6.2
-# user (deploy/redis/users-redis6.acl), whose commands reach every key, needs no DEL, which
-# would reach the queues' bindings too.
-_TAKE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
-return 1
-"""
-_GIVE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('GETDEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-
-class _ExpiringLock(redis.lock.Lock):
-    """redis-py's lock (its token, its wait), taken with PSETEX in a script rather than SET NX
-    PX, and given back with GETDEL rather than DEL, each only while the token is its own."""
-
-    def do_acquire(self, token: str | bytes) -> bool:
-        assert self.timeout is not None  # the mutex always expires
-        took = self.redis.eval(_TAKE, 1, self.name, token, int(self.timeout * 1000))
-        return bool(took)
-
-    def do_release(self, expected_token: str) -> None:
-        if not self.redis.eval(_GIVE, 1, self.name, expected_token):
-            raise redis.exceptions.LockNotOwnedError(
-                "cannot release a lock that is no longer owned", lock_name=self.name
-            )
 
 
 @dataclass(frozen=True)
@@ -124,47 +83,38 @@ class UnackedStore:
             return Restored(0, self.left())
         count = 0
         try:
-            with self._mutex():
-                for tag in tags:
-                    count += self._restore_one(tag)
-        except _MutexHeldError:
-            return Restored(0, self.left(), "kombu's unacked_mutex stayed held")
+            for tag in tags:
+                count += self._restore_one(tag)
         except redis.RedisError as exc:
             return Restored(count, self.left(), f"{type(exc).__name__}: {exc}")
         return Restored(count, self.left())
 
     def give_back(self, entries: tuple[Held, ...]) -> Restored:
         """Give back each entry that is still the one read: present under its tag with the
-        same unacked_index score, checked in the transaction that restores it, under kombu's
-        unacked_mutex. Never raises for a Redis fault."""
+        same unacked_index score, checked in the transaction that restores it. Never raises
+        for a Redis fault."""
         if not entries:
             return Restored(0, self.left())
         count = 0
         try:
-            with self._mutex():
-                for entry in entries:
-                    count += self._restore_one(entry.tag, same_as=entry)
-        except _MutexHeldError:
-            return Restored(0, self.left(), "kombu's unacked_mutex stayed held")
+            for entry in entries:
+                count += self._restore_one(entry.tag, same_as=entry)
         except redis.RedisError as exc:
             return Restored(count, self.left(), f"{type(exc).__name__}: {exc}")
         return Restored(count, self.left())
 
     def park(self, entries: dict[str, quarantine.Entry], key: str) -> Parked:
         """Move the messages of these task ids from `unacked` to the dead-letter list `key`,
-        each in one transaction under kombu's unacked_mutex (so neither kombu's restore nor a
-        worker's cold shutdown can give it back meanwhile). An entry's `message` is filled in
+        each in one transaction WATCHing `unacked` (so neither kombu's restore nor a worker's cold
+        shutdown can give it back meanwhile). An entry's `message` is filled in
         from unacked. Never raises for a Redis fault."""
         done: list[str] = []
         try:
-            with self._mutex():
-                by_id = {h.task_id: h.tag for h in self.held() if h.task_id in entries}
-                for task_id, entry in entries.items():
-                    tag = by_id.get(task_id)
-                    if tag is not None and self._park_one(tag, entry, key):
-                        done.append(task_id)
-        except _MutexHeldError:
-            return Parked((), key, "kombu's unacked_mutex stayed held")
+            by_id = {h.task_id: h.tag for h in self.held() if h.task_id in entries}
+            for task_id, entry in entries.items():
+                tag = by_id.get(task_id)
+                if tag is not None and self._park_one(tag, entry, key):
+                    done.append(task_id)
         except redis.RedisError as exc:
             return Parked(tuple(done), key, f"{type(exc).__name__}: {exc}")
         missing = sorted(set(entries) - set(done))
@@ -240,22 +190,6 @@ class UnackedStore:
             except (ValueError, TypeError, KeyError):
                 out.append((None, raw))
         return out
-
-    @contextlib.contextmanager
-    def _mutex(self) -> Iterator[None]:
-        """kombu's unacked_mutex, as its own restore takes it."""
-        lock = self._client.lock(
-            self._broker.key_prefix + MUTEX_KEY,
-            timeout=MUTEX_EXPIRE,
-            blocking_timeout=10,
-            lock_class=_ExpiringLock,
-        )
-        if not lock.acquire():
-            raise _MutexHeldError
-        try:
-            yield
-        finally:
-            lock.release()
 
     def _restore_one(self, tag: str, same_as: Held | None = None) -> int:
         unacked, index = self._broker.unacked_key, self._broker.unacked_index_key

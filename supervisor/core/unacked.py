@@ -22,7 +22,7 @@ What one killed container's entries are, read while it is stopped:
   tag, or an old tag with a new score) may be held by a worker running now: never taken.
 
 What is picked is given back only where the entry is still there with the same score
-(adapters/unacked_store.py, under kombu's `unacked_mutex`): never a message redelivered since.
+(adapters/unacked_store.py, in a WATCH transaction): never a message redelivered since.
 """
 
 from __future__ import annotations
