@@ -1,0 +1,95 @@
+"""The rules at any depth in the engine and the tracker (core/stalls.py): the hang-to-decision
+figures of issue 26 with the shipped policy, one replica at a time, and what is left alone."""
+
+from __future__ import annotations
+
+from harness.hangs import chapter_only, decision_at
+from harness.parts import REPO
+from supervisor.core import replay
+from supervisor.core.engine import ActionKind
+from supervisor.policy import load_policy
+from supervisor.sample import Answer, Load, Replica, Running, Sample
+
+from .helpers import make_policy
+
+SHIPPED = load_policy(REPO / "policies" / "dify-worker.toml")
+
+
+def test_the_chapters_rule_alone_takes_hours_at_low_traffic_as_the_issue_measured() -> None:
+    chapter = chapter_only(SHIPPED)
+    assert decision_at(chapter, 1.0, "idle") == 405.0  # 6m45s: fill to 100, then 5 min
+    assert decision_at(chapter, 60.0, "idle") == 6365.0  # 1h46m
+    assert decision_at(chapter, 600.0, "idle") == 61205.0  # 17h
+
+
+def test_the_idle_worker_is_restarted_idle_window_after_the_first_message_waits() -> None:
+    # The first message comes `rate` after the hang; then 2 min idle, one sample to ask.
+    assert decision_at(SHIPPED, 1.0, "idle") == 135.0  # 2m15s (was 6m45s)
+    assert decision_at(SHIPPED, 60.0, "idle") == 195.0  # 3m15s (was 1h46m)
+    assert decision_at(SHIPPED, 600.0, "idle") == 735.0  # 12m15s (was 17h)
+
+
+def test_hung_slots_are_restarted_once_every_task_is_past_its_limit() -> None:
+    # The mail tasks' limit is 15 min; at 1 a second the chapter's rule comes first.
+    assert decision_at(SHIPPED, 1.0, "hung") == 405.0
+    assert decision_at(SHIPPED, 60.0, "hung") == 905.0  # 15m5s (was 1h46m)
+    assert decision_at(SHIPPED, 600.0, "hung") == 905.0  # 15m5s (was 17h)
+
+
+POLICY = make_policy(detect={"idle_window": 10, "max_task_runtime": 30})
+A, B = "celery@aaaa", "celery@bbbb"
+
+
+def two_replicas(t: float, answer: Answer | None = None) -> Sample:
+    idle = Load(A, 4, 0, 7, ("celery",), answer=answer)
+    busy = Load(B, 4, 4, 100 + int(t), ("celery",))
+    return Sample(
+        t,
+        3,
+        queues={"celery": 3},
+        processed=107 + int(t),
+        progress_source="heartbeats",
+        loads=(idle, busy),
+        replicas=(Replica("worker-1", A, 7, "heartbeats"), Replica("worker-2", B, 100, "h")),
+    )
+
+
+def test_only_the_idle_replica_is_restarted_while_its_sibling_works() -> None:
+    samples = [two_replicas(float(t)) for t in range(11)]
+    steps = list(replay.replay(POLICY, samples))
+    assert steps[10].decision is not None and steps[10].decision.stalls.asks == (A,)
+    steps = list(replay.replay(POLICY, [*samples, two_replicas(11.0, Answer(10.5))]))
+    (action,) = steps[-1].actions
+    assert action.kind is ActionKind.RESTART and action.containers == ("worker-1",)
+    assert action.reason.startswith(f"idle rule: worker {A} idle: 0 of 4 slots busy")
+
+
+def test_a_long_task_under_its_limit_is_left_alone_with_one_slot() -> None:
+    # Dify through 1.13.2: one slot, indexing a large document for hours; mail waits behind it.
+    policy = SHIPPED
+    index = Running("tasks.document_indexing_task.document_indexing_task", "doc", 0.0)
+    samples = []
+    for i in range(3 * 360):  # 3 h, every 10 s
+        t = 5.0 + 10 * i
+        answer = Answer(t - 5, (index,)) if i == 2 else None
+        load = Load(A, 1, 1, 50, ("dataset", "mail"), "gevent", None, answer)
+        samples.append(
+            Sample(
+                t,
+                3,
+                queues={"dataset": 0, "mail": 3},
+                processed=50,
+                progress_source="heartbeats",
+                loads=(load,),
+            )
+        )
+    assert not list(replay.actions(replay.replay(policy, samples)))
+
+
+def test_the_rules_change_nothing_of_the_chapters_decisions() -> None:
+    growing = [
+        Sample(float(t), 101 + t, queues={"celery": 101 + t}, processed=5) for t in range(40)
+    ]
+    with_rules = [a.to_json() for a in replay.actions(replay.replay(POLICY, growing))]
+    without = [a.to_json() for a in replay.actions(replay.replay(make_policy(), growing))]
+    assert with_rules == without and with_rules
