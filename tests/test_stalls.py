@@ -3,12 +3,17 @@ figures of issue 26 with the shipped policy, one replica at a time, and what is 
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 from harness.hangs import chapter_only, decision_at
+from harness.hangs import samples as hang_samples
 from harness.parts import REPO
 from supervisor.core import replay
 from supervisor.core.engine import ActionKind
 from supervisor.policy import load_policy
 from supervisor.sample import Answer, Load, Replica, Running, Sample
+from supervisor.trace import HistoryWriter, Row, history_path, read_trace
 
 from .helpers import make_policy
 
@@ -93,3 +98,36 @@ def test_the_rules_change_nothing_of_the_chapters_decisions() -> None:
     with_rules = [a.to_json() for a in replay.actions(replay.replay(POLICY, growing))]
     without = [a.to_json() for a in replay.actions(replay.replay(make_policy(), growing))]
     assert with_rules == without and with_rules
+
+
+def test_a_recorded_history_replays_the_rules_decisions_and_old_traces_still_read(
+    tmp_path: Path,
+) -> None:
+    asked = [False]
+    recorded, decided = [], []
+    for step in replay.replay(SHIPPED, hang_samples(SHIPPED, 60.0, "idle", 400.0, asked)):
+        asked[0] = bool(step.decision and step.decision.stalls.asks)
+        recorded.append(step.sample)
+        decided += [a.to_json() for a in step.actions]
+    assert decided and decided[0]["reason"].startswith("idle rule: worker celery@hung idle")
+    writer = HistoryWriter(tmp_path)
+    for s in recorded:
+        writer.append("p", Row(s))
+    writer.close()
+    with history_path(tmp_path, "p").open() as f:
+        again = [a.to_json() for a in replay.actions(replay.replay(SHIPPED, read_trace(f, "p")))]
+    assert again == decided
+    old = io.StringIO("t,depth,processed\n0,5,1\n10,6,\n")
+    assert [s.depth for s in read_trace(old, "old")] == [5, 6]
+
+
+def test_a_history_file_of_the_older_format_is_rotated_not_appended_to(tmp_path: Path) -> None:
+    path = history_path(tmp_path, "p")
+    path.parent.mkdir(parents=True)
+    path.write_text("t,depth,processed,stuck,threshold\n1.000,5,,0,100\n")
+    writer = HistoryWriter(tmp_path)
+    writer.append("p", Row(Sample(2.0, 6, {"celery": 6})))
+    writer.close()
+    assert path.with_name("p.csv.1").read_text().startswith("t,depth,processed,stuck,threshold\n")
+    with path.open() as f:
+        assert [s.depth for s in read_trace(f, "p")] == [6]
