@@ -243,3 +243,33 @@ def test_probes_of_one_connection_are_sampled_in_one_round_trip(
         for p in [*probes, other_db]:
             p.close()
         client.close()
+
+
+def test_the_head_of_each_non_empty_list_is_read_from_its_second_sample_cheaply(
+    redis_url: str,
+) -> None:
+    """Issue 26: kombu's next message is the list's tail; LINDEX only for lists that were not
+    empty at the previous sample, so an empty queue costs no command, and a head keeps its id
+    until a worker takes it."""
+    policy = policy_for(redis_url, queues=["mail", "dataset"])
+    client = redis.Redis.from_url(redis_url)
+    probe = RedisProbe(policy.broker)
+    try:
+        before = client.info("commandstats").get("cmdstat_lindex", {}).get("calls", 0)
+        assert probe.sample().heads == {"mail": (), "dataset": ()}
+        publish(redis_url, "mail", 2)
+        publish(redis_url, "mail", 1, priority=9)
+        first = probe.sample()  # non-empty now: its heads are read from the next sample
+        assert first.queues["mail"] == 3 and first.heads == {"mail": (), "dataset": ()}
+        second, third = probe.sample(), probe.sample()
+        assert second.heads is not None and len(second.heads["mail"]) == 2  # steps 0 and 9
+        assert third.heads == second.heads
+        client.rpop("mail")  # a worker takes the oldest message of step 0
+        fourth = probe.sample()
+        assert fourth.heads is not None and fourth.heads["mail"][1] == second.heads["mail"][1]
+        assert fourth.heads["mail"][0] != second.heads["mail"][0]
+        after = client.info("commandstats")["cmdstat_lindex"]["calls"]
+        assert after - before == 6  # 2 lists x 3 samples, none for the empty ones
+    finally:
+        probe.close()
+        client.close()
