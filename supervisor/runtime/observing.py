@@ -31,12 +31,20 @@ def enrich(
             replicas=mapped_replicas(item, monitor, queues),
             consumers=monitor.live_consumers(wanted),
             facts=monitor.facts(target_workers(item, monitor)),
+            loads=monitor.loads(target_workers(item, monitor), asks(item)),
         )
     if item.identified:
         seen["containers"] = tuple(c.name for c in item.containers)
     if item.identify_error is not None:
         seen["target_error"] = item.identify_error
     return dataclasses.replace(sample, **seen) if seen else sample
+
+
+def asks(item: Supervised) -> list[str]:
+    """The workers the rules at any depth asked about at the last tick (core/stalls.py): asked
+    now, in the background, so their answers come with a later sample."""
+    decision = item.last_decision
+    return list(decision.stalls.asks) if decision is not None else []
 
 
 def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:
