@@ -4,6 +4,7 @@ figures of issue 26 with the shipped policy, one replica at a time, and what is 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from harness.hangs import chapter_only, decision_at
@@ -12,10 +13,11 @@ from harness.parts import REPO
 from supervisor.core import replay
 from supervisor.core.engine import ActionKind
 from supervisor.policy import load_policy
-from supervisor.sample import Answer, Load, Replica, Running, Sample
+from supervisor.sample import Answer, Load, Progress, Replica, Running, Sample
 from supervisor.trace import HistoryWriter, Row, history_path, read_trace
 
 from .helpers import make_policy
+from .inprocess import FakeMonitor, Harness
 
 SHIPPED = load_policy(REPO / "policies" / "dify-worker.toml")
 
@@ -131,3 +133,31 @@ def test_a_history_file_of_the_older_format_is_rotated_not_appended_to(tmp_path:
     assert path.with_name("p.csv.1").read_text().startswith("t,depth,processed,stuck,threshold\n")
     with path.open() as f:
         assert [s.depth for s in read_trace(f, "p")] == [6]
+
+
+def test_the_daemon_asks_the_idle_worker_and_restarts_it_on_its_answer(tmp_path: Path) -> None:
+    """In process, fakes at the edges only: the rule's ask reaches the progress monitor at the
+    next tick, the answer comes with a later sample, and the restart's record says why."""
+    h = Harness(tmp_path, detect={"idle_window": 10})
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": frozenset({"celery"})}
+    monitor.workers = {"celery@abc123": Progress(7, "heartbeats")}
+    monitor.live = (Load("celery@abc123", 4, 0, 7, ("celery",)),)
+    h.start(monitor=monitor)
+    try:
+        for _ in range(14):
+            h.tick(3)  # 3 messages wait: far under the chapter's threshold of 100
+            if any(monitor.inquired):
+                break
+        assert ["celery@abc123"] in monitor.inquired and h.actuator.calls == []
+        monitor.live = (replace(monitor.live[0], answer=Answer(h.clock.t)),)
+        h.tick(3)
+        h.settle()
+        assert h.actuator.calls == ["restart w"]
+        [done] = h.audit("restart")
+        assert done["reason"].startswith(
+            "idle rule: worker celery@abc123 idle: 0 of 4 slots busy, 0 started in"
+        )
+        assert done["reason"].endswith("it answered 0 active, 0 reserved, 0 scheduled")
+    finally:
+        h.stop()
