@@ -184,3 +184,29 @@ def test_the_oldest_wait_is_a_gauge_per_queue_and_in_the_heartbeat_for_status() 
     state, decision = engine.step(policy, state, unread, 140.0)
     m.observe(policy, unread, TrackerState(), decision, 140.0)
     assert m.registry.get_sample_value(name, {"policy": "test-worker", "queue": "mail"}) is None
+
+
+def test_the_restarts_record_keeps_each_queues_oldest_wait() -> None:
+    from supervisor.core import tracker
+
+    policy = make_policy(detect={"idle_window": 10})
+    state = tracker.TrackerState()
+    step = None
+    for t in range(13):
+        answer = Answer(float(t)) if t == 12 else None
+        s = Sample(
+            float(t),
+            3,
+            {"celery": 3},
+            processed=7,
+            loads=(Load(A, 4, 0, 7, ("celery",), answer=answer),),
+            heads={"celery": ("m1",)},
+        )
+        state, step = tracker.on_sample(policy, state, s, dry_run=False)
+    assert step is not None
+    [command] = step.commands
+    assert isinstance(command, tracker.Restart)  # its `why` is audited with the restart
+    why = command.why
+    assert why.oldest_wait == {"celery": 12.0}
+    assert why.reason.startswith(f"idle rule: worker {A} idle: 0 of 4 slots busy")
+    assert "oldest 12s" in why.reason
