@@ -38,7 +38,11 @@ def policy_for(url: str, **detect: Any) -> Policy:
 
 
 def judge(
-    policy: Policy, url: str, seconds: float, monitor: ProgressMonitor | None = None
+    policy: Policy,
+    url: str,
+    seconds: float,
+    monitor: ProgressMonitor | None = None,
+    asked: list[float] | None = None,
 ) -> tuple[float, str] | None:
     """Sample every interval for `seconds` as the daemon does; when the first restart is
     decided, and why (None: none)."""
@@ -60,6 +64,8 @@ def judge(
             )
             state, step = tracker.on_sample(policy, state, sample, dry_run=True)
             asks = list(step.decision.stalls.asks) if step.decision else []
+            if asks and asked is not None:
+                asked.append(time.monotonic() - start)
             for command in step.commands:
                 if isinstance(command, tracker.DryRun):
                     return time.monotonic() - start, command.action.reason
@@ -71,9 +77,9 @@ def judge(
         probe.close()
 
 
-def worker(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def worker(url: str, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     return local_worker(
-        url, NODE, log, "-P", "threads", "-c", "2", "--heartbeat-interval", "1", *args
+        url, NODE, log, "-P", "threads", "-c", "2", "--heartbeat-interval", "1", *args, env=env
     )
 
 
@@ -151,6 +157,31 @@ def test_a_worker_that_stops_consuming_with_free_slots_is_found_and_one_that_tak
         assert executions(client) == {100: 1}  # nothing ran twice, nothing else ran
     finally:
         monitor.stop()
+        app.close()
+        client.close()
+        stop(proc)
+
+
+def test_a_worker_holding_eta_tasks_up_to_its_limit_is_not_stuck(
+    server: Any, tmp_path: Path
+) -> None:
+    """worker_eta_task_limit = 2: holding two ETA tasks, it takes nothing more, with free
+    slots, while messages wait. Idle by its heartbeats, so the rule asks; its answer says 2
+    scheduled: waiting on purpose, never restarted."""
+    proc = worker(server.url, tmp_path / "w.log", TEST_ETA_LIMIT="2")
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    try:
+        for i in range(2):
+            app.send_task("tasks.work", args=[i], queue="celery", countdown=600)
+        wait_until(lambda: client.llen("celery") == 0, 30, "the worker to hold the ETA tasks")
+        for i in range(10, 15):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        asked: list[float] = []
+        assert judge(policy_for(server.url, idle_window=3), server.url, 12, asked=asked) is None
+        assert asked, "the worker never looked idle: the test would show nothing"
+        assert client.llen("celery") == 5 and executions(client) == {}
+    finally:
         app.close()
         client.close()
         stop(proc)
