@@ -273,3 +273,30 @@ def test_the_head_of_each_non_empty_list_is_read_from_its_second_sample_cheaply(
     finally:
         probe.close()
         client.close()
+
+
+def test_a_user_without_lindex_keeps_its_depths_and_loses_only_the_waits(redis_url: str) -> None:
+    """An ACL file from before issue 26: LINDEX refused (NOPERM) must not fail the sample."""
+    client = redis.Redis.from_url(redis_url)
+    client.execute_command(
+        "ACL", "SETUSER", "old-probe", "on", ">pw", "~*", "resetchannels", "-@all",
+        "+ping", "+select", "+llen", "+hlen", "+zrange", "+exists",
+    )  # fmt: skip
+    try:
+        publish(redis_url, "mail", 2)
+        host, port = (
+            client.connection_pool.connection_kwargs["host"],
+            client.connection_pool.connection_kwargs["port"],
+        )
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        policy = policy_for(f"redis://old-probe:pw@{host}:{port}/{db}", queues=["mail"])
+        probe = RedisProbe(policy.broker)
+        try:
+            probe.sample()
+            s = probe.sample()  # LINDEX asked for mail's list, and refused
+            assert s.ok and s.queues["mail"] == 2 and s.heads is None
+        finally:
+            probe.close()
+    finally:
+        client.execute_command("ACL", "DELUSER", "old-probe")
+        client.close()

@@ -193,7 +193,7 @@ class RedisProbe:
 
     def _read(self, plan: _Plan, results: Sequence[Any], now: float, failing: bool) -> Sample:
         for command, result in zip(plan.commands, results, strict=True) if failing else ():
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) and command[0] != "lindex":
                 name, args = command
                 error = _describe(result, f"{name.upper()} {args[0]}")
                 return Sample.failed(now, f"redis at {self.where}: {error}")
@@ -208,10 +208,14 @@ class RedisProbe:
             i += n
         self._nonempty = tuple(nonempty)
         ids = dict(zip(plan.heads, results[len(results) - len(plan.heads) :], strict=True))
-        heads = {
-            q: tuple(_digest(ids[k]) for k in self._broker.redis_keys(q) if ids.get(k) is not None)
-            for q in watched
-        }
+        heads: dict[str, tuple[str, ...]] | None = None
+        # An ACL user without LINDEX (deploy/redis/acl.txt before issue 26) is refused it:
+        # the depths stand, the waits are unknown.
+        if not any(isinstance(r, Exception) for r in ids.values()):
+            heads = {
+                q: tuple(_digest(ids[k]) for k in self._broker.redis_keys(q) if ids.get(k))
+                for q in watched
+            }
         if plan.bindings:
             bound = results[i + 2 : i + 2 + len(watched)]
             self._unbound = tuple(q for q, b in zip(watched, bound, strict=True) if not b)
