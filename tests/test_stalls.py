@@ -210,3 +210,23 @@ def test_the_restarts_record_keeps_each_queues_oldest_wait() -> None:
     assert why.oldest_wait == {"celery": 12.0}
     assert why.reason.startswith(f"idle rule: worker {A} idle: 0 of 4 slots busy")
     assert "oldest 12s" in why.reason
+
+
+def test_a_worker_whose_queues_are_not_known_yet_counts_by_its_container(tmp_path: Path) -> None:
+    """The catatonic worker after a broker restart: no remote-control answers (so no queues),
+    heartbeats with a frozen count naming a host that maps to the target's container. Its
+    heartbeats are the progress, not "progress unknown: the workers' queues are not known"."""
+    h = Harness(tmp_path)
+    monitor = FakeMonitor()
+    monitor.queues = {"celery@abc123": None}
+    monitor.live = (Load("celery@abc123", None, 0, 41, None),)
+    h.start(monitor=monitor)
+    try:
+        for _ in range(3):
+            h.tick(150)
+        assert h.daemon is not None
+        [item] = h.daemon.supervised.values()
+        assert item.last_sample is not None and item.last_sample.processed == 41
+        assert item.last_sample.progress_source == "heartbeats of the target's containers"
+    finally:
+        h.stop()
