@@ -185,3 +185,27 @@ def test_a_worker_holding_eta_tasks_up_to_its_limit_is_not_stuck(
         app.close()
         client.close()
         stop(proc)
+
+
+def test_a_worker_reconnecting_after_a_broker_restart_within_idle_window_is_left_alone(
+    server: Any, tmp_path: Path
+) -> None:
+    proc = worker(server.url, tmp_path / "w.log")
+    policy = policy_for(server.url, idle_window=10)
+    monitor = ProgressMonitor(policy.broker, poll_every=1.0)
+    monitor.start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        wait_until(lambda: monitor.loads([NODE], []), 30, "the worker's heartbeats")
+        server.stop()
+        server.start()  # the same port: the worker and the supervisor reconnect
+        app = celery_app(server.url)
+        for i in range(3):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        app.close()
+        assert judge(policy, server.url, 20, monitor) is None
+        wait_until(lambda: executions(client) == {0: 1, 1: 1, 2: 1}, 30, "each ran once")
+    finally:
+        monitor.stop()
+        client.close()
+        stop(proc)
