@@ -300,3 +300,36 @@ def test_a_user_without_lindex_keeps_its_depths_and_loses_only_the_waits(redis_u
     finally:
         client.execute_command("ACL", "DELUSER", "old-probe")
         client.close()
+
+
+def test_sample_command_shows_the_running_daemons_oldest_waits(
+    redis_url: str,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    """One sample cannot measure a wait: `sample` shows the daemon's, when one runs here."""
+    import os
+
+    from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+
+    path = tmp_path / "p.toml"
+    path.write_text(f'name = "w"\n[broker]\nurl = "{redis_url}"\n[target]\ncontainer = "c"\n')
+    monkeypatch.setenv("SUPERVISOR_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    assert main(["sample", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["oldest_wait"] is None  # no daemon
+    beat = Heartbeat(
+        t=1.0,
+        pid=os.getpid(),
+        stopped=False,
+        dry_run=False,
+        policies={"w": PolicyBeat(10.0, waits={"celery": 130.0})},
+        docker_error=None,
+        state_error=None,
+        policy_paths=(),
+        started=1.0,
+    )
+    beat.write(tmp_path / "state")
+    assert main(["sample", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["oldest_wait"] == {"celery": 130.0}
