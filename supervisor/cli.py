@@ -156,11 +156,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
         probe.close()
     from supervisor.broker_url import redact_tree
 
-    print(json.dumps(redact_tree({"policy": policy.name, **sample.to_json()})))
+    out = {
+        "policy": policy.name,
+        **sample.to_json(),
+        "oldest_wait": _oldest_wait(args, policy.name),
+    }
+    print(json.dumps(redact_tree(out)))
     if not sample.ok:
         logging.getLogger("supervisor").error("%s: sample failed: %s", policy.name, sample.error)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _oldest_wait(args: argparse.Namespace, name: str) -> dict[str, float] | None:
+    """Per queue, how long its oldest message has waited, as the running daemon last saw it
+    (one sample alone cannot tell: a wait is measured across samples); None when no daemon
+    runs here."""
+    from supervisor.runtime import heartbeat
+
+    try:
+        beat = heartbeat.read(state_dir_setting(args))
+    except heartbeat.HeartbeatError:
+        return None
+    live = beat.policies.get(name)
+    return live.waits if live is not None and not beat.stopped else None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -234,9 +234,23 @@ class Detect(_Section):
     # stuck by depth alone: restart it (the chapter's rule; its in-flight tasks are lost if it
     # was merely busy), or escalate to a person instead.
     when_progress_unknown: Literal["restart", "escalate"] = "restart"
+    # The rules that find a stuck worker at any depth (core/idle.py, core/hung.py); each is
+    # off until a limit is given. A worker with free slots that starts nothing for this long
+    # while messages wait in its queues is stuck.
+    idle_window: PositiveDuration | None = None
+    # A task running longer than this (or its override by task name: fnmatch patterns,
+    # the longest matching pattern wins) is hung; a worker all of whose slots are hung, with
+    # messages waiting, is stuck. Celery's own time_limit wins where the pool cannot enforce it.
+    max_task_runtime: PositiveDuration | None = None
+    task_runtime: dict[str, PositiveDuration] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
+        if self.idle_window is not None and self.idle_window < self.interval:
+            raise ValueError(
+                f"idle_window ({format_duration(self.idle_window)}) must be at least "
+                f"interval ({format_duration(self.interval)})"
+            )
         if self.window < self.interval:
             raise ValueError(
                 f"window ({format_duration(self.window)}) must be at least "

@@ -96,6 +96,109 @@ class Replica:
 
 
 @dataclass(frozen=True)
+class Running:
+    """One task a worker said it runs (remote control `active`)."""
+
+    name: str
+    id: str
+    started: float | None  # Celery's time_start: epoch seconds on the worker's clock
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A worker's own answer to `active`, `reserved` and `scheduled` (asked at once), taken at
+    `t`; `silent`: it gave none within the bounded wait."""
+
+    t: float
+    active: tuple[Running, ...] = ()
+    reserved: int = 0
+    scheduled: int = 0  # ETA and countdown tasks it holds
+    silent: bool = False
+
+    @property
+    def holds_back(self) -> bool:
+        """Reserved or scheduled messages: the worker is waiting on purpose (a full prefetch,
+        ETA tasks up to worker_eta_task_limit, rate-limited tasks), not stuck."""
+        return not self.silent and (self.reserved > 0 or self.scheduled > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "active": [[r.name, r.id, r.started] for r in self.active],
+            "reserved": self.reserved,
+            "scheduled": self.scheduled,
+            "silent": self.silent,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Answer:
+        return cls(
+            float(data["t"]),
+            tuple(
+                Running(str(n), str(i), None if s is None else float(s))
+                for n, i, s in data.get("active", ())
+            ),
+            int(data.get("reserved", 0)),
+            int(data.get("scheduled", 0)),
+            bool(data.get("silent", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Load:
+    """One live worker of the target as its heartbeats describe it now: what the rules that
+    find a stuck worker at any depth read (core/idle.py, core/hung.py). A worker is in the
+    sample only while it is alive (fresh heartbeats or remote-control answers)."""
+
+    worker: str
+    concurrency: int | None  # its slots (`stats`, learnt as WorkerFacts.concurrency)
+    active: int | None  # tasks it runs now (heartbeats' `active`)
+    processed: int | None  # tasks it started (heartbeats' `processed`, or `stats`)
+    # The queues it consumes; None: not known yet (it is the target's by its container, so the
+    # watched queues are taken as its own).
+    queues: tuple[str, ...] | None = None
+    pool: str | None = None
+    time_limit: float | None = None  # Celery's task_time_limit, when it told (`conf`)
+    answer: Answer | None = None  # its answer, when the rules asked for one
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "worker": self.worker,
+            "concurrency": self.concurrency,
+            "active": self.active,
+            "processed": self.processed,
+            "queues": None if self.queues is None else list(self.queues),
+        }
+        if self.pool is not None:
+            out["pool"] = self.pool
+        if self.time_limit is not None:
+            out["time_limit"] = self.time_limit
+        if self.answer is not None:
+            out["answer"] = self.answer.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Load:
+        def count(key: str) -> int | None:
+            value = data.get(key)
+            return None if value is None else int(value)
+
+        queues = data.get("queues")
+        answer = data.get("answer")
+        limit = data.get("time_limit")
+        return cls(
+            str(data["worker"]),
+            count("concurrency"),
+            count("active"),
+            count("processed"),
+            None if queues is None else tuple(str(q) for q in queues),
+            None if data.get("pool") is None else str(data["pool"]),
+            None if limit is None else float(limit),
+            None if answer is None else Answer.from_json(answer),
+        )
+
+
+@dataclass(frozen=True)
 class Sample:
     """A sample at time `t` (epoch seconds); `depth is None` means it failed, `error` says why."""
 
@@ -118,6 +221,11 @@ class Sample:
     facts: tuple[WorkerFacts, ...] = ()  # what the target's workers said of themselves
     # Why the target's containers cannot be found now (None: found, or not read yet).
     target_error: str | None = None
+    # The target's live workers, for the rules that find a stuck worker at any depth.
+    loads: tuple[Load, ...] = ()
+    # Per watched queue, an id of the head message of each of its non-empty lists (kombu's
+    # next message is the list's tail); None: not read.
+    heads: Mapping[str, tuple[str, ...]] | None = None
 
     @property
     def ok(self) -> bool:

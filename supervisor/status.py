@@ -160,6 +160,8 @@ def _policy_status(
         "unfinished_restart": unfinished,
         "progress": live.progress if live else None,
         "workers": live.workers if live else None,  # container -> its Celery worker
+        # per queue, how long its oldest message has waited, at least (core/waiting.py)
+        "oldest_wait": live.waits if live else None,
         "warnings": list(live.warnings) if live else [],
         "restarts_in_budget_window": [_iso(t) for t in in_window],
         "max_restarts": r.max_restarts,
@@ -229,6 +231,11 @@ def render(status: dict[str, Any]) -> str:
             lines.append("  verdict      unknown (the supervisor is not running)")
         if p["progress"]:
             lines.append(f"  progress     {p['progress']}")
+        if p.get("oldest_wait"):
+            waits = ", ".join(
+                f"{q} {format_duration(w)}" for q, w in p["oldest_wait"].items() if w > 0
+            )
+            lines.append(f"  oldest wait  {waits or 'none: every watched queue is empty'}")
         if p.get("workers"):
             seen = ", ".join(f"{c} ({w or 'not heard'})" for c, w in sorted(p["workers"].items()))
             lines.append(f"  workers      {seen}")

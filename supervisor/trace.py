@@ -1,15 +1,22 @@
-"""Traces: a policy's samples over time as CSV, `t,depth[,processed[,stuck,threshold]]`.
+"""Traces: a policy's samples over time as CSV, `t,depth[,processed[,stuck,threshold[,evidence]]]`.
 
 One definition for the three that use it: `supervisor replay` reads traces (recorded ones, or
 the examples), the daemon records each policy's samples as one in its state directory
 (`history/POLICY.csv`, with what it judged), and `supervisor report` draws them. An empty depth
 is a failed sample; an empty processed, progress unknown.
+
+The header is the format's version: a trace names the columns it has, and every older header
+still reads. `evidence` (issue 26) is what the rules at any depth need to decide again in
+`replay`: per queue its depth and the ids of its heads, and the target's live workers as their
+heartbeats describe them, with the answers they gave when asked (JSON; empty when there was
+none). A history file with an older header is rotated when the daemon first appends to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from supervisor.errors import TraceError
-from supervisor.sample import Sample
+from supervisor.sample import Load, Sample
 
 HISTORY_DIR = "history"  # inside the state directory
 HISTORY_LIMIT = 4 * 1024 * 1024  # bytes; then the file becomes POLICY.csv.1 (one is kept)
@@ -30,7 +37,7 @@ class Row:
     threshold: int | None = None
 
 
-COLUMNS = ("t", "depth", "processed", "stuck", "threshold")
+COLUMNS = ("t", "depth", "processed", "stuck", "threshold", "evidence")
 # Recorded by the daemon, read by `report`; replay ignores them: it judges for itself.
 RECORDED = ("stuck", "threshold")
 FAILED_SAMPLE = "failed sample in trace"
@@ -52,7 +59,8 @@ def read_rows(stream: TextIO, source: str) -> Iterator[Row]:
     unknown = [n for n in names if n not in COLUMNS]
     if unknown:
         raise TraceError(
-            f"{source}: line 1: unknown column {unknown[0]!r} (columns are t, depth, processed)"
+            f"{source}: line 1: unknown column {unknown[0]!r} "
+            f"(columns are {', '.join(COLUMNS)})"
         )
     for needed in ("t", "depth"):
         if needed not in names:
@@ -81,12 +89,48 @@ def read_rows(stream: TextIO, source: str) -> Iterator[Row]:
             if "threshold" in index
             else None
         )
+        evidence = row[index["evidence"]].strip() if "evidence" in index else ""
         sample = (
             Sample.failed(t, FAILED_SAMPLE)
             if depth is None
-            else Sample(t=t, depth=depth, queues={}, processed=processed)
+            else _with_evidence(
+                Sample(t=t, depth=depth, queues={}, processed=processed), evidence, source, line
+            )
         )
         yield Row(sample, None if stuck is None else bool(stuck), threshold)
+
+
+def evidence(sample: Sample) -> str:
+    """The `evidence` cell of a sample: empty when the rules at any depth had nothing to read."""
+    if not sample.ok or (not sample.loads and sample.heads is None):
+        return ""
+    data: dict[str, object] = {
+        "queues": dict(sample.queues),
+        "loads": [load.to_json() for load in sample.loads],
+    }
+    if sample.heads is not None:
+        data["heads"] = {q: list(h) for q, h in sample.heads.items()}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _with_evidence(sample: Sample, cell: str, source: str, line: int) -> Sample:
+    if not cell:
+        return sample
+    try:
+        data = json.loads(cell)
+        queues = {str(q): int(d) for q, d in data.get("queues", {}).items()}
+        loads = tuple(Load.from_json(x) for x in data.get("loads", ()))
+        heads = data.get("heads")
+        return Sample(
+            t=sample.t,
+            depth=sample.depth,
+            queues=queues,
+            processed=sample.processed,
+            loads=loads,
+            heads=None if heads is None else {str(q): tuple(map(str, h)) for q, h in heads.items()},
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TraceError(f"{source}: line {line}: evidence is not valid: {exc}") from None
 
 
 def _number(cell: str, source: str, line: int, column: str) -> float:
@@ -112,6 +156,11 @@ def _count(cell: str, source: str, line: int, column: str) -> int | None:
     if value < 0:
         raise TraceError(f"{source}: line {line}: {column}={value} is negative")
     return value
+
+
+def _quoted(cell: str) -> str:
+    """A CSV cell as the csv module reads it back: JSON has commas and quotes."""
+    return '"' + cell.replace('"', '""') + '"' if cell else ""
 
 
 def history_path(state_dir: Path, policy: str) -> Path:
@@ -149,13 +198,13 @@ class HistoryWriter:
             "" if row.stuck is None else str(int(row.stuck)),
             "" if row.threshold is None else str(row.threshold),
         ]
-        line = ",".join(cells) + "\n"
+        line = ",".join(cells) + "," + _quoted(evidence(s)) + "\n"
         try:
             f.write(line)  # flushed with the pass's other rows (flush)
         except OSError:
             self.close(policy)
             raise
-        self._open[policy] = (f, size + len(line))  # the cells are ASCII
+        self._open[policy] = (f, size + len(line.encode()))
 
     def flush(self) -> None:
         """What was appended, in the files: `report` reads them while the daemon runs. Once a
@@ -173,10 +222,16 @@ class HistoryWriter:
     def _reopen(self, policy: str) -> tuple[TextIO, int]:
         path = history_path(self.state_dir, policy)
         path.parent.mkdir(parents=True, exist_ok=True)
+        header = ",".join(COLUMNS) + "\n"
+        if path.is_file():  # (not /dev/full, nor any device)
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                with path.open(encoding="utf-8") as old:
+                    first = old.readline(len(header) + 1)
+                if first and first != header:  # an older format's file: it keeps its header
+                    path.replace(path.with_name(path.name + ".1"))
         f = path.open("a", encoding="utf-8")
         size = f.tell()
         if size == 0:
-            header = ",".join(COLUMNS) + "\n"
             f.write(header)
             size = len(header.encode())
         self._open[policy] = (f, size)

@@ -21,7 +21,7 @@ from supervisor.core.unacked import Held
 from supervisor.policy import Policy, Restart, Target
 from supervisor.runtime.daemon import Daemon
 from supervisor.runtime.leasing import Leases
-from supervisor.sample import Progress, Sample, WorkerFacts
+from supervisor.sample import Load, Progress, Sample, WorkerFacts
 from supervisor.sinks.audit import read_audit
 from tests.helpers import policy_dict
 
@@ -132,6 +132,8 @@ class FakeMonitor:
         self.running: dict[str, list[dict[str, Any]]] = {}
         self.asked: list[list[str]] = []  # every held_by question, with the workers asked
         self.known: tuple[WorkerFacts, ...] = ()
+        self.live: tuple[Load, ...] = ()  # the target's workers, as their heartbeats say
+        self.inquired: list[list[str]] = []  # the workers the rules at any depth asked about
 
     def progress(self, queues: list[str]) -> Progress:
         known = [p.processed for p in self.workers.values() if p.processed is not None]
@@ -150,6 +152,10 @@ class FakeMonitor:
 
     def facts(self, workers: list[str]) -> tuple[WorkerFacts, ...]:
         return tuple(f for f in self.known if f.worker in workers)
+
+    def loads(self, workers: list[str], ask: list[str]) -> tuple[Load, ...]:
+        self.inquired.append(list(ask))
+        return tuple(x for x in self.live if x.worker in workers)
 
     def request_stop(self) -> None:
         pass

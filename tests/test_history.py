@@ -24,7 +24,7 @@ def test_rows_reach_the_file_at_the_pass_end_and_rotate_by_size(tmp_path: Path) 
     writer.flush()
     assert rows_in(tmp_path, "a") == 3 and rows_in(tmp_path, "b") == 3
     assert history_path(tmp_path, "a").read_text().splitlines()[1:] == [
-        "1000.000,0,,0,100", "1001.000,1,,0,100", "1002.000,2,,0,100",
+        "1000.000,0,,0,100,", "1001.000,1,,0,100,", "1002.000,2,,0,100,",
     ]  # fmt: skip
     for i in range(60):
         writer.append("a", Row(Sample(2000.0 + i, i, {"celery": i}), True, 100))

@@ -65,3 +65,50 @@ def test_facts_are_learnt_and_a_broker_restart_keeps_the_worker(
         monitor.stop()
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+
+
+def test_the_rules_at_any_depth_read_the_workers_load_and_its_own_answer(
+    redis_server_factory: Any, tmp_path: Path
+) -> None:
+    """Issue 26: slots and active tasks from the heartbeats, then the worker's own answer
+    (active with name, id and time_start; reserved; scheduled) asked in the background and
+    handed over once, with the next call."""
+    import time
+
+    from harness.parts import celery_app
+
+    server = redis_server_factory()
+    server.start()
+    worker = threads_worker(server.url, tmp_path / "worker.log")
+    monitor = ProgressMonitor(make_policy(broker={"url": server.url}).broker, poll_every=1.0)
+    monitor.start()
+    log = (tmp_path / "worker.log").read_text
+    app = celery_app(server.url)
+    try:
+        [load] = wait_until(
+            lambda: [x for x in monitor.loads([NODE], []) if x.concurrency and x.active == 0],
+            30,
+            "the worker's load",
+            log,
+        )
+        assert load.concurrency == 2 and load.queues == ("celery",) and load.answer is None
+        app.send_task("tasks.work", args=[1], queue="celery", countdown=600)  # an ETA task
+        sent = time.time()
+        for _ in range(2):
+            app.send_task("tasks.poison", queue="celery")
+        wait_until(lambda: [x for x in monitor.loads([NODE], []) if x.active == 2], 30, "busy")
+        monitor.loads([NODE], [NODE])  # ask
+
+        def answered() -> Any:
+            return [x.answer for x in monitor.loads([NODE], []) if x.answer is not None]
+
+        [answer] = wait_until(answered, 30, "its answer", log)
+        assert not answer.silent and answer.scheduled == 1 and answer.reserved == 0
+        assert [r.name for r in answer.active] == ["tasks.poison", "tasks.poison"]
+        assert all(r.started is not None and abs(r.started - sent) < 30 for r in answer.active)
+        assert all(x.answer is None for x in monitor.loads([NODE], []))  # handed over once
+    finally:
+        app.close()
+        monitor.stop()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)

@@ -243,3 +243,93 @@ def test_probes_of_one_connection_are_sampled_in_one_round_trip(
         for p in [*probes, other_db]:
             p.close()
         client.close()
+
+
+def test_the_head_of_each_non_empty_list_is_read_from_its_second_sample_cheaply(
+    redis_url: str,
+) -> None:
+    """Issue 26: kombu's next message is the list's tail; LINDEX only for lists that were not
+    empty at the previous sample, so an empty queue costs no command, and a head keeps its id
+    until a worker takes it."""
+    policy = policy_for(redis_url, queues=["mail", "dataset"])
+    client = redis.Redis.from_url(redis_url)
+    probe = RedisProbe(policy.broker)
+    try:
+        before = client.info("commandstats").get("cmdstat_lindex", {}).get("calls", 0)
+        assert probe.sample().heads == {"mail": (), "dataset": ()}
+        publish(redis_url, "mail", 2)
+        publish(redis_url, "mail", 1, priority=9)
+        first = probe.sample()  # non-empty now: its heads are read from the next sample
+        assert first.queues["mail"] == 3 and first.heads == {"mail": (), "dataset": ()}
+        second, third = probe.sample(), probe.sample()
+        assert second.heads is not None and len(second.heads["mail"]) == 2  # steps 0 and 9
+        assert third.heads == second.heads
+        client.rpop("mail")  # a worker takes the oldest message of step 0
+        fourth = probe.sample()
+        assert fourth.heads is not None and fourth.heads["mail"][1] == second.heads["mail"][1]
+        assert fourth.heads["mail"][0] != second.heads["mail"][0]
+        after = client.info("commandstats")["cmdstat_lindex"]["calls"]
+        assert after - before == 6  # 2 lists x 3 samples, none for the empty ones
+    finally:
+        probe.close()
+        client.close()
+
+
+def test_a_user_without_lindex_keeps_its_depths_and_loses_only_the_waits(redis_url: str) -> None:
+    """An ACL file from before issue 26: LINDEX refused (NOPERM) must not fail the sample."""
+    client = redis.Redis.from_url(redis_url)
+    client.execute_command(
+        "ACL", "SETUSER", "old-probe", "on", ">pw", "~*", "resetchannels", "-@all",
+        "+ping", "+select", "+llen", "+hlen", "+zrange", "+exists",
+    )  # fmt: skip
+    try:
+        publish(redis_url, "mail", 2)
+        host, port = (
+            client.connection_pool.connection_kwargs["host"],
+            client.connection_pool.connection_kwargs["port"],
+        )
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        policy = policy_for(f"redis://old-probe:pw@{host}:{port}/{db}", queues=["mail"])
+        probe = RedisProbe(policy.broker)
+        try:
+            probe.sample()
+            s = probe.sample()  # LINDEX asked for mail's list, and refused
+            assert s.ok and s.queues["mail"] == 2 and s.heads is None
+        finally:
+            probe.close()
+    finally:
+        client.execute_command("ACL", "DELUSER", "old-probe")
+        client.close()
+
+
+def test_sample_command_shows_the_running_daemons_oldest_waits(
+    redis_url: str,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    """One sample cannot measure a wait: `sample` shows the daemon's, when one runs here."""
+    import os
+
+    from supervisor.runtime.heartbeat import Heartbeat, PolicyBeat
+
+    path = tmp_path / "p.toml"
+    path.write_text(f'name = "w"\n[broker]\nurl = "{redis_url}"\n[target]\ncontainer = "c"\n')
+    monkeypatch.setenv("SUPERVISOR_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    assert main(["sample", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["oldest_wait"] is None  # no daemon
+    beat = Heartbeat(
+        t=1.0,
+        pid=os.getpid(),
+        stopped=False,
+        dry_run=False,
+        policies={"w": PolicyBeat(10.0, waits={"celery": 130.0})},
+        docker_error=None,
+        state_error=None,
+        policy_paths=(),
+        started=1.0,
+    )
+    beat.write(tmp_path / "state")
+    assert main(["sample", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["oldest_wait"] == {"celery": 130.0}

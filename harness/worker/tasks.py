@@ -28,6 +28,11 @@ app.conf.update(
     worker_hijack_root_logger=False,
     # A worker that answers no remote control at all (no ping, stats or inspect).
     worker_enable_remote_control=os.environ.get("TEST_NO_REMOTE_CONTROL") != "1",
+    # Celery's cap on the prefetch that ETA tasks raise: a worker holding that many stops
+    # taking messages, on purpose, with free slots.
+    worker_eta_task_limit=int(os.environ["TEST_ETA_LIMIT"])
+    if "TEST_ETA_LIMIT" in os.environ
+    else None,
 )
 if BROKER.startswith("sentinel://"):  # the results follow the master too, through the sentinel
     from redis.sentinel import Sentinel

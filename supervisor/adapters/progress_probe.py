@@ -34,7 +34,7 @@ from supervisor.broker_url import for_kombu, redact
 from supervisor.core.evidence import Holding
 from supervisor.durations import format_duration
 from supervisor.policy import Broker
-from supervisor.sample import Progress, WorkerFacts
+from supervisor.sample import Answer, Load, Progress, Running, WorkerFacts
 
 log = logging.getLogger("supervisor.progress")
 
@@ -57,6 +57,7 @@ class _Worker:
     queues_checked: float = float("-inf")
     facts: WorkerFacts | None = None  # pool, backend...: asked once per start of the worker
     version: str | None = None  # from its heartbeats (sw_ver)
+    active: int | None = None  # tasks it runs, from its heartbeats (None: no heartbeat yet)
 
     def fresh(self, now: float) -> bool:
         return now - self.seen <= max(3 * self.every, 5.0)
@@ -124,6 +125,10 @@ class ProgressMonitor:
         self._workers: dict[str, _Worker] = {}
         self._bound: frozenset[str] = frozenset()  # workers with a remote-control binding
         self._lock = threading.Lock()
+        # The rules at any depth (issue 26): answers to active, reserved and scheduled that
+        # came since the last tick, and the workers being asked now.
+        self._answers: dict[str, Answer] = {}
+        self._inquiring: set[str] = set()
         self._stop = threading.Event()
         self._receiver: Any = None
         self._redis = client_for(broker)
@@ -221,6 +226,74 @@ class ProgressMonitor:
 
         silent = tuple(w for w in workers if w not in active or w not in reserved)
         return Holding(requests(active), requests(reserved), silent)
+
+    def loads(self, workers: list[str], ask: list[str]) -> tuple[Load, ...]:
+        """The live ones of `workers` as their heartbeats describe them, each with its answer
+        when one came since the last call (once); and `ask` asked in the background what they
+        run, reserve and schedule (all three at once, one bounded wait), for the next call."""
+        if ask:
+            self._inquire(ask)
+        now = self._clock()
+        out = []
+        with self._lock:
+            for host in workers:
+                w = self._workers.get(host)
+                if w is None or not w.fresh(now):
+                    self._answers.pop(host, None)
+                    continue
+                f = w.facts
+                out.append(
+                    Load(
+                        host,
+                        f.concurrency if f else None,
+                        w.active if w.source == HEARTBEATS else None,
+                        w.processed,
+                        tuple(sorted(w.queues)) if w.queues is not None else None,
+                        f.pool if f else None,
+                        None,
+                        self._answers.pop(host, None),
+                    )
+                )
+        return tuple(out)
+
+    def _inquire(self, hosts: list[str]) -> None:
+        with self._lock:
+            new = [h for h in hosts if h not in self._inquiring]
+            self._inquiring.update(new)
+        if new:
+            threading.Thread(target=self._answer, args=(new,), name="inquire", daemon=True).start()
+
+    def _answer(self, hosts: list[str]) -> None:
+        try:
+            with ThreadPoolExecutor(3, thread_name_prefix="inquire") as pool:
+                asked = [
+                    pool.submit(self._ask_once, hosts, what)
+                    for what in ("active", "reserved", "scheduled")
+                ]
+                active, reserved, scheduled = (f.result() or {} for f in asked)
+            t = time.time()  # the samples' clock, as Celery's time_start is
+            with self._lock:
+                for h in hosts:
+                    if h not in active or h not in reserved or h not in scheduled:
+                        self._answers[h] = Answer(t, silent=True)
+                        continue
+                    running = tuple(
+                        Running(
+                            str(r.get("name") or r.get("type") or "?"),
+                            str(r.get("id")),
+                            float(r["time_start"])
+                            if isinstance(r.get("time_start"), int | float)
+                            else None,
+                        )
+                        for r in active[h] or ()
+                        if isinstance(r, dict)
+                    )
+                    self._answers[h] = Answer(
+                        t, running, len(reserved[h] or ()), len(scheduled[h] or ())
+                    )
+        finally:
+            with self._lock:
+                self._inquiring.difference_update(hosts)
 
     def _ask_once(self, hosts: list[str], what: str) -> dict[str, Any] | None:
         """One request on a connection of its own (the kept one may be busy with a poll)."""
@@ -366,6 +439,11 @@ class ProgressMonitor:
             HEARTBEATS,
             version if isinstance(version, str) else None,
         )
+        active = event.get("active")
+        with self._lock:
+            worker = self._workers.get(hostname)
+            if worker is not None:
+                worker.active = active if isinstance(active, int) else None
 
     def _heard(
         self, hostname: str, processed: int, every: float, source: str, version: str | None = None

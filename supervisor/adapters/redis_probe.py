@@ -6,6 +6,7 @@ wrong type all give a failed `Sample` with the reason, which the engine treats a
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,11 @@ class RedisProbe:
     the queues have kombu bindings on this database (a wrong-database check, which changes
     only when a deployment does) rides along once every BINDINGS_EVERY seconds while they all
     are bound, and in every sample while one is not or when the watched queues change.
+    The head of every list that was not empty at the previous sample rides along too
+    (`LINDEX key -1`: kombu's next message is the list's tail), read as a short digest, so how
+    long the oldest message has waited (core/waiting.py) costs nothing while the queues are
+    empty and one command per non-empty list otherwise (a list's head is seen from the second
+    sample it is non-empty: the wait is a lower bound by one interval at most).
 
     Probes of one broker connection (`group`) are sampled together in one round trip
     (`sample_group`): a daemon watching 100 targets on one Redis makes one round trip a pass,
@@ -106,6 +112,7 @@ class RedisProbe:
         self._unbound: tuple[str, ...] = ()
         self._bindings_of: tuple[str, ...] | None = None  # the queues last checked
         self._bindings_at = 0.0
+        self._nonempty: tuple[str, ...] = ()  # the lists not empty at the last sample
         b = broker
         # Everything client_for connects with: equal groups reach the same server as the same
         # user, so one probe's connection may carry another's commands.
@@ -179,22 +186,38 @@ class RedisProbe:
             or self._monotonic() - self._bindings_at >= self.BINDINGS_EVERY
         )
         sent = commands.sample + commands.bindings if bindings else commands.sample
-        return _Plan(self, watched, commands.counts, bindings, sent)
+        keys = {k for q in watched for k in self._broker.redis_keys(q)}
+        heads = tuple(k for k in self._nonempty if k in keys)
+        sent = sent + [("lindex", (k, -1)) for k in heads]
+        return _Plan(self, watched, commands.counts, bindings, sent, heads)
 
     def _read(self, plan: _Plan, results: Sequence[Any], now: float, failing: bool) -> Sample:
         for command, result in zip(plan.commands, results, strict=True) if failing else ():
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) and command[0] != "lindex":
                 name, args = command
                 error = _describe(result, f"{name.upper()} {args[0]}")
                 return Sample.failed(now, f"redis at {self.where}: {error}")
         watched = plan.watched
         depths: dict[str, int] = {}
+        nonempty: list[str] = []
         i = 0
         for queue, n in zip(watched, plan.counts, strict=True):
             depths[queue] = sum(results[i : i + n])
+            keys = self._broker.redis_keys(queue)
+            nonempty += [k for k, d in zip(keys, results[i : i + n], strict=True) if d]
             i += n
+        self._nonempty = tuple(nonempty)
+        ids = dict(zip(plan.heads, results[len(results) - len(plan.heads) :], strict=True))
+        heads: dict[str, tuple[str, ...]] | None = None
+        # An ACL user without LINDEX (deploy/redis/acl.txt before issue 26) is refused it:
+        # the depths stand, the waits are unknown.
+        if not any(isinstance(r, Exception) for r in ids.values()):
+            heads = {
+                q: tuple(_digest(ids[k]) for k in self._broker.redis_keys(q) if ids.get(k))
+                for q in watched
+            }
         if plan.bindings:
-            bound = results[i + 2 :]
+            bound = results[i + 2 : i + 2 + len(watched)]
             self._unbound = tuple(q for q, b in zip(watched, bound, strict=True) if not b)
             self._bindings_of, self._bindings_at = watched, self._monotonic()
         oldest = results[i + 1]
@@ -205,6 +228,7 @@ class RedisProbe:
             unacked=int(results[i]),
             oldest_unacked_age=max(0.0, now - float(oldest[0][1])) if oldest else None,
             unbound=self._unbound,
+            heads=heads,
         )
 
     def close(self) -> None:
@@ -230,8 +254,16 @@ class _Plan:
     counts: tuple[int, ...]
     bindings: bool
     commands: list[Command]
+    heads: tuple[str, ...] = ()  # the lists whose head (LINDEX -1) it reads, last
     # Its answers out of the group's (None: the group is this probe alone).
     slots: Callable[[list[Any]], tuple[Any, ...]] | None = None
+
+
+def _digest(message: bytes | str) -> str:
+    """A short id of a message: equal messages are one message (each has its own delivery
+    tag), and the sample keeps 16 characters, not the body."""
+    raw = message.encode() if isinstance(message, str) else message
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 def _describe(exc: BaseException, command: str = "") -> str:

@@ -11,9 +11,10 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supervisor.core import detector, governor, replicas
-from supervisor.core.detector import Diagnosis, RunState, Verdict
+from supervisor.core import detector, governor, replicas, stalls
+from supervisor.core.detector import Diagnosis, Point, RunState, Verdict
 from supervisor.core.governor import Gate, GovernorState, Ruling
+from supervisor.core.stalls import Stalls, StallState
 from supervisor.policy import Policy
 from supervisor.sample import Sample
 
@@ -59,6 +60,7 @@ class EngineState:
     replicas: tuple[tuple[str, RunState], ...] = ()  # each replica's own run (replicas.py)
     orphan: RunState = field(default_factory=RunState)  # a backlog no live worker consumes
     blind: bool = False  # escalated a stuck-looking worker whose progress cannot be seen
+    stalls: StallState = field(default_factory=StallState)  # the rules at any depth (stalls.py)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class Decision:
     diagnosis: Diagnosis
     ruling: Ruling | None = None  # set when the worker was stuck and the governor was asked
     actions: tuple[Action, ...] = ()
+    # The rules at any depth: the queues' head waits and the workers to ask before the next
+    # sample (active, reserved, scheduled).
+    stalls: Stalls = field(default_factory=Stalls)
 
     def describe(self) -> str:
         text = f"{self.diagnosis.verdict.value}: {self.diagnosis.reason}"
@@ -100,6 +105,36 @@ def step(
                 verdict=Verdict.NOT_STUCK,
                 reason=f"{diagnosis.reason}, but a replica is progressing",
             )
+    stall_state, seen_stalls = stalls.observe(state.stalls, sample, policy.detect, last_restart)
+    state = replace(state, stalls=stall_state)
+    if diagnosis.verdict is not Verdict.STUCK and seen_stalls.found:
+        # The chapter's rule needs the queue over its threshold; these find a worker that
+        # takes nothing, or whose every slot is hung, at any depth.
+        containers = stalls.containers(seen_stalls.found, sample)
+        since = min(f.since for f in seen_stalls.found)
+        diagnosis = Diagnosis(
+            Verdict.STUCK,
+            stalls.reason(seen_stalls.found),
+            sample.depth,
+            Point(since, sample.depth or 0),
+            sample.t - since,
+        )
+    state, decision = _decide(
+        policy, state, sample, now, diagnosis=diagnosis, containers=containers
+    )
+    return state, replace(decision, stalls=seen_stalls)
+
+
+def _decide(
+    policy: Policy,
+    state: EngineState,
+    sample: Sample,
+    now: float,
+    *,
+    diagnosis: Diagnosis,
+    containers: tuple[str, ...],
+) -> tuple[EngineState, Decision]:
+    last_restart = state.governor.last_restart
     unconsumed = _cannot_help(policy, sample)
     if unconsumed:
         # Judged on depth alone: the target's workers progress on other queues.
@@ -149,7 +184,13 @@ def step(
             streak=gov.streak,
             containers=containers,
         )
-        fresh = replace(state, governor=gov, run=RunState(), replicas=())
+        fresh = replace(
+            state,
+            governor=gov,
+            run=RunState(),
+            replicas=(),
+            stalls=state.stalls.after_restart(),
+        )
         return fresh, Decision(diagnosis, ruling, (action,))
     if ruling.gate is Gate.BUDGET and not state.governor.escalated:
         action = Action(
@@ -173,7 +214,7 @@ def trigger(
     action = Action(
         ActionKind.RESTART, now, policy.name, reason, trigger=Trigger.MANUAL, streak=gov.streak
     )
-    return EngineState(run=RunState(), governor=gov), action
+    return EngineState(run=RunState(), governor=gov, stalls=state.stalls.after_restart()), action
 
 
 def _blind(policy: Policy, sample: Sample, replicas_chosen: tuple[str, ...]) -> bool:

@@ -152,6 +152,8 @@ class Why:
     broker: str | None = None
     plan: Mapping[str, Any] | None = None  # core/plan.py's Plan.to_json()
     replicas: tuple[Mapping[str, Any], ...] | None = None  # per-replica restarts: which
+    # Per watched queue, how long its oldest message had waited (core/waiting.py), when known.
+    oldest_wait: Mapping[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}

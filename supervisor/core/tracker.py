@@ -366,6 +366,9 @@ def on_sample(
         if action.containers:
             replicas = tuple({"container": c, "worker": workers.get(c)} for c in action.containers)
             why = replace(why, replicas=replicas)
+        if decision.stalls.waits is not None:
+            waits = sorted(decision.stalls.waits.items())
+            why = replace(why, oldest_wait={q: round(w, 1) for q, w in waits})
         if action.kind is ActionKind.ESCALATE:
             target = policy.target.describe()
             events.append(ev.Escalated(policy=policy.name, target=target, why=why))

@@ -16,6 +16,7 @@ from supervisor.errors import SupervisorError
 
 if TYPE_CHECKING:  # types only: health must not import the daemon's modules
     from supervisor.clock import Here
+    from supervisor.core.engine import Decision
     from supervisor.runtime.wiring import Supervised
 
 HEARTBEAT_FILE = "heartbeat.json"
@@ -56,7 +57,7 @@ class _Record:
 class PolicyBeat(_Record):
     __slots__ = (
         "call", "cannot_judge", "depth", "interval", "progress", "sampling", "trend", "verdict",
-        "warnings", "why", "workers",
+        "waits", "warnings", "why", "workers",
     )  # fmt: skip
     interval: float
     sampling: bool
@@ -71,6 +72,8 @@ class PolicyBeat(_Record):
     # mapped yet); None when they were never read.
     workers: dict[str, str | None] | None
     cannot_judge: str | None  # why nothing can be judged (health is unhealthy meanwhile)
+    # Per watched queue, how long its oldest message has waited (None: not known yet).
+    waits: dict[str, float] | None
 
     def __init__(
         self,
@@ -86,11 +89,12 @@ class PolicyBeat(_Record):
         warnings: tuple[str, ...] = (),
         workers: dict[str, str | None] | None = None,
         cannot_judge: str | None = None,
+        waits: dict[str, float] | None = None,
     ) -> None:
         self._init(
             interval=interval, sampling=sampling, depth=depth, trend=tuple(trend),
             verdict=verdict, why=why, call=call, progress=progress, warnings=tuple(warnings),
-            workers=workers, cannot_judge=cannot_judge,
+            workers=workers, cannot_judge=cannot_judge, waits=waits,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
@@ -222,6 +226,7 @@ def _decode(data: object) -> Heartbeat:
             warnings=tuple(str(w) for w in p.get("warnings") or ()),
             workers=p.get("workers"),
             cannot_judge=p.get("cannot_judge"),
+            waits=p.get("waits"),
         )
         for name, p in dict(data["policies"]).items()
     }
@@ -263,7 +268,13 @@ def policy_beat(item: Supervised) -> PolicyBeat:
         progress=_progress(item),
         warnings=s.warnings(item.policy),
         workers=_workers(item),
+        waits=_waits(decision),
     )
+
+
+def _waits(decision: Decision | None) -> dict[str, float] | None:
+    waits = decision.stalls.waits if decision is not None else None
+    return None if waits is None else {q: round(w, 1) for q, w in sorted(waits.items())}
 
 
 def _progress(item: Supervised) -> str | None:

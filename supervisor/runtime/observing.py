@@ -10,7 +10,7 @@ from typing import Any
 
 from supervisor.core import replicas
 from supervisor.runtime.wiring import ProgressSource, Supervised
-from supervisor.sample import Replica, Sample
+from supervisor.sample import Load, Progress, Replica, Sample
 
 
 def enrich(
@@ -31,12 +31,37 @@ def enrich(
             replicas=mapped_replicas(item, monitor, queues),
             consumers=monitor.live_consumers(wanted),
             facts=monitor.facts(target_workers(item, monitor)),
+            loads=monitor.loads(target_workers(item, monitor), asks(item)),
         )
+        seen.update(by_container(progress, seen["loads"]))
     if item.identified:
         seen["containers"] = tuple(c.name for c in item.containers)
     if item.identify_error is not None:
         seen["target_error"] = item.identify_error
     return dataclasses.replace(sample, **seen) if seen else sample
+
+
+def by_container(progress: Progress, loads: tuple[Load, ...]) -> dict[str, Any]:
+    """The progress of the target's own live workers when the queues' progress is not known
+    because their queues are not known yet (a catatonic worker after a broker restart answers
+    no remote control, but its heartbeats name a host that maps to the target's container):
+    their heartbeats count, rather than "progress unknown"."""
+    if progress.processed is not None or not loads:
+        return {}
+    if any(x.processed is None for x in loads) or any(x.queues is not None for x in loads):
+        return {}
+    return {
+        "processed": sum(x.processed or 0 for x in loads),
+        "progress_source": "heartbeats of the target's containers",
+        "progress_unknown": None,
+    }
+
+
+def asks(item: Supervised) -> list[str]:
+    """The workers the rules at any depth asked about at the last tick (core/stalls.py): asked
+    now, in the background, so their answers come with a later sample."""
+    decision = item.last_decision
+    return list(decision.stalls.asks) if decision is not None else []
 
 
 def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | None:

@@ -55,6 +55,12 @@ class Metrics:
             "Messages waiting in one Celery queue, all priority lists",
             ["policy", "queue"],
         )
+        self.oldest_wait = gauge(
+            "queue_oldest_wait_seconds",
+            "How long the queue's oldest message has waited, at least (since the supervisor "
+            "first saw it at the head of its list); 0 when the queue is empty",
+            ["policy", "queue"],
+        )
         self.depth = gauge("depth", "Messages waiting in all of the policy's queues", p)
         self.threshold = gauge(
             "threshold", "The policy's threshold: over it and growing is stuck", p
@@ -205,6 +211,9 @@ class Metrics:
             known = None if sample.unconsumed is None else int(queue in sample.unconsumed)
             put(self.unconsumed, known, queue)
         put(self.progress, sample.processed)
+        waits = decision.stalls.waits if decision is not None else None
+        for queue in sample.queues:
+            put(self.oldest_wait, None if waits is None else waits.get(queue), queue)
 
     def _start(self, policy: str) -> _Series:
         """A policy's series, with its counters at 0 from its first tick, not from its first

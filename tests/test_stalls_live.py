@@ -1,0 +1,211 @@
+"""The rules at any depth on real parts, at shortened durations: a real redis-server, real
+Celery workers (local processes of harness/worker/tasks.py), the real probe and progress
+monitor, and the daemon's tracker judging each sample (in dry-run: what it would restart, and
+why). The worker hangs the way the issue's failures do: every slot in a task on a socket that
+never answers (`tasks.poison`), or a worker that stops consuming while it answers and sends
+heartbeats (`cancel_consumer`, standing in for kombu#2629)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from harness.parts import celery_app, executions, local_worker, wait_until
+from supervisor.adapters.progress_probe import ProgressMonitor
+from supervisor.adapters.redis_probe import RedisProbe
+from supervisor.core import tracker
+from supervisor.policy import Policy
+from tests.helpers import make_policy
+
+pytestmark = pytest.mark.integration
+
+NODE = "stall@test"
+
+
+def policy_for(url: str, **detect: Any) -> Policy:
+    return make_policy(
+        broker={"url": url, "queues": ["celery"]},
+        detect={"interval": 0.5, "window": 60, "max_gap": 2, **detect},
+    )
+
+
+def judge(
+    policy: Policy,
+    url: str,
+    seconds: float,
+    monitor: ProgressMonitor | None = None,
+    asked: list[float] | None = None,
+) -> tuple[float, str] | None:
+    """Sample every interval for `seconds` as the daemon does; when the first restart is
+    decided, and why (None: none)."""
+    probe = RedisProbe(policy.broker)
+    own = monitor is None
+    monitor = monitor or ProgressMonitor(policy.broker, poll_every=1.0)
+    if own:
+        monitor.start()
+    state, asks, start = tracker.TrackerState(), [], time.monotonic()
+    try:
+        wait_until(lambda: monitor.loads([NODE], []), 30, "the worker's heartbeats")
+        while time.monotonic() - start < seconds:
+            progress = monitor.progress(["celery"])
+            sample = dataclasses.replace(
+                probe.sample(),
+                processed=progress.processed,
+                progress_source=progress.source,
+                loads=monitor.loads([NODE], asks),
+            )
+            state, step = tracker.on_sample(policy, state, sample, dry_run=True)
+            asks = list(step.decision.stalls.asks) if step.decision else []
+            if asks and asked is not None:
+                asked.append(time.monotonic() - start)
+            for command in step.commands:
+                if isinstance(command, tracker.DryRun):
+                    return time.monotonic() - start, command.action.reason
+            time.sleep(policy.detect.interval)  # the supervisor's own cadence
+        return None
+    finally:
+        if own:
+            monitor.stop()
+        probe.close()
+
+
+def worker(url: str, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    return local_worker(
+        url, NODE, log, "-P", "threads", "-c", "2", "--heartbeat-interval", "1", *args, env=env
+    )
+
+
+@pytest.fixture
+def server(redis_server_factory: Any) -> Any:
+    s = redis_server_factory()
+    s.start()
+    return s
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_every_slot_hung_on_a_dead_socket_is_found_at_depth_3(server: Any, tmp_path: Path) -> None:
+    proc = worker(server.url, tmp_path / "w.log")
+    app = celery_app(server.url)
+    try:
+        for _ in range(2):
+            app.send_task("tasks.poison", queue="celery")  # both slots, for an hour
+        for i in range(12):  # past the prefetch (2 slots x 4): some wait in the queue
+            app.send_task("tasks.work", args=[i], queue="celery")
+        found = judge(policy_for(server.url, max_task_runtime=3), server.url, 30)
+        assert found is not None, "no decision in 30 s"
+        seconds, reason = found
+        assert reason.startswith(f"hung rule: worker {NODE}: 2 of 2 slots hung: tasks.poison")
+        assert "> 3s (max_task_runtime)" in reason and " waiting, oldest " in reason
+        assert seconds < 15
+    finally:
+        app.close()
+        stop(proc)
+
+
+def test_a_worker_busy_under_its_limits_is_left_alone(server: Any, tmp_path: Path) -> None:
+    proc = worker(server.url, tmp_path / "w.log")
+    app = celery_app(server.url)
+    try:
+        for _ in range(2):
+            app.send_task("tasks.poison", args=[60], queue="celery")
+        for i in range(12):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        detect = {"max_task_runtime": 3, "task_runtime": {"tasks.poison": 3600}, "idle_window": 3}
+        assert judge(policy_for(server.url, **detect), server.url, 12) is None
+    finally:
+        app.close()
+        stop(proc)
+
+
+def test_a_worker_that_stops_consuming_with_free_slots_is_found_and_one_that_takes_is_not(
+    server: Any, tmp_path: Path
+) -> None:
+    proc = worker(server.url, tmp_path / "w.log")
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    policy = policy_for(server.url, idle_window=3)
+    # One monitor throughout: it learnt the worker's queues before the worker stopped
+    # consuming, as a worker hit by kombu#2629 still lists them (they are asked once a minute).
+    monitor = ProgressMonitor(policy.broker, poll_every=1.0)
+    monitor.start()
+    try:
+        # Healthy: a message is taken at once; nothing is decided.
+        app.send_task("tasks.work", args=[100], queue="celery")
+        wait_until(lambda: executions(client).get(100) == 1, 30, "the worker to take a task")
+        assert judge(policy, server.url, 8, monitor) is None
+        app.control.cancel_consumer("celery", destination=[NODE], reply=True, timeout=5)
+        for i in range(5):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        found = judge(policy, server.url, 30, monitor)
+        assert found is not None, "no decision in 30 s"
+        seconds, reason = found
+        assert reason.startswith(f"idle rule: worker {NODE} idle: 0 of 2 slots busy, 0 started")
+        assert "5 waiting" in reason and reason.endswith("0 reserved, 0 scheduled")
+        assert seconds < 15
+        assert executions(client) == {100: 1}  # nothing ran twice, nothing else ran
+    finally:
+        monitor.stop()
+        app.close()
+        client.close()
+        stop(proc)
+
+
+def test_a_worker_holding_eta_tasks_up_to_its_limit_is_not_stuck(
+    server: Any, tmp_path: Path
+) -> None:
+    """worker_eta_task_limit = 2: holding two ETA tasks, it takes nothing more, with free
+    slots, while messages wait. Idle by its heartbeats, so the rule asks; its answer says 2
+    scheduled: waiting on purpose, never restarted."""
+    proc = worker(server.url, tmp_path / "w.log", TEST_ETA_LIMIT="2")
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    try:
+        for i in range(2):
+            app.send_task("tasks.work", args=[i], queue="celery", countdown=600)
+        wait_until(lambda: client.llen("celery") == 0, 30, "the worker to hold the ETA tasks")
+        for i in range(10, 15):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        asked: list[float] = []
+        assert judge(policy_for(server.url, idle_window=3), server.url, 12, asked=asked) is None
+        assert asked, "the worker never looked idle: the test would show nothing"
+        assert client.llen("celery") == 5 and executions(client) == {}
+    finally:
+        app.close()
+        client.close()
+        stop(proc)
+
+
+def test_a_worker_reconnecting_after_a_broker_restart_within_idle_window_is_left_alone(
+    server: Any, tmp_path: Path
+) -> None:
+    proc = worker(server.url, tmp_path / "w.log")
+    policy = policy_for(server.url, idle_window=10)
+    monitor = ProgressMonitor(policy.broker, poll_every=1.0)
+    monitor.start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        wait_until(lambda: monitor.loads([NODE], []), 30, "the worker's heartbeats")
+        server.stop()
+        server.start()  # the same port: the worker and the supervisor reconnect
+        app = celery_app(server.url)
+        for i in range(3):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        app.close()
+        assert judge(policy, server.url, 20, monitor) is None
+        wait_until(lambda: executions(client) == {0: 1, 1: 1, 2: 1}, 30, "each ran once")
+    finally:
+        monitor.stop()
+        client.close()
+        stop(proc)
