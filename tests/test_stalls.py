@@ -164,6 +164,7 @@ def test_the_daemon_asks_the_idle_worker_and_restarts_it_on_its_answer(tmp_path:
 
 
 def test_the_oldest_wait_is_a_gauge_per_queue_and_in_the_heartbeat_for_status() -> None:
+    from supervisor.clock import Frame, Here
     from supervisor.core import engine
     from supervisor.core.tracker import TrackerState
     from supervisor.runtime.heartbeat import _waits
@@ -175,14 +176,14 @@ def test_the_oldest_wait_is_a_gauge_per_queue_and_in_the_heartbeat_for_status() 
     for t, heads in ((0.0, ("m1",)), (130.0, ("m1",))):
         s = Sample(t, 1, {"mail": 1, "dataset": 0}, heads={"mail": heads, "dataset": ()})
         state, decision = engine.step(policy, state, s, t)
-        m.observe(policy, s, TrackerState(), decision, t)
+        m.observe(policy, s, TrackerState(), decision, Here(Frame("boot", 0.0), t, t))
     name = "iti_supervisor_queue_oldest_wait_seconds"
     assert m.registry.get_sample_value(name, {"policy": "test-worker", "queue": "mail"}) == 130.0
     assert m.registry.get_sample_value(name, {"policy": "test-worker", "queue": "dataset"}) == 0
     assert _waits(decision) == {"dataset": 0.0, "mail": 130.0}
     unread = Sample(140.0, 1, {"mail": 1, "dataset": 0})  # heads not read: no series
     state, decision = engine.step(policy, state, unread, 140.0)
-    m.observe(policy, unread, TrackerState(), decision, 140.0)
+    m.observe(policy, unread, TrackerState(), decision, Here(Frame("boot", 0.0), 140.0, 140.0))
     assert m.registry.get_sample_value(name, {"policy": "test-worker", "queue": "mail"}) is None
 
 
