@@ -840,3 +840,32 @@ def test_a_dry_run_says_what_a_live_restart_would_cost_and_changes_nothing(h: Ha
     assert "2 reserved message(s) would come back" in record["text"]
     assert h.actuator.calls == ["lookup"] and monitor.asked == [["celery@abc123"]]
     assert unacked.restored == [] and unacked.parked == [] and len(unacked.entries) == 2
+
+
+def test_health_stays_unhealthy_while_any_target_cannot_write_its_state(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 25: the state error was the last save's, so another target's good save
+    made health healthy while this one still refused its restarts."""
+    import errno
+
+    from supervisor import health
+    from supervisor.runtime import lock, state_store
+
+    real = state_store.write_atomic
+
+    def only_w_fails(path: Any, data: bytes, durable: bool = True) -> None:
+        if str(path).endswith("container%3Aw.json"):
+            raise OSError(errno.EACCES, "Permission denied")
+        real(path, data, durable)
+
+    _three_policies(h)
+    monkeypatch.setattr(state_store, "write_atomic", only_w_fails)
+    d = h.start()
+    make_stuck(h)  # w's restart is refused; a and b save fine at every change
+    for name in ("w", "a", "b"):  # w's failing save first, then good ones
+        d.save(d.supervised[name])
+    d.write_heartbeat()
+    with lock.Held(h.tmp / "state"):
+        verdict = health.check(h.tmp / "state", h.clock.t)
+    assert not verdict.healthy and "container%3Aw.json" in verdict.message
