@@ -45,7 +45,7 @@ def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) ->
         h.tick(300 + i)
     trigger.take(h.tmp / "state", h.clock.here())
     assert h.daemon is not None
-    control.manual_trigger(h.daemon)
+    control.manual_trigger(h.daemon, plain=True)  # a SIGUSR1
     assert h.actuator.calls == ["restart w"]
     [refused] = h.audit("trigger_refused")
     assert "already in flight" in refused["reason"]
@@ -591,20 +591,20 @@ def test_two_named_triggers_restart_those_two_and_no_other_policy(
     h: Harness, split: bool
 ) -> None:
     """`trigger a` and `trigger b` land during one long pass: both files are there when the
-    first SIGUSR1 is handled. The second SIGUSR1, in that pass or the next, is theirs: it
-    restarts nothing more (on main it restarted every policy, w included)."""
+    first SIGUSR2 is handled. The second SIGUSR2, in that pass or the next, restarts nothing
+    more (on main, where triggers sent SIGUSR1, it restarted every policy, w included)."""
     import signal
 
     _three_policies(h)
     d = h.start()
     _request(h, "a", 1)
     _request(h, "b", 2)
-    d.waker.pending.append(signal.SIGUSR1)
+    d.waker.pending.append(signal.SIGUSR2)
     if not split:
-        d.waker.pending.append(signal.SIGUSR1)
+        d.waker.pending.append(signal.SIGUSR2)
     h.tick(5)
     if split:
-        d.waker.pending.append(signal.SIGUSR1)
+        d.waker.pending.append(signal.SIGUSR2)
         h.tick(5)
     h.settle()
     assert sorted(r["policy"] for r in h.audit("restart")) == ["a", "b"]

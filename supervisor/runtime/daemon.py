@@ -73,7 +73,6 @@ class Daemon:
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
         self.docker = DockerReads(lambda: self.actuator, self.waker.wake, self.clock, monotonic)
         self.stopping, self.started, self.beats = False, 0.0, Pace()
-        self.owed: tuple[float, ...] = ()  # request files taken before their SIGUSR1
         self.state_errors: dict[str, str] = {}  # per target: why its state file cannot be written
         self.metrics = Metrics()
         self.notifier = Notifier()
@@ -92,7 +91,8 @@ class Daemon:
         with lock.Held(self.state_dir):
             self.targets.check(policies)  # StateRefusedError: every file left as it is
             # Handlers first: once `start` is audited, a signal must find them in place.
-            self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+            signals = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
+            self.waker.install(signals)
             try:
                 if self.metrics_port is not None:
                     port = self.metrics.serve(self.metrics_address, self.metrics_port)
