@@ -869,3 +869,20 @@ def test_health_stays_unhealthy_while_any_target_cannot_write_its_state(
     with lock.Held(h.tmp / "state"):
         verdict = health.check(h.tmp / "state", h.clock.t)
     assert not verdict.healthy and "container%3Aw.json" in verdict.message
+
+
+def test_a_newer_supervisors_shared_state_is_never_replaced_by_a_blank_one(h: Harness) -> None:
+    """Review of issue 25: during a rolling upgrade the shared state of a newer supervisor
+    (format 99) did not decode, was taken for none, and this one's blank history was then
+    shared over it. Now it gives the lease back at once and stands by, saying why once."""
+    store = FakeLeaseStore()
+    store.holder = None
+    newer = {"format": 99, "target": "container:w", "future": True}
+    store.state = dict(newer)
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    make_stuck(h)
+    h.settle()
+    assert store.state == newer and store.holder is None
+    [lost] = h.audit("lease_lost")
+    assert "newer supervisor" in lost["holder"]
+    assert h.audit("restart") == [] and h.audit("standby")
