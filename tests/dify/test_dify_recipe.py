@@ -283,7 +283,7 @@ def test_a_hung_docker_worker_1_is_restarted_once_and_nothing_else_is_touched(di
     # gevent with a Redis result backend: Celery's cold shutdown breaks there, so none is tried.
     assert restart["sigquit"] is False and restart["killed"] == ["docker-worker-1"], restart
     wait_until(
-        lambda: client.llen("dataset") == 0 and client.hlen("unacked") == 0, 180, "drained",
+        lambda: client.llen("dataset") == 0 and client.hlen("unacked") == 0, 480, "drained",
         lambda: f"dataset {client.llen('dataset')}, unacked {client.hlen('unacked')}, "
         f"restart {restart}\n{dify.logs()}",
     )  # fmt: skip
