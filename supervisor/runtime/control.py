@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -47,7 +46,7 @@ class Daemon(Protocol):
     leases: Leases | None
     metrics: Metrics
     clock: Clock
-    monotonic: Callable[[], float]
+    state_errors: dict[str, str]  # per target: why its state file cannot be written
 
     def emit(self, *evs: Event) -> None: ...
     def apply(self, item: Supervised, state: tracker.TrackerState, step: tracker.Step) -> None: ...
@@ -122,6 +121,7 @@ def reload(d: Daemon) -> None:
     for name in plan.remove:  # saved first: a target given up keeps its history on disk
         d.save(d.supervised[name])
         removed = d.targets.remove(name)
+        d.state_errors.pop(removed.policy.target.key, None)  # not supervised: not unhealthy
         if d.leases is not None:
             d.leases.forget(removed.policy)
         d.metrics.forget(name)
