@@ -198,3 +198,32 @@ def test_a_container_started_by_someone_between_its_stop_and_the_read_keeps_its_
     assert world.broken == [] and step.result.restored == 1, step.result
     assert step.result.by_restart_policy == ("w",) and world.starts == []
     assert [e.task for e in world.unacked.values()] == ["m1"]
+
+
+def test_a_container_restarted_before_its_turn_is_signalled_in_the_run_it_runs_now() -> None:
+    """Review of issue 25: Find sees w1 in run B0; Docker's restart policy starts it anew (B1)
+    before its turn, and B1 ignores SIGQUIT. The procedure signalled "B0", took B1 for a start
+    by the restart policy and confirmed at once: the hung worker was never killed. It looks
+    again on its turn and signals B1, so B1 is killed after stop_timeout."""
+    from supervisor.core.procedure import Found, Inspect, Ok, Read, Seen, Signal
+
+    plan = Plan(("w0", "w1"), (), False, ("celery",), ColdShutdown(True, "SIGQUIT"))
+    t = 0.0
+    s, step = procedure.begin(plan, None, method="cold", stop_timeout=5, poll=0.2, now=t)
+    s, step = procedure.advance(s, Found((Seen("w0", True, "A0"), Seen("w1", True, "B0"))), t)
+    s, step = procedure.advance(s, Read(()), t)  # `before`
+    # w0: looked at, SIGQUIT, stops, started, runs anew
+    assert step == Inspect("w0")
+    script: list[Any] = [Seen("w0", True, "A0"), Ok(), Seen("w0", False, "A0"), Ok(),
+                         Seen("w0", True, "A1")]  # fmt: skip
+    for report in script:
+        s, step = procedure.advance(s, report, t)
+    assert step == Inspect("w1")  # its turn: looked at again
+    s, step = procedure.advance(s, Seen("w1", True, "B1", restart_count=1), t)  # started anew
+    assert step == Signal("w1", "SIGQUIT") and s.moved
+    s, step = procedure.advance(s, Ok(), t)
+    while not isinstance(step, Signal):  # B1 ignores SIGQUIT: still running, same run
+        t += 1.0
+        s, step = procedure.advance(s, Seen("w1", True, "B1", restart_count=1), t)
+    assert step == Signal("w1", "SIGKILL") and t >= 5
+    assert "w1" in s.killed and "w1" not in s.by_restart_policy

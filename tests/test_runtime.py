@@ -45,7 +45,7 @@ def test_one_restart_in_flight_and_a_trigger_meanwhile_is_refused(h: Harness) ->
         h.tick(300 + i)
     trigger.take(h.tmp / "state", h.clock.here())
     assert h.daemon is not None
-    control.manual_trigger(h.daemon)
+    control.manual_trigger(h.daemon, plain=True)  # a SIGUSR1
     assert h.actuator.calls == ["restart w"]
     [refused] = h.audit("trigger_refused")
     assert "already in flight" in refused["reason"]
@@ -591,20 +591,20 @@ def test_two_named_triggers_restart_those_two_and_no_other_policy(
     h: Harness, split: bool
 ) -> None:
     """`trigger a` and `trigger b` land during one long pass: both files are there when the
-    first SIGUSR1 is handled. The second SIGUSR1, in that pass or the next, is theirs: it
-    restarts nothing more (on main it restarted every policy, w included)."""
+    first SIGUSR2 is handled. The second SIGUSR2, in that pass or the next, restarts nothing
+    more (on main, where triggers sent SIGUSR1, it restarted every policy, w included)."""
     import signal
 
     _three_policies(h)
     d = h.start()
     _request(h, "a", 1)
     _request(h, "b", 2)
-    d.waker.pending.append(signal.SIGUSR1)
+    d.waker.pending.append(signal.SIGUSR2)
     if not split:
-        d.waker.pending.append(signal.SIGUSR1)
+        d.waker.pending.append(signal.SIGUSR2)
     h.tick(5)
     if split:
-        d.waker.pending.append(signal.SIGUSR1)
+        d.waker.pending.append(signal.SIGUSR2)
         h.tick(5)
     h.settle()
     assert sorted(r["policy"] for r in h.audit("restart")) == ["a", "b"]
@@ -840,3 +840,49 @@ def test_a_dry_run_says_what_a_live_restart_would_cost_and_changes_nothing(h: Ha
     assert "2 reserved message(s) would come back" in record["text"]
     assert h.actuator.calls == ["lookup"] and monitor.asked == [["celery@abc123"]]
     assert unacked.restored == [] and unacked.parked == [] and len(unacked.entries) == 2
+
+
+def test_health_stays_unhealthy_while_any_target_cannot_write_its_state(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 25: the state error was the last save's, so another target's good save
+    made health healthy while this one still refused its restarts."""
+    import errno
+
+    from supervisor import health
+    from supervisor.runtime import lock, state_store
+
+    real = state_store.write_atomic
+
+    def only_w_fails(path: Any, data: bytes, durable: bool = True) -> None:
+        if str(path).endswith("container%3Aw.json"):
+            raise OSError(errno.EACCES, "Permission denied")
+        real(path, data, durable)
+
+    _three_policies(h)
+    monkeypatch.setattr(state_store, "write_atomic", only_w_fails)
+    d = h.start()
+    make_stuck(h)  # w's restart is refused; a and b save fine at every change
+    for name in ("w", "a", "b"):  # w's failing save first, then good ones
+        d.save(d.supervised[name])
+    d.write_heartbeat()
+    with lock.Held(h.tmp / "state"):
+        verdict = health.check(h.tmp / "state", h.clock.t)
+    assert not verdict.healthy and "container%3Aw.json" in verdict.message
+
+
+def test_a_newer_supervisors_shared_state_is_never_replaced_by_a_blank_one(h: Harness) -> None:
+    """Review of issue 25: during a rolling upgrade the shared state of a newer supervisor
+    (format 99) did not decode, was taken for none, and this one's blank history was then
+    shared over it. Now it gives the lease back at once and stands by, saying why once."""
+    store = FakeLeaseStore()
+    store.holder = None
+    newer = {"format": 99, "target": "container:w", "future": True}
+    store.state = dict(newer)
+    h.start(leases=Leases(9.0, "me/1", lambda broker: store))
+    make_stuck(h)
+    h.settle()
+    assert store.state == newer and store.holder is None
+    [lost] = h.audit("lease_lost")
+    assert "newer supervisor" in lost["holder"]
+    assert h.audit("restart") == [] and h.audit("standby")

@@ -36,7 +36,7 @@ def test_a_stale_pid_file_naming_another_process_is_never_signalled(
     out = cli("trigger", "--state-dir", str(state))
     assert out.returncode == 1
     assert "no supervisor is running with state directory" in out.stderr
-    assert bystander.poll() is None  # still alive: SIGUSR1 would have killed it
+    assert bystander.poll() is None  # still alive: a trigger's SIGUSR2 would have killed it
     assert not (state / "triggers").exists() or not list((state / "triggers").iterdir())
 
 
@@ -147,11 +147,11 @@ def test_trigger_refuses_what_the_daemon_would_discard_and_stamps_the_boot_clock
             t=offset + now, pid=pid, policies=policies, started=offset + now,
             boot_id=clock.boot_id(), offset=offset, wall=time.time(),
         ).write(tmp_path)  # fmt: skip
-        previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+        previous = signal.signal(signal.SIGUSR2, lambda *_: None)
         try:
             assert trigger.request(tmp_path, "w") == pid
         finally:
-            signal.signal(signal.SIGUSR1, previous)
+            signal.signal(signal.SIGUSR2, previous)
         [path] = (tmp_path / trigger.TRIGGER_DIR).glob("*.request")
         data = json.loads(path.read_text())
         assert data["boot_id"] == clock.boot_id() and data["boot"] >= now

@@ -147,6 +147,7 @@ class Phase(enum.Enum):
     BEGIN = "begin"  # Find asked
     BEFORE = "before"  # the read before any signal asked
     NEXT = "next"  # about to take on the next container
+    LOOKING = "looking"  # its turn: inspected once more, to signal the run that runs now
     STOPPING = "stopping"  # SIGQUIT sent: polling until stopped, restarted, or the deadline
     KILLING = "killing"  # SIGKILL sent: polling until stopped or restarted
     READING = "reading"  # killed and stopped: unacked read asked
@@ -177,8 +178,12 @@ class State:
     settings: Settings
     began: float
     phase: Phase = Phase.BEGIN
-    containers: tuple[Seen, ...] = ()  # as found, in restart order
+    containers: tuple[Seen, ...] = ()  # as found (each as looked at on its turn), in order
     index: int = 0  # the container being restarted
+    # A container was restarted by someone else between Find and its turn: a worker that
+    # started before the read `before` may hold deliveries unchanged since, so an unchanged
+    # delivery no longer proves that its holder is dead (no `unclaimed` give-back).
+    moved: bool = False
     before: tuple[tuple[str, float | None], ...] = ()  # unacked's scores before any signal
     signalled: tuple[str | None, int] | None = None  # the run that was signalled
     deadline: float = 0.0
@@ -257,6 +262,12 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         assert isinstance(report, Left)
         return _finish(dataclasses.replace(s, unacked_left=report.count), now)
     name = s.current.name
+    if phase is Phase.LOOKING:
+        assert isinstance(report, Seen)
+        found = s.current
+        moved = s.moved or report.run != found.run or report.restarting
+        containers = (*s.containers[: s.index], report, *s.containers[s.index + 1 :])
+        return _signal(dataclasses.replace(s, containers=containers, moved=moved), now)
     if phase is Phase.STOPPING or phase is Phase.KILLING:
         if isinstance(report, Ok):  # the signal went: look at it
             return s, Inspect(name)
@@ -297,6 +308,7 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
         # found stopped: its restart policy may have started it before the read `before`.
         last = (
             not s.settings.others_consume
+            and not s.moved
             and s.index == len(s.containers) - 1
             and all(c.running for c in s.containers)
         )
@@ -336,9 +348,16 @@ def advance(state: State, report: Report, now: float) -> tuple[State, Step]:
 
 
 def _take_on(s: State, now: float) -> tuple[State, Step]:
-    """The next container, or the count of what is left once every one runs again."""
+    """The next container, looked at once more before it is signalled (Find may have seen it
+    long before its turn), or the count of what is left once every one runs again."""
     if s.index >= len(s.containers):
         return dataclasses.replace(s, phase=Phase.COUNTING), CountLeft()
+    return dataclasses.replace(s, phase=Phase.LOOKING), Inspect(s.current.name)
+
+
+def _signal(s: State, now: float) -> tuple[State, Step]:
+    """Signal the run of the current container that runs now (SIGQUIT, or SIGKILL where its
+    cold shutdown breaks); a container found stopped is only started."""
     seen = s.current
     s = dataclasses.replace(s, changed=True, signalled=seen.run)
     if not seen.running:  # stopped already: only started

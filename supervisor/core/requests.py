@@ -15,19 +15,11 @@ class Asked:
     t: float
 
 
-# Seconds a request file taken before its SIGUSR1 arrived may still be paid by that signal:
-# `supervisor trigger` writes the file and signals at once, so its signal comes within a pass.
-OWED_FOR = 5.0
-
-
 @dataclass(frozen=True)
 class Fanout:
     restart: tuple[str, ...]  # the policies to restart now, each once
     stale: tuple[Asked, ...]  # requests made before this supervisor started: discarded
     unknown: tuple[str, ...]  # names no running policy has
-    # When request files were taken whose own SIGUSR1 has not arrived yet (the loop's
-    # monotonic clock): the signal that comes for one of them is not a plain SIGUSR1.
-    owed: tuple[float, ...] = ()
 
 
 def stale(t: float, started: float) -> bool:
@@ -38,45 +30,25 @@ def stale(t: float, started: float) -> bool:
 
 
 def fan_out(
-    requests: Sequence[Asked],
-    started: float,
-    supervised: Iterable[str],
-    *,
-    signals: int = 1,
-    owed: Sequence[float] = (),
-    now: float = 0.0,
+    requests: Sequence[Asked], started: float, supervised: Iterable[str], *, plain: bool = False
 ) -> Fanout:
-    """What the SIGUSR1s of one pass ask, all handled together: `signals` of them, and the
-    `requests` files taken once for them all.
-
-    `supervisor trigger` writes one request file and then sends one SIGUSR1, so each file is
-    paid by one signal, in this pass or the next (the file may be taken before its signal is
-    handled, by the signal of another request: it is then `owed`). A signal that pays for no
-    file is a plain SIGUSR1 (`docker compose kill -s SIGUSR1`): every policy. A request without
-    a name is every policy too; named requests restart those policies, each once. Requests
-    older than the supervisor were meant for another run of it and are carried out by none.
-    So two triggers of two policies restart those two and nothing else, however their signals
-    and files fall across passes."""
+    """What one pass's manual triggers ask, all handled together. `plain`: a SIGUSR1 came
+    (`docker compose kill -s SIGUSR1`): every policy. `requests`: the request files
+    `supervisor trigger` left, taken once when its SIGUSR2s came; a request without a name is
+    every policy, named ones restart those policies, each once. The two signals are told apart
+    by the kernel, never by counting them (signals of one kind merge), so a trigger of one
+    policy never reads as a plain SIGUSR1. Requests older than the supervisor were meant for
+    another run of it and are carried out by none."""
     running = list(supervised)
     old = tuple(r for r in requests if stale(r.t, started))
     fresh = [r for r in requests if not stale(r.t, started)]
-    waiting = sorted(t for t in owed if now - t <= OWED_FOR)  # a lost signal is not waited for
-    left = max(0, signals)
-    paid_now = min(left, len(requests))
-    left -= paid_now
-    unpaid = len(requests) - paid_now
-    paid_before = min(left, len(waiting))
-    left -= paid_before
-    still_owed = tuple(waiting[paid_before:]) + (now,) * unpaid
-    plain = left > 0  # a signal no request file accounts for
     if plain or any(r.name is None for r in fresh):
-        return Fanout(tuple(sorted(running)), old, (), still_owed)
+        return Fanout(tuple(sorted(running)), old, ())
     names = list(dict.fromkeys(r.name for r in fresh if r.name is not None))
     return Fanout(
         tuple(n for n in names if n in running),
         old,
         tuple(n for n in names if n not in running),
-        still_owed,
     )
 
 

@@ -1,5 +1,6 @@
 """What a person asks of the running daemon, by signal: stop (SIGTERM, SIGINT), reload the
-policies (SIGHUP), restart now (SIGUSR1, `supervisor trigger`). Which policies a trigger
+policies (SIGHUP), restart now (SIGUSR1: every policy; SIGUSR2: the requests `supervisor
+trigger` left). Which policies a trigger
 restarts and whether a reload may replace the running policies are pure rules
 (core/requests.py); this only carries them out on the daemon."""
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -46,8 +46,7 @@ class Daemon(Protocol):
     leases: Leases | None
     metrics: Metrics
     clock: Clock
-    monotonic: Callable[[], float]
-    owed: tuple[float, ...]  # request files taken before their SIGUSR1 (core/requests.py)
+    state_errors: dict[str, str]  # per target: why its state file cannot be written
 
     def emit(self, *evs: Event) -> None: ...
     def apply(self, item: Supervised, state: tracker.TrackerState, step: tracker.Step) -> None: ...
@@ -60,9 +59,9 @@ log = logging.getLogger("supervisor.daemon")
 
 
 def handle_signals(d: Daemon) -> None:
-    """Every signal waiting, in order; the SIGUSR1s of the pass together, once, after a reload
-    they came with (core/requests.py: a second SIGUSR1 must not read as a plain one)."""
-    triggers = 0
+    """Every signal waiting, in order; the manual triggers of the pass together, once, after a
+    reload they came with (core/requests.py)."""
+    plain = asked = False
     while d.waker.pending:
         signum = d.waker.pending.popleft()
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -72,17 +71,19 @@ def handle_signals(d: Daemon) -> None:
         elif signum == signal.SIGHUP:
             reload(d)
         elif signum == signal.SIGUSR1:
-            triggers += 1
-    if triggers:
-        manual_trigger(d, triggers)
+            plain = True
+        elif signum == signal.SIGUSR2:
+            asked = True
+    if plain or asked:
+        manual_trigger(d, plain=plain, asked=asked)
 
 
-def manual_trigger(d: Daemon, signals: int = 1) -> None:
-    """The requests waiting, taken once for the `signals` SIGUSR1s of this pass."""
-    asked = [requests.Asked(r.name, r.t) for r in trigger.take(d.state_dir, d.clock.here())]
-    now = d.monotonic()
-    fanout = requests.fan_out(asked, d.started, d.supervised, signals=signals, owed=d.owed, now=now)
-    d.owed = fanout.owed
+def manual_trigger(d: Daemon, *, plain: bool = False, asked: bool = True) -> None:
+    """`plain`: a SIGUSR1 came, every policy; `asked`: a SIGUSR2 came, the requests waiting
+    are taken (once for every SIGUSR2 of the pass)."""
+    taken = trigger.take(d.state_dir, d.clock.here()) if asked else []
+    requests_made = [requests.Asked(r.name, r.t) for r in taken]
+    fanout = requests.fan_out(requests_made, d.started, d.supervised, plain=plain)
     for stale in fanout.stale:
         d.emit(events.TriggerDiscarded(policy=stale.name, requested_at=round(stale.t, 3)))
     for name in fanout.unknown:
@@ -120,6 +121,7 @@ def reload(d: Daemon) -> None:
     for name in plan.remove:  # saved first: a target given up keeps its history on disk
         d.save(d.supervised[name])
         removed = d.targets.remove(name)
+        d.state_errors.pop(removed.policy.target.key, None)  # not supervised: not unhealthy
         if d.leases is not None:
             d.leases.forget(removed.policy)
         d.metrics.forget(name)

@@ -73,8 +73,7 @@ class Daemon:
         self.executor: Executor[str, Command, Result] = Executor(self.waker.wake)
         self.docker = DockerReads(lambda: self.actuator, self.waker.wake, self.clock, monotonic)
         self.stopping, self.started, self.beats = False, 0.0, Pace()
-        self.owed: tuple[float, ...] = ()  # request files taken before their SIGUSR1
-        self.state_error: str | None = None  # why the last state file could not be written
+        self.state_errors: dict[str, str] = {}  # per target: why its state file cannot be written
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.audit: AuditLog | None = None
@@ -92,7 +91,8 @@ class Daemon:
         with lock.Held(self.state_dir):
             self.targets.check(policies)  # StateRefusedError: every file left as it is
             # Handlers first: once `start` is audited, a signal must find them in place.
-            self.waker.install([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+            signals = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
+            self.waker.install(signals)
             try:
                 if self.metrics_port is not None:
                     port = self.metrics.serve(self.metrics_address, self.metrics_port)
@@ -265,13 +265,14 @@ class Daemon:
 
     def save(self, item: Supervised) -> str | None:
         """Save the target's state (and share it while holding its lease); why not, if not."""
-        self.state_error = self.targets.save(item)
-        if self.state_error is not None:
-            reason, name = self.state_error, item.policy.name
-            self.emit(events.InternalError(policy=name, where="state", reason=reason))
+        key, error = item.policy.target.key, self.targets.save(item)
+        self.state_errors.pop(key, None)
+        if error is not None:
+            self.state_errors[key] = error
+            self.emit(events.InternalError(policy=item.policy.name, where="state", reason=error))
         elif self.leases is not None:
             self.leases.share_if_held(item.policy, item.state, self.monotonic())
-        return self.state_error
+        return error
 
     # -- Docker reachability and the heartbeat ------------------------------------------------
 
@@ -284,7 +285,7 @@ class Daemon:
         beat = Heartbeat(
             **stamp(self.clock.here()), pid=os.getpid(), stopped=stopped,
             dry_run=self.dry_run, started=self.started, docker_error=self.docker.engine.error,
-            state_error=self.state_error,
+            state_error="; ".join(sorted(self.state_errors.values())) or None,
             policies={name: policy_beat(s) for name, s in self.supervised.items()},
             policy_paths=tuple(str(p.resolve()) for p in self.policy_paths),
         )  # fmt: skip

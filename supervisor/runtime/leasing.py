@@ -13,16 +13,26 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from supervisor import clock
 from supervisor.clock import Here
+from supervisor.core import events as ev
 from supervisor.core import lease, tracker
 from supervisor.core.events import Event
 from supervisor.core.lease import Answer, Lease
 from supervisor.core.tracker import TrackerState
+from supervisor.errors import StateRefusedError
 from supervisor.policy import Broker, Policy
-from supervisor.runtime.state_store import Stored, decode, encode, in_frame, on_wall
+from supervisor.runtime.state_store import (
+    Stored,
+    decode,
+    encode,
+    in_frame,
+    known_format,
+    on_wall,
+)
 
 log = logging.getLogger("supervisor.lease")
 
@@ -49,6 +59,10 @@ def new_token() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 
+class NewerSharedStateError(Exception):
+    """The target's shared state was written by a newer supervisor (a rolling upgrade)."""
+
+
 class Leases:
     def __init__(
         self,
@@ -63,6 +77,7 @@ class Leases:
         self._store_factory = store_factory
         self._stores: dict[str, Store] = {}  # by broker URL and key prefix
         self._leases: dict[str, Lease] = {}  # by target key: a lease is the target's
+        self._refused: dict[str, str] = {}  # target key -> why its shared state is not ours
 
     def _store(self, policy: Policy) -> Store:
         key = f"{policy.broker.key_prefix} {policy.broker.url}"  # the prefix is in the keys
@@ -104,7 +119,10 @@ class Leases:
         if error is not None or data is None:
             return None, error
         try:
+            known_format(Path(f"redis:{policy.target.key}"), data)  # a newer one is not ours
             stored = decode(data)
+        except StateRefusedError as exc:
+            raise NewerSharedStateError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
             return None, f"the shared state of {policy.target.key} is invalid: {exc}"
         if stored.target not in (None, policy.target.key):
@@ -142,7 +160,18 @@ class Leases:
         evs, took_over = self.refresh(policy, now, force)
         if not took_over:
             return evs, None
-        shared, error = self.shared(policy)
+        try:
+            shared, error = self.shared(policy)
+        except NewerSharedStateError as exc:
+            # A newer supervisor's history (a rolling upgrade): never replaced by a blank one.
+            # The lease goes back at once, and this one stands by, saying so once.
+            self.forget(policy)
+            said = self._refused.get(policy.target.key) == str(exc)
+            self._refused[policy.target.key] = str(exc)
+            holder = f"none: standing by, the shared state is a newer supervisor's ({exc})"
+            lost = ev.LeaseLost(policy=policy.name, target=policy.target.describe(), holder=holder)
+            return (*evs, *(() if said else (lost,))), None
+        self._refused.pop(policy.target.key, None)
         if error is not None:
             log.warning("%s: shared state: %s", policy.name, error)
         history = shared.history if shared is not None else None

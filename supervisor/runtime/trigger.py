@@ -70,7 +70,7 @@ def request(state_dir: Path, name: str | None) -> int:
     if lock.holder(state_dir) != pid:  # it stopped in between: leave no request behind
         path.unlink(missing_ok=True)
         raise SupervisorError(f"the supervisor (pid {pid}) stopped before it could be asked")
-    os.kill(pid, signal.SIGUSR1)
+    os.kill(pid, signal.SIGUSR2)  # "requests are waiting": SIGUSR1 is every policy's
     return pid
 
 

@@ -22,7 +22,7 @@ from harness.parts import (
     write_policy,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive]  # timing: the engine to itself
 
 LABELS = {"com.docker.compose.project": "iti", "com.docker.compose.service": "hung-pair"}
 TASKS = 40  # enough that the first one back still holds reservations when the second is killed

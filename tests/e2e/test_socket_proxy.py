@@ -235,10 +235,12 @@ def test_the_supervisor_restarts_looks_up_and_starts_its_workers_through_the_pro
     assert names == {stack.created.name, stack.running.name}
     before = attrs(docker_engine, stack.running.name)["State"]["StartedAt"]
     # `sleep` as PID 1 ignores SIGQUIT: SIGQUIT, SIGKILL after stop_timeout, start.
-    cold = actuator.restart(
-        Target.model_validate({"container": stack.running.name}),
-        Restart.model_validate({"stop_timeout": "1s"}),
-    )
+    from supervisor.core.plan import ColdShutdown, Plan
+    from supervisor.runtime.restarting import cold_restart
+
+    plan = Plan((), (), True, (), ColdShutdown(True, "test"))  # a cold restart: its steps
+    target = Target.model_validate({"container": stack.running.name})
+    cold = cold_restart(actuator, target, None, plan, None, 1.0)
     assert cold.outcome is Outcome.DONE, cold
     assert cold.killed == (stack.running.name,)
     docker_way = actuator.restart(
