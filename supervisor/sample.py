@@ -101,7 +101,7 @@ class Running:
 
     name: str
     id: str
-    started: float | None  # Celery's time_start: epoch seconds on the worker's clock
+    started: float | None  # on the samples' clock: Celery's time_start moved into it
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,7 @@ def read_rows(stream: TextIO, source: str) -> Iterator[Row]:
     unknown = [n for n in names if n not in COLUMNS]
     if unknown:
         raise TraceError(
-            f"{source}: line 1: unknown column {unknown[0]!r} "
-            f"(columns are {', '.join(COLUMNS)})"
+            f"{source}: line 1: unknown column {unknown[0]!r} (columns are {', '.join(COLUMNS)})"
         )
     for needed in ("t", "depth"):
         if needed not in names:

@@ -80,7 +80,14 @@ def test_the_rules_at_any_depth_read_the_workers_load_and_its_own_answer(
     server = redis_server_factory()
     server.start()
     worker = threads_worker(server.url, tmp_path / "worker.log")
-    monitor = ProgressMonitor(make_policy(broker={"url": server.url}).broker, poll_every=1.0)
+    # The daemon's stepless clock reads 3 h behind the wall clock, as after the wall clock was
+    # stepped forward 3 h: each task's start must come in that clock's frame, not Celery's wall.
+    step = 3 * 3600.0
+    monitor = ProgressMonitor(
+        make_policy(broker={"url": server.url}).broker,
+        poll_every=1.0,
+        clock=lambda: time.time() - step,
+    )
     monitor.start()
     log = (tmp_path / "worker.log").read_text
     app = celery_app(server.url)
@@ -105,7 +112,10 @@ def test_the_rules_at_any_depth_read_the_workers_load_and_its_own_answer(
         [answer] = wait_until(answered, 30, "its answer", log)
         assert not answer.silent and answer.scheduled == 1 and answer.reserved == 0
         assert [r.name for r in answer.active] == ["tasks.poison", "tasks.poison"]
-        assert all(r.started is not None and abs(r.started - sent) < 30 for r in answer.active)
+        assert abs(answer.t - (time.time() - step)) < 30
+        assert all(
+            r.started is not None and abs(r.started - (sent - step)) < 30 for r in answer.active
+        ), answer.active
         assert all(x.answer is None for x in monitor.loads([NODE], []))  # handed over once
     finally:
         app.close()

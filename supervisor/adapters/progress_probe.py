@@ -271,7 +271,11 @@ class ProgressMonitor:
                     for what in ("active", "reserved", "scheduled")
                 ]
                 active, reserved, scheduled = (f.result() or {} for f in asked)
-            t = time.time()  # the samples' clock, as Celery's time_start is
+            # The answer is stamped on the samples' (stepless) clock; Celery's time_start is
+            # the worker's wall clock, so each start is moved into that frame by how long the
+            # task had run when it answered: a step of the wall clock since (or since this
+            # process started) cannot make a task look hung or fresh.
+            t, wall = self._clock(), self._wall()
             with self._lock:
                 for h in hosts:
                     if h not in active or h not in reserved or h not in scheduled:
@@ -281,7 +285,7 @@ class ProgressMonitor:
                         Running(
                             str(r.get("name") or r.get("type") or "?"),
                             str(r.get("id")),
-                            float(r["time_start"])
+                            t - max(0.0, wall - float(r["time_start"]))
                             if isinstance(r.get("time_start"), int | float)
                             else None,
                         )
