@@ -160,6 +160,17 @@ class Load:
     pool: str | None = None
     time_limit: float | None = None  # Celery's task_time_limit, when it told (`conf`)
     answer: Answer | None = None  # its answer, when the rules asked for one
+    # Tasks whose own time_limit (the task's attribute or an annotation) it told (`registered`),
+    # by task name: these win over task_time_limit, as in Celery.
+    task_limits: tuple[tuple[str, float], ...] = ()
+    # Tasks Celery rate-limits on it, with the seconds between two starts ("*": every task,
+    # task_default_rate_limit): it holds their messages, unseen by `reserved`, until their turn.
+    rate_limits: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def slowest_rate(self) -> float:
+        """The longest a rate-limited task it holds may wait for its turn (0: none)."""
+        return max((every for _, every in self.rate_limits), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -175,6 +186,10 @@ class Load:
             out["time_limit"] = self.time_limit
         if self.answer is not None:
             out["answer"] = self.answer.to_json()
+        if self.task_limits:
+            out["task_limits"] = dict(self.task_limits)
+        if self.rate_limits:
+            out["rate_limits"] = dict(self.rate_limits)
         return out
 
     @classmethod
@@ -195,6 +210,8 @@ class Load:
             None if data.get("pool") is None else str(data["pool"]),
             None if limit is None else float(limit),
             None if answer is None else Answer.from_json(answer),
+            tuple(sorted((str(k), float(v)) for k, v in (data.get("task_limits") or {}).items())),
+            tuple(sorted((str(k), float(v)) for k, v in (data.get("rate_limits") or {}).items())),
         )
 
 

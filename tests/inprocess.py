@@ -258,7 +258,7 @@ class Harness:
             dry_run=dry_run,
             actuator=self.actuator,
             probe_factory=self.probe,
-            progress_factory=None if monitor is None else (lambda policy: monitor),
+            progress_factory=None if monitor is None else (lambda policy, clock: monitor),
             clock=self.clock,
             monotonic=self.clock,
             leases=leases,

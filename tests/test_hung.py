@@ -3,6 +3,7 @@ Policy: interval 1 s, max_gap 3 s, max_task_runtime 30 s unless said otherwise."
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -87,8 +88,18 @@ def test_overrides_celerys_limit_and_off_without_any() -> None:
     gevent = load(pool="celery.concurrency.gevent:TaskPool", time_limit=600)
     assert hung.limit("a.bc", gevent, detect) == (
         600,
-        "Celery's time_limit, which the gevent pool cannot enforce",
+        "Celery's task_time_limit, which the gevent pool cannot enforce",
     )
+    # A task's own time_limit (its attribute, or an annotation) wins over task_time_limit.
+    own = dataclasses.replace(gevent, task_limits=(("a.bc", 90.0),))
+    assert hung.limit("a.bc", own, detect) == (
+        90.0,
+        "a.bc's own time_limit, which the gevent pool cannot enforce",
+    )
+    assert hung.limit("a.x", own, detect)[0] == 600
+    only_own = dataclasses.replace(own, time_limit=None)
+    assert hung.enabled(make_policy().detect, only_own)
+    assert hung.limit("a.x", only_own, make_policy().detect) is None
     off = make_policy().detect
     assert not hung.enabled(off, load(time_limit=600))  # prefork enforces it itself
     assert hung.enabled(off, gevent) and hung.limit("z", load(), off) is None
@@ -225,3 +236,25 @@ def test_the_incremental_rule_matches_its_definition(
         assert bool(asks) == should_ask
         if asks:
             asked.append(t)
+
+
+def test_celerys_limits_are_read_from_conf_and_registered() -> None:
+    from supervisor.adapters.progress_probe import Limits, limits_from
+
+    registered = [
+        "tasks.mail [rate_limit=2/m time_limit=600]",
+        "tasks.index [time_limit=21600.0]",
+        "tasks.ping [rate_limit=10]",
+        "tasks.slow [rate_limit=3/h]",
+        "tasks.odd [rate_limit=x/m time_limit=-1]",
+        "tasks.plain",
+    ]
+    conf = {"task_time_limit": 3600, "task_default_rate_limit": "1/s"}
+    assert limits_from(conf, registered) == Limits(
+        3600.0,
+        (("tasks.index", 21600.0), ("tasks.mail", 600.0)),
+        (("*", 1.0), ("tasks.mail", 30.0), ("tasks.ping", 0.1), ("tasks.slow", 1200.0)),
+    )
+    off = {"worker_disable_rate_limits": True, "task_default_rate_limit": "1/s"}
+    assert limits_from(off, registered).rate_limits == ()
+    assert limits_from(None, None) == Limits()

@@ -28,8 +28,11 @@ def load(
     answer: Answer | None = None,
     queues: tuple[str, ...] | None = ("mail",),
     worker: str = W,
+    rate_limits: tuple[tuple[str, float], ...] = (),
 ) -> Load:
-    return Load(worker, concurrency, active, processed, queues, answer=answer)
+    return Load(
+        worker, concurrency, active, processed, queues, answer=answer, rate_limits=rate_limits
+    )
 
 
 def sample(t: float, depth: int, *loads: Load) -> Sample:
@@ -91,6 +94,17 @@ def test_holding_eta_reserved_or_rate_limited_tasks_is_not_stuck_and_starts_the_
         steps = run(samples)
         assert not any(f for f, _ in steps)
         assert [t for t, (_, a) in enumerate(steps) if a] == [10, 22]  # again 10 s after 12
+
+
+def test_a_rate_limited_worker_must_start_nothing_for_longer_by_its_slowest_limit() -> None:
+    """Its held messages are not in `reserved`: a 2/m task waits up to 30 s for its turn."""
+    rates = (("tasks.a", 0.5), ("tasks.b", 30.0))
+    limited = [sample(float(t), 7, load(rate_limits=rates)) for t in range(41)]
+    steps = run(limited)
+    assert all(not f and not a for f, a in steps[:40])  # 10 s + 30 s
+    assert steps[40] == ((), (W,))
+    found, _ = run([*limited, sample(41.0, 7, load(answer=Answer(40.5), rate_limits=rates))])[-1]
+    assert "(a rate limit lets one start every 30s)" in found[0].reason
 
 
 def test_free_slots_messages_waiting_and_a_frozen_count_are_all_needed() -> None:
@@ -180,14 +194,15 @@ ANSWERS = {
 }
 
 
-def make(t: float, row: Row, asked: bool) -> Sample:
+def make(t: float, row: Row, asked: bool, rates: tuple[tuple[str, float], ...] = ()) -> Sample:
     """The sample at `t`: with the worker's answer when the rule asked on the sample before
     (as the daemon does), or now and then unasked."""
     if row.failed:
         return Sample.failed(t, "x")
     given = asked or row.unasked
     answer = ANSWERS[row.answer](t - row.answer_lag) if given else None
-    loads = (load(row.active, row.processed, concurrency=2, answer=answer),) if row.alive else ()
+    one = load(row.active, row.processed, concurrency=2, answer=answer, rate_limits=rates)
+    loads = (one,) if row.alive else ()
     return sample(t, row.depth, *loads)
 
 
@@ -202,11 +217,12 @@ def idle_by_definition(s: Sample) -> bool:
 
 
 @SETTINGS
-@given(rows, st.sampled_from([None, 3.25, 15.25]))
+@given(rows, st.sampled_from([None, 3.25, 15.25]), st.sampled_from([(), (("t", 6.0),)]))
 def test_the_incremental_rule_matches_its_definition(
-    trace: list[Row], restart: float | None
+    trace: list[Row], restart: float | None, rates: tuple[tuple[str, float], ...]
 ) -> None:
     detect = DETECT
+    window = 10 + max((every for _, every in rates), default=0.0)  # a rate limit's turn
     runs: Runs = ()
     ok: list[Sample] = []
     asked: list[float] = []
@@ -214,7 +230,7 @@ def test_the_incremental_rule_matches_its_definition(
     asks: tuple[str, ...] = ()
     for row in trace:
         t += row.dt
-        s = make(t, row, bool(asks))
+        s = make(t, row, bool(asks), rates)
         runs, found, asks = idle.observe(runs, s, None, detect, restart)
         if not s.ok:
             assert not found and not asks
@@ -234,7 +250,7 @@ def test_the_incremental_rule_matches_its_definition(
                     break
                 i -= 1
             start = ok[i].t
-        old_enough = start is not None and t - start >= 10
+        old_enough = start is not None and t - start >= window
         answer = s.loads[0].answer if s.loads else None
         confirmed = (
             old_enough

@@ -8,6 +8,7 @@ heartbeats (`cancel_consumer`, standing in for kombu#2629)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -207,5 +208,57 @@ def test_a_worker_reconnecting_after_a_broker_restart_within_idle_window_is_left
         wait_until(lambda: executions(client) == {0: 1, 1: 1, 2: 1}, 30, "each ran once")
     finally:
         monitor.stop()
+        client.close()
+        stop(proc)
+
+
+def test_a_tasks_own_time_limit_the_pool_cannot_enforce_is_learnt_and_is_its_limit(
+    server: Any, tmp_path: Path
+) -> None:
+    """No limit in the policy: the hung rule is off but for what the worker tells. Its task's
+    own time_limit (an annotation, as `registered` reports it) in a threads pool, which cannot
+    enforce it, is that task's limit."""
+    proc = worker(
+        server.url, tmp_path / "w.log", TEST_ANNOTATIONS='{"tasks.poison": {"time_limit": 3}}'
+    )
+    app = celery_app(server.url)
+    try:
+        for _ in range(2):
+            app.send_task("tasks.poison", queue="celery")
+        for i in range(12):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        found = judge(policy_for(server.url), server.url, 30)
+        assert found is not None, "no decision in 30 s"
+        _, reason = found
+        assert reason.startswith(f"hung rule: worker {NODE}: 2 of 2 slots hung: tasks.poison")
+        assert "> 3s (tasks.poison's own time_limit, which the threads pool cannot enforce)" in (
+            reason
+        )
+    finally:
+        app.close()
+        stop(proc)
+
+
+def test_a_worker_holding_rate_limited_tasks_is_not_stuck(server: Any, tmp_path: Path) -> None:
+    """tasks.work limited to 6 a minute: the worker takes what its prefetch allows and holds
+    those messages (unseen by `reserved`) until their turn, with free slots, while messages
+    wait; it starts one every 10 s, far apart for a 3 s idle_window alone."""
+    proc = worker(
+        server.url, tmp_path / "w.log", TEST_ANNOTATIONS='{"tasks.work": {"rate_limit": "6/m"}}'
+    )
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    try:
+        for i in range(8):
+            app.send_task("tasks.work", args=[i], queue="celery")
+        wait_until(lambda: executions(client), 30, "the first task")
+        assert judge(policy_for(server.url, idle_window=3), server.url, 25) is None
+        done = sorted(float(t) for _, t in client.zrange("test:done_at", 0, -1, withscores=True))
+        gaps = [b - a for a, b in itertools.pairwise(done)]
+        # What the test shows: idle for longer than idle_window between two starts.
+        assert len(done) >= 3 and min(gaps) > 3, gaps
+        assert client.llen("celery") > 0 and all(n == 1 for n in executions(client).values())
+    finally:
+        app.close()
         client.close()
         stop(proc)

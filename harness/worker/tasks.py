@@ -5,6 +5,7 @@ Tasks record what they did in Redis, so the tests can check from outside what co
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -33,6 +34,9 @@ app.conf.update(
     worker_eta_task_limit=int(os.environ["TEST_ETA_LIMIT"])
     if "TEST_ETA_LIMIT" in os.environ
     else None,
+    # Task attributes as an operator sets them, e.g. '{"tasks.poison": {"time_limit": 3}}' or
+    # '{"tasks.work": {"rate_limit": "6/m"}}' (Celery's task_annotations).
+    task_annotations=json.loads(os.environ.get("TEST_ANNOTATIONS") or "null"),
 )
 if BROKER.startswith("sentinel://"):  # the results follow the master too, through the sentinel
     from redis.sentinel import Sentinel

@@ -34,12 +34,18 @@ class LeanRequests:
         reply_queue.declare()  # once: kombu would declare it again at every request
         self._reply_key = prefix + reply_queue.name
 
-    def ask(self, hosts: list[str], method: str, timeout: float) -> dict[str, Any]:
+    def ask(
+        self,
+        hosts: list[str],
+        method: str,
+        timeout: float,
+        arguments: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """`method` of `hosts`: their replies, by host, as they came within `timeout`."""
         ticket, box = str(uuid.uuid4()), self._box
         request = {  # what kombu's Mailbox._publish sends, but for the reply queue's declare
             "method": method,
-            "arguments": {},
+            "arguments": arguments or {},
             "destination": hosts,
             "pattern": None,
             "matcher": None,

@@ -47,10 +47,19 @@ BINDING_SEPARATOR = "\x06\x16"  # kombu's Redis transport: routing key, pattern,
 NO_SOURCE = "the worker sends no heartbeats and does not answer remote control"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A worker's Celery limits, as it told them (`conf`, `registered`)."""
+
+    time_limit: float | None = None  # task_time_limit
+    task_limits: tuple[tuple[str, float], ...] = ()  # each task's own time_limit
+    rate_limits: tuple[tuple[str, float], ...] = ()  # seconds between two starts, by task
+
+
 @dataclass
 class _Worker:
     processed: int
-    seen: float  # monotonic time of the last heartbeat or answer
+    seen: float  # when its last heartbeat or answer came (on the monitor's clock)
     every: float  # how often it reports: what "fresh" is measured against
     source: str
     queues: frozenset[str] | None = None
@@ -58,6 +67,8 @@ class _Worker:
     facts: WorkerFacts | None = None  # pool, backend...: asked once per start of the worker
     version: str | None = None  # from its heartbeats (sw_ver)
     active: int | None = None  # tasks it runs, from its heartbeats (None: no heartbeat yet)
+    # Celery's time limits and rate limits as it told them, learnt with its facts.
+    limits: Limits = Limits()
 
     def fresh(self, now: float) -> bool:
         return now - self.seen <= max(3 * self.every, 5.0)
@@ -98,7 +109,8 @@ class ProgressMonitor:
     def __init__(
         self,
         broker: Broker,
-        clock: Callable[[], float] = time.monotonic,
+        # The samples' clock (RedisProbe's): the answers it hands over are stamped on it.
+        clock: Callable[[], float] = time.time,
         inspect_timeout: float = 1.0,
         poll_every: float = 10.0,
     ) -> None:
@@ -250,8 +262,10 @@ class ProgressMonitor:
                         w.processed,
                         tuple(sorted(w.queues)) if w.queues is not None else None,
                         f.pool if f else None,
-                        None,
+                        w.limits.time_limit,
                         self._answers.pop(host, None),
+                        w.limits.task_limits,
+                        w.limits.rate_limits,
                     )
                 )
         return tuple(out)
@@ -519,7 +533,9 @@ class ProgressMonitor:
                     host, sum(int(n) for n in totals.values()), self.poll_every, REMOTE_CONTROL
                 )
 
-    def _ask(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+    def _ask(
+        self, hosts: list[str], what: str, arguments: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """One remote-control request addressed to `hosts`; the wait ends at their replies.
         One connection and its reply queue are kept for these requests (pidbox.py: a new
         queue per request costs some 25 Redis commands); both are dropped on any error and
@@ -530,7 +546,7 @@ class ProgressMonitor:
                     self._control = self.connection()
                     mailbox = self._app.control.mailbox
                     self._lean = LeanRequests(mailbox, self._control, self._redis, self._prefix)
-                return self._lean.ask(hosts, what, self._inspect_timeout)
+                return self._lean.ask(hosts, what, self._inspect_timeout, arguments)
             except Exception:
                 self._drop_control()
                 raise
@@ -560,6 +576,14 @@ class ProgressMonitor:
             unknown = [h for h in hosts if (w := self._workers.get(h)) and w.facts is None]
         stats = self._ask_quietly(unknown, "stats") if unknown else None
         conf = self._ask_quietly(unknown, "conf") if unknown else None
+        # Each task's own time_limit (the hung rule's limit where the pool cannot enforce it).
+        registered = (
+            self._ask_quietly(
+                unknown, "registered", {"taskinfoitems": ["time_limit", "rate_limit"]}
+            )
+            if unknown
+            else None
+        )
         now = self._clock()
         with self._lock:
             for host in hosts:
@@ -574,13 +598,65 @@ class ProgressMonitor:
                     worker.facts = facts_from(
                         host, stats[host], (conf or {}).get(host), self._wall()
                     )
+                    worker.limits = limits_from(
+                        (conf or {}).get(host), (registered or {}).get(host)
+                    )
 
-    def _ask_quietly(self, hosts: list[str], what: str) -> dict[str, Any] | None:
+    def _ask_quietly(
+        self, hosts: list[str], what: str, arguments: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         try:
-            return self._ask(hosts, what)
+            return self._ask(hosts, what, arguments)
         except Exception as exc:  # noqa: BLE001 - a failed lookup leaves it unknown
             log.debug("%s of %s failed: %s", what, hosts, exc)
             return None
+
+
+def limits_from(conf: Any, registered: Any) -> Limits:
+    """Celery's task_time_limit and task_default_rate_limit (`conf` lists only what differs
+    from the defaults), and each task's own time_limit and rate_limit (`registered` with those
+    info items: "name [rate_limit=2/m time_limit=600]"). Rate limits that the worker does not
+    apply (worker_disable_rate_limits) are none."""
+    settings = conf if isinstance(conf, dict) else {}
+    default = _seconds(settings.get("task_time_limit"))
+    rates_off = bool(settings.get("worker_disable_rate_limits"))
+    default_rate = None if rates_off else _interval(settings.get("task_default_rate_limit"))
+    own: list[tuple[str, float]] = []
+    rates: list[tuple[str, float]] = [("*", default_rate)] if default_rate else []
+    for line in registered if isinstance(registered, list) else ():
+        name, _, info = str(line).partition(" [")
+        for item in info.rstrip("]").split():
+            key, _, value = item.partition("=")
+            if key == "time_limit" and (seconds := _seconds(value)) is not None:
+                own.append((name, seconds))
+            if key == "rate_limit" and not rates_off and (every := _interval(value)):
+                rates.append((name, every))
+    return Limits(default, tuple(sorted(own)), tuple(sorted(rates)))
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
+# Celery's rate strings: "N/s", "N/m", "N/h", or a number of tasks a second.
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _interval(value: Any) -> float | None:
+    """Seconds between two starts under Celery's rate limit `value` (None: no limit)."""
+    if value is None:
+        return None
+    count, _, per = str(value).partition("/")
+    try:
+        n = float(count)
+    except ValueError:
+        return None
+    unit = _PER.get(per.strip() or "s")
+    return unit / n if unit is not None and n > 0 else None
 
 
 def facts_from(host: str, stats: Any, conf: Any, t: float) -> WorkerFacts:

@@ -56,12 +56,16 @@ def enabled(detect: Detect, load: Load | None = None) -> bool:
     """Is there a limit at all? Without one the rule is off (and asks nothing)."""
     if detect.max_task_runtime is not None or detect.task_runtime:
         return True
-    return load is not None and _celery_limit(load) is not None
+    return (
+        load is not None
+        and _pool_cannot_enforce(load) is not None
+        and (load.time_limit is not None or bool(load.task_limits))
+    )
 
 
 def limit(name: str, load: Load, detect: Detect) -> tuple[float, str] | None:
     """The task's limit in seconds and where it comes from; None: it has none."""
-    celery = _celery_limit(load)
+    celery = _celery_limit(name, load)
     if celery is not None:
         return celery
     matching = [p for p in detect.task_runtime if fnmatch.fnmatchcase(name, p)]
@@ -73,11 +77,24 @@ def limit(name: str, load: Load, detect: Detect) -> tuple[float, str] | None:
     return None
 
 
-def _celery_limit(load: Load) -> tuple[float, str] | None:
+def _pool_cannot_enforce(load: Load) -> str | None:
     pool = WorkerFacts(load.worker, load.pool).pool_name
-    if load.time_limit is None or pool not in UNENFORCED:
+    return pool if pool in UNENFORCED else None
+
+
+def _celery_limit(name: str, load: Load) -> tuple[float, str] | None:
+    """Celery's own limit for the task, as the worker told it: the task's time_limit (its
+    attribute or an annotation), else task_time_limit; only where the pool cannot enforce it
+    (where it can, Celery ends the task at its limit and the slot frees itself)."""
+    pool = _pool_cannot_enforce(load)
+    if pool is None:
         return None
-    return load.time_limit, f"Celery's time_limit, which the {pool} pool cannot enforce"
+    own = dict(load.task_limits).get(name)
+    if own is not None:
+        return own, f"{name}'s own time_limit, which the {pool} pool cannot enforce"
+    if load.time_limit is None:
+        return None
+    return load.time_limit, f"Celery's task_time_limit, which the {pool} pool cannot enforce"
 
 
 def busy_now(load: Load, sample: Sample) -> bool:

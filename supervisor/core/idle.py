@@ -16,6 +16,10 @@ the worker is *stuck* on the sample carrying an answer taken during the run (whi
 agrees), or a sign that it gave none within the wait: then its heartbeats' evidence stands.
 It asks again when no answer has come `max_gap` after asking.
 
+A worker Celery rate-limits tasks on holds their messages until their turn, where `reserved`
+does not show them: its run must be longer by the slowest rate's interval (a task of a 2/m
+limit starts within 30 s of the last), so `window` is `idle_window` plus that interval.
+
 Per worker: a replica that starts nothing while messages wait at every sample of the window is
 stuck even when a sibling keeps the queue short. A replica idle because its sibling takes every
 message at low traffic is not: the queue is then empty at most samples, and one empty sample
@@ -94,7 +98,7 @@ def observe(
         assert load.processed is not None
         run = _extend(old.get(load.worker), t, load.processed, detect, last_restart)
         age = t - run.start
-        if age >= detect.idle_window:
+        if age >= window(load, detect.idle_window):
             answer = load.answer
             if answer is not None and (answer.silent or answer.t >= run.start):
                 reason = _reason(load, sample, waits, age)
@@ -104,6 +108,11 @@ def observe(
                 asks.append(load.worker)
         new.append((load.worker, run))
     return tuple(new), tuple(found), tuple(asks)
+
+
+def window(load: Load, idle_window: float) -> float:
+    """How long the worker must start nothing while idle: longer by its slowest rate limit."""
+    return idle_window + load.slowest_rate
 
 
 def _extend(
@@ -127,6 +136,8 @@ def _reason(load: Load, sample: Sample, waits: Mapping[str, float] | None, age: 
     )
     if oldest is not None:
         text += f", oldest {format_duration(oldest)}"
+    if load.rate_limits:
+        text += f" (a rate limit lets one start every {format_duration(load.slowest_rate)})"
     answer = load.answer
     if answer is not None and answer.silent:
         return text + "; it gave no answer to inspect, judged on its heartbeats"

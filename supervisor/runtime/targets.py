@@ -126,7 +126,7 @@ class Targets:
             return None
         key = (policy.broker.url, policy.broker.key_prefix)
         if key not in self.monitors:
-            self.monitors[key] = self._progress_factory(policy)
+            self.monitors[key] = self._progress_factory(policy, self._clock)
         self.monitors[key].poll_at_least_every(policy.detect.interval)
         return self.monitors[key]
 

@@ -68,7 +68,7 @@ class Actuator(Protocol):
 
 
 ProbeFactory = Callable[[Policy, Callable[[], float]], Probe]
-ProgressFactory = Callable[[Policy], ProgressSource]
+ProgressFactory = Callable[[Policy, Callable[[], float]], ProgressSource]
 UnackedFactory = Callable[[Policy], Any]
 
 
@@ -96,13 +96,13 @@ def redis_probe(policy: Policy, clock: Callable[[], float]) -> Probe:
     return RedisProbe(policy.broker, clock)
 
 
-def progress_monitor(policy: Policy) -> ProgressSource:
-    from supervisor import clock
+def progress_monitor(policy: Policy, clock: Callable[[], float]) -> ProgressSource:
     from supervisor.adapters.progress_probe import ProgressMonitor
 
-    # On the daemon's stepless clock: the workers' facts it stamps are persisted with its frame.
+    # On the samples' clock (the daemon's stepless one): the workers' answers it stamps are
+    # compared with the samples' times, and its facts are persisted with the daemon's frame.
     every = policy.detect.interval
-    monitor = ProgressMonitor(policy.broker, poll_every=every, clock=clock.process())
+    monitor = ProgressMonitor(policy.broker, poll_every=every, clock=clock)
     monitor.start()
     return monitor
 
