@@ -48,7 +48,10 @@ def examples(policy: str = "w", target: str = "w") -> dict[EventKind, Event]:
         ev.StartErrorBegin(**p, reason="depth 9 > 5"),
         ev.Recovery(**p, depth=3, threshold=5, reason="depth 9 > 5"),
         ev.ConsumingAgain(
-            **p, after_decision=31.2, after_restart=30.9, restart_seconds=0.3,
+            **p,
+            after_decision=31.2,
+            after_restart=30.9,
+            restart_seconds=0.3,
             evidence="a task started (42 -> 43 started tasks)",
         ),
         ev.TargetChanged(**p, old_target="container:old"),

@@ -258,3 +258,15 @@ def test_celerys_limits_are_read_from_conf_and_registered() -> None:
     off = {"worker_disable_rate_limits": True, "task_default_rate_limit": "1/s"}
     assert limits_from(off, registered).rate_limits == ()
     assert limits_from(None, None) == Limits()
+
+
+def test_an_autoscaling_workers_slots_are_its_autoscalers_max() -> None:
+    from supervisor.adapters.progress_probe import facts_from
+
+    stats = {
+        "pool": {"implementation": "celery.concurrency.prefork:TaskPool", "max-concurrency": 1},
+        "autoscaler": {"max": 3, "min": 1, "current": 1, "qty": 0},
+    }
+    assert facts_from("w", stats, None, 0.0).concurrency == 3
+    del stats["autoscaler"]
+    assert facts_from("w", stats, None, 0.0).concurrency == 1

@@ -244,5 +244,3 @@ def test_the_progress_user_gives_back_and_parks_as_a_killed_worker_needs(acl_ser
     assert admin.llen("iti-supervisor:quarantine:container:w") == 1
     assert admin.exists("unacked_mutex") == 0
     assert admin.execute_command("ACL", "LOG") == []
-
-

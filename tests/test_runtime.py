@@ -587,9 +587,7 @@ def _request(h: Harness, name: str, n: int) -> None:
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one pass", "next pass"])
-def test_two_named_triggers_restart_those_two_and_no_other_policy(
-    h: Harness, split: bool
-) -> None:
+def test_two_named_triggers_restart_those_two_and_no_other_policy(h: Harness, split: bool) -> None:
     """`trigger a` and `trigger b` land during one long pass: both files are there when the
     first SIGUSR2 is handled. The second SIGUSR2, in that pass or the next, restarts nothing
     more (on main, where triggers sent SIGUSR1, it restarted every policy, w included)."""

@@ -43,7 +43,10 @@ def judge(
     url: str,
     seconds: float,
     monitor: ProgressMonitor | None = None,
+    *,
     asked: list[float] | None = None,
+    nodes: tuple[str, ...] = (NODE,),
+    during: Any = None,
 ) -> tuple[float, str] | None:
     """Sample every interval for `seconds` as the daemon does; when the first restart is
     decided, and why (None: none)."""
@@ -54,15 +57,17 @@ def judge(
         monitor.start()
     state, asks, start = tracker.TrackerState(), [], time.monotonic()
     try:
-        wait_until(lambda: monitor.loads([NODE], []), 30, "the worker's heartbeats")
+        wait_until(lambda: len(monitor.loads(list(nodes), [])) == len(nodes), 30, "the heartbeats")
         while time.monotonic() - start < seconds:
             progress = monitor.progress(["celery"])
             sample = dataclasses.replace(
                 probe.sample(),
                 processed=progress.processed,
                 progress_source=progress.source,
-                loads=monitor.loads([NODE], asks),
+                loads=monitor.loads(list(nodes), asks),
             )
+            if during is not None:
+                during(time.monotonic() - start)
             state, step = tracker.on_sample(policy, state, sample, dry_run=True)
             asks = list(step.decision.stalls.asks) if step.decision else []
             if asks and asked is not None:
@@ -262,3 +267,73 @@ def test_a_worker_holding_rate_limited_tasks_is_not_stuck(server: Any, tmp_path:
         app.close()
         client.close()
         stop(proc)
+
+
+def test_an_autoscaling_worker_is_left_alone(server: Any, tmp_path: Path) -> None:
+    """--autoscale 3,1 (prefork): one process busy with a long task under its limit while
+    messages arrive; the autoscaler grows the pool to take them, whatever `stats` says of its
+    slots as it grows and shrinks."""
+    proc = local_worker(
+        server.url, NODE, tmp_path / "w.log", "--autoscale", "3,1", "--heartbeat-interval", "1"
+    )
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    sent: list[int] = []
+
+    def trickle(elapsed: float) -> None:  # a message every ~2 s after the long task
+        if len(sent) < 1 + int(elapsed / 2):
+            sent.append(len(sent))
+            app.send_task("tasks.work", args=[len(sent) - 1, 0.3], queue="celery")
+
+    try:
+        app.send_task("tasks.work", args=[1000, 20.0], queue="celery")  # under its 60 s limit
+        for i in range(100, 106):  # a burst behind it
+            app.send_task("tasks.work", args=[i], queue="celery")
+        policy = policy_for(server.url, idle_window=3, max_task_runtime=60)
+        monitor = ProgressMonitor(policy.broker, poll_every=1.0)
+        monitor.start()
+        try:
+            assert judge(policy, server.url, 25, monitor, during=trickle) is None
+            # Its slots are the autoscaler's max, not the pool's size at start (1).
+            assert [x.concurrency for x in monitor.loads([NODE], [])] == [3]
+        finally:
+            monitor.stop()
+        wanted = {1000, *range(100, 106), *sent}
+        wait_until(lambda: set(executions(client)) == wanted, 60, "every task")
+        assert all(n == 1 for n in executions(client).values())
+    finally:
+        app.close()
+        client.close()
+        stop(proc)
+
+
+def test_a_replica_idle_because_its_sibling_takes_every_message_is_left_alone(
+    server: Any, tmp_path: Path
+) -> None:
+    """Two healthy replicas at low traffic (a message every 1.5 s): whichever takes each
+    message, the queue is empty at most samples, and one empty sample ends an idle run."""
+    sibling = "sibling@test"
+    procs = [
+        worker(server.url, tmp_path / "a.log"),
+        local_worker(server.url, sibling, tmp_path / "b.log", "-P", "threads", "-c", "2",
+                     "--heartbeat-interval", "1"),
+    ]  # fmt: skip
+    app = celery_app(server.url)
+    client = redis.Redis.from_url(server.url)
+    sent: list[int] = []
+
+    def trickle(elapsed: float) -> None:
+        if len(sent) < int(elapsed / 1.5):
+            sent.append(len(sent))
+            app.send_task("tasks.work", args=[len(sent) - 1], queue="celery")
+
+    try:
+        policy = policy_for(server.url, idle_window=3)
+        assert judge(policy, server.url, 20, nodes=(NODE, sibling), during=trickle) is None
+        wait_until(lambda: set(executions(client)) == set(sent), 30, "every task")
+        assert all(n == 1 for n in executions(client).values()) and len(sent) >= 10
+    finally:
+        app.close()
+        client.close()
+        for p in procs:
+            stop(p)

@@ -666,6 +666,12 @@ def facts_from(host: str, stats: Any, conf: Any, t: float) -> WorkerFacts:
     pool = pool if isinstance(pool, dict) else {}
     implementation = pool.get("implementation")
     concurrency = pool.get("max-concurrency")
+    # An autoscaling worker's pool grows to its autoscaler's max while messages wait; the
+    # pool's max-concurrency is only its size when asked (the min, at start). Its slots are
+    # that max: else a worker grown to 3 and running 1 task would be judged 1 of 1 busy.
+    scaler = stats.get("autoscaler") if isinstance(stats, dict) else None
+    if isinstance(scaler, dict) and isinstance(scaler.get("max"), int) and scaler["max"] > 0:
+        concurrency = scaler["max"]
     settings = conf if isinstance(conf, dict) else None
     backend = acks_late = None
     if settings is not None:
