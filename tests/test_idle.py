@@ -78,10 +78,16 @@ def test_the_reason_names_the_oldest_wait() -> None:
 
 def test_a_worker_that_does_not_answer_is_judged_on_its_heartbeats() -> None:
     samples = [sample(float(t), 7, load()) for t in range(11)]
-    found, _ = run([*samples, sample(11.0, 7, load(answer=Answer(11.0, silent=True)))])[-1]
+    once = [*samples, sample(11.0, 7, load(answer=Answer(11.0, silent=True)))]
+    assert run(once)[-1] == ((), (W,))  # one silence: not enough, ask again at once
+    found, _ = run([*once, sample(12.0, 7, load(answer=Answer(12.0, silent=True)))])[-1]
     assert found and found[0].reason.endswith(
         "it gave no answer to inspect, judged on its heartbeats"
     )
+    # A silence from before the run (an earlier question) counts for nothing.
+    stale = [*samples, sample(11.0, 7, load(answer=Answer(-1.0, silent=True)))]
+    stale.append(sample(12.0, 7, load(answer=Answer(12.0, silent=True))))
+    assert run(stale)[-1] == ((), (W,))
 
 
 def test_holding_eta_reserved_or_rate_limited_tasks_is_not_stuck_and_starts_the_run_afresh() -> (
@@ -223,6 +229,7 @@ def test_the_incremental_rule_matches_its_definition(
 ) -> None:
     detect = DETECT
     window = 10 + max((every for _, every in rates), default=0.0)  # a rate limit's turn
+    silences: list[float] = []  # when the run, old enough, got a silence of its own
     runs: Runs = ()
     ok: list[Sample] = []
     asked: list[float] = []
@@ -252,15 +259,17 @@ def test_the_incremental_rule_matches_its_definition(
             start = ok[i].t
         old_enough = start is not None and t - start >= window
         answer = s.loads[0].answer if s.loads else None
-        confirmed = (
-            old_enough
-            and answer is not None
-            and start is not None
-            and (answer.silent or answer.t >= start)
-        )
+        fresh = old_enough and answer is not None and start is not None and answer.t >= start
+        silent_now = fresh and answer is not None and answer.silent
+        if silent_now:
+            silences.append(t)
+        in_run = [x for x in silences if start is not None and x >= start]
+        confirmed = fresh and (not silent_now or len(in_run) >= 2)
         assert bool(found) == confirmed
         last_ask = max((a for a in asked if start is not None and a >= start), default=None)
-        should_ask = old_enough and not confirmed and (last_ask is None or t - last_ask >= 3)
+        should_ask = (
+            old_enough and not confirmed and (silent_now or last_ask is None or t - last_ask >= 3)
+        )
         assert bool(asks) == should_ask
         if asks:
             asked.append(t)

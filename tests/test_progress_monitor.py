@@ -83,10 +83,12 @@ def test_the_rules_at_any_depth_read_the_workers_load_and_its_own_answer(
     # The daemon's stepless clock reads 3 h behind the wall clock, as after the wall clock was
     # stepped forward 3 h: each task's start must come in that clock's frame, not Celery's wall.
     step = 3 * 3600.0
+    stepped = [0.0]  # the wall clock's step after the monitor began (below)
     monitor = ProgressMonitor(
         make_policy(broker={"url": server.url}).broker,
         poll_every=1.0,
         clock=lambda: time.time() - step,
+        wall=lambda: time.time() + stepped[0],
     )
     monitor.start()
     log = (tmp_path / "worker.log").read_text
@@ -117,8 +119,46 @@ def test_the_rules_at_any_depth_read_the_workers_load_and_its_own_answer(
             r.started is not None and abs(r.started - (sent - step)) < 30 for r in answer.active
         ), answer.active
         assert all(x.answer is None for x in monitor.loads([NODE], []))  # handed over once
+        # The wall clock steps an hour forward while the tasks run: no task may look an hour
+        # older (never earlier than the first answer that named it).
+        first = {r.id: r.started for r in answer.active}
+        stepped[0] = 3600.0
+        monitor.loads([NODE], [NODE])
+        [again] = wait_until(answered, 30, "its answer after the step", log)
+        assert {r.id for r in again.active} == set(first)
+        for r in again.active:
+            assert r.started is not None and r.started >= answer.t - 1, (r, answer.t)
     finally:
         app.close()
         monitor.stop()
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("replies", "handed"),
+    [
+        ((None, {}, {}), None),  # the supervisor's own request failed: says nothing of it
+        (({"w": []}, None, {"w": []}), None),
+        (({"w": []}, {}, {"w": []}), None),  # a partial answer: ask again
+        (({}, {}, {}), "silent"),  # no reply to any of the three within the wait
+        (({"w": []}, {"w": []}, {"w": [{"id": "e"}]}), "answer"),
+    ],
+    ids=["failed", "one-failed", "partial", "silent", "whole"],
+)
+def test_only_the_workers_own_silence_is_handed_over_as_silence(
+    redis_url: str, replies: tuple[Any, ...], handed: str | None
+) -> None:
+    """Issue 26 review: a failed request was handed over as the worker's silence, and silence
+    confirms the idle rule. Remote control is the edge faked here."""
+    monitor = ProgressMonitor(make_policy(broker={"url": redis_url}).broker)
+    answers = dict(zip(("active", "reserved", "scheduled"), replies, strict=True))
+    monitor._ask_once = lambda hosts, what, timeout=None: answers[what]  # type: ignore[method-assign]
+    monitor._answer(["w"])
+    got = monitor._answers.get("w")
+    if handed is None:
+        assert got is None
+    else:
+        assert got is not None and got.silent == (handed == "silent")
+        assert handed == "silent" or got.scheduled == 1
+    monitor.stop()

@@ -220,9 +220,8 @@ def test_a_worker_reconnecting_after_a_broker_restart_within_idle_window_is_left
 def test_a_tasks_own_time_limit_the_pool_cannot_enforce_is_learnt_and_is_its_limit(
     server: Any, tmp_path: Path
 ) -> None:
-    """No limit in the policy: the hung rule is off but for what the worker tells. Its task's
-    own time_limit (an annotation, as `registered` reports it) in a threads pool, which cannot
-    enforce it, is that task's limit."""
+    """The rule on with an hour's limit: the task's own time_limit (an annotation, as
+    `registered` reports it) in a threads pool, which cannot enforce it, wins."""
     proc = worker(
         server.url, tmp_path / "w.log", TEST_ANNOTATIONS='{"tasks.poison": {"time_limit": 3}}'
     )
@@ -232,7 +231,7 @@ def test_a_tasks_own_time_limit_the_pool_cannot_enforce_is_learnt_and_is_its_lim
             app.send_task("tasks.poison", queue="celery")
         for i in range(12):
             app.send_task("tasks.work", args=[i], queue="celery")
-        found = judge(policy_for(server.url), server.url, 30)
+        found = judge(policy_for(server.url, max_task_runtime=3600), server.url, 30)
         assert found is not None, "no decision in 30 s"
         _, reason = found
         assert reason.startswith(f"hung rule: worker {NODE}: 2 of 2 slots hung: tasks.poison")

@@ -79,6 +79,15 @@ class _Worker:
 # not the supervisor's, and the Redis ACL lets the supervisor write nothing to `unacked_mutex`
 # (unacked_store.py needs no lock): its own connections sweep under a key of its own and find
 # nothing (no message is older than the visibility timeout), so they never touch kombu's mutex.
+# The rules' questions are asked in the background (the loop does not wait on them): a worker
+# gets longer to answer than a restart's bounded wait allows, so that a slow reply (a long list
+# of ETA tasks, a loaded host) is not taken for silence.
+INQUIRY_TIMEOUT = 5.0
+# A wall clock this far from where it was against the samples' clock has been stepped (slewing
+# moves it by far less); the tasks' own start times are then not trusted alone.
+STEP = 30.0
+FIRST_SEEN_KEPT = 4096  # task ids remembered for that
+
 SWEEP_OPTIONS = {
     "unacked_mutex_key": "iti-supervisor:kombu-sweep",
     "visibility_timeout": 100 * 365 * 86400,
@@ -111,6 +120,7 @@ class ProgressMonitor:
         broker: Broker,
         # The samples' clock (RedisProbe's): the answers it hands over are stamped on it.
         clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,  # the wall clock (Celery's times are on it)
         inspect_timeout: float = 1.0,
         poll_every: float = 10.0,
     ) -> None:
@@ -153,7 +163,11 @@ class ProgressMonitor:
         # then a silent worker is not the worker's fault, and its last facts are kept.
         self._events_error: str | None = None
         self._control_error: str | None = None  # likewise for its remote-control requests
-        self._wall = time.time
+        self._wall = wall
+        # How far the wall clock reads from the samples' clock now; moved by a step of the
+        # wall clock since (see _started).
+        self._offset = self._wall() - self._clock()
+        self._first_seen: dict[str, float] = {}  # task id -> first answer naming it
         self._listener = threading.Thread(
             target=self._listen, name=f"heartbeats {self._where}", daemon=True
         )
@@ -281,10 +295,15 @@ class ProgressMonitor:
         try:
             with ThreadPoolExecutor(3, thread_name_prefix="inquire") as pool:
                 asked = [
-                    pool.submit(self._ask_once, hosts, what)
+                    pool.submit(self._ask_once, hosts, what, INQUIRY_TIMEOUT)
                     for what in ("active", "reserved", "scheduled")
                 ]
-                active, reserved, scheduled = (f.result() or {} for f in asked)
+                replies = [f.result() for f in asked]
+            if any(r is None for r in replies):
+                # The supervisor's own request failed (the broker refused, a dropped
+                # connection): that says nothing of the worker. No answer; the rule asks again.
+                return
+            active, reserved, scheduled = (r or {} for r in replies)
             # The answer is stamped on the samples' (stepless) clock; Celery's time_start is
             # the worker's wall clock, so each start is moved into that frame by how long the
             # task had run when it answered: a step of the wall clock since (or since this
@@ -292,16 +311,17 @@ class ProgressMonitor:
             t, wall = self._clock(), self._wall()
             with self._lock:
                 for h in hosts:
-                    if h not in active or h not in reserved or h not in scheduled:
+                    heard = [h in active, h in reserved, h in scheduled]
+                    if not any(heard):  # no reply to any of the three within the wait
                         self._answers[h] = Answer(t, silent=True)
+                        continue
+                    if not all(heard):  # a partial answer: neither silent nor whole; ask again
                         continue
                     running = tuple(
                         Running(
                             str(r.get("name") or r.get("type") or "?"),
                             str(r.get("id")),
-                            t - max(0.0, wall - float(r["time_start"]))
-                            if isinstance(r.get("time_start"), int | float)
-                            else None,
+                            self._started(r, t, wall),
                         )
                         for r in active[h] or ()
                         if isinstance(r, dict)
@@ -313,11 +333,34 @@ class ProgressMonitor:
             with self._lock:
                 self._inquiring.difference_update(hosts)
 
-    def _ask_once(self, hosts: list[str], what: str) -> dict[str, Any] | None:
-        """One request on a connection of its own (the kept one may be busy with a poll)."""
+    def _started(self, request: dict[str, Any], t: float, wall: float) -> float | None:
+        """When the task started, on the samples' clock (t: now on it, wall: the wall clock
+        now): Celery's time_start, moved by how long the task had run when it answered. A step
+        of the wall clock between the task's start and now would count as run time; once the
+        wall clock has moved from the samples' clock by more than STEP since this monitor
+        began, no start is taken as earlier than the first answer that named the task (a
+        younger task: never a false "hung", only a later one)."""
+        task = str(request.get("id"))
+        first = self._first_seen.setdefault(task, t)
+        if len(self._first_seen) > FIRST_SEEN_KEPT:  # the oldest go first (insertion order)
+            del self._first_seen[next(iter(self._first_seen))]
+        value = request.get("time_start")
+        if not isinstance(value, int | float):
+            return None
+        started = t - max(0.0, wall - float(value))
+        if abs((wall - t) - self._offset) > STEP:
+            return max(started, first)
+        return started
+
+    def _ask_once(
+        self, hosts: list[str], what: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """One request on a connection of its own (the kept one may be busy with a poll);
+        None: the request itself failed."""
         try:
             with self.connection() as conn:
-                return self._inspect(conn, hosts, what)
+                # Celery's inspect gives None when nobody replied: that is an answer ({}).
+                return self._inspect(conn, hosts, what, timeout) or {}
         except Exception as exc:  # noqa: BLE001 - not answering is what this tells
             log.debug("%s of %s failed: %s", what, hosts, exc)
             return None
@@ -558,11 +601,16 @@ class ProgressMonitor:
             self._control.release()  # type: ignore[no-untyped-call]
         self._control, self._lean = None, None
 
-    def _inspect(self, conn: Connection, hosts: list[str], what: str) -> dict[str, Any] | None:
+    def _inspect(
+        self, conn: Connection, hosts: list[str], what: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
         """One remote-control request addressed to `hosts` on `conn`; the wait ends at their
-        replies (`limit`), or after `inspect_timeout`."""
+        replies (`limit`), or after `timeout` (`inspect_timeout` by default)."""
         inspect = self._app.control.inspect(
-            destination=hosts, timeout=self._inspect_timeout, limit=len(hosts), connection=conn
+            destination=hosts,
+            timeout=timeout or self._inspect_timeout,
+            limit=len(hosts),
+            connection=conn,
         )
         replies: dict[str, Any] | None = getattr(inspect, what)()
         return replies

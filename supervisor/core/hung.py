@@ -53,14 +53,11 @@ Runs = tuple[tuple[str, BusyRun], ...]
 
 
 def enabled(detect: Detect, load: Load | None = None) -> bool:
-    """Is there a limit at all? Without one the rule is off (and asks nothing)."""
-    if detect.max_task_runtime is not None or detect.task_runtime:
-        return True
-    return (
-        load is not None
-        and _pool_cannot_enforce(load) is not None
-        and (load.time_limit is not None or bool(load.task_limits))
-    )
+    """Has the policy turned the rule on (a limit of its own)? Without one the rule is off and
+    asks nothing, whatever Celery limits the worker has: a time_limit its pool never enforced
+    is no evidence the operator chose (the limits it tells then win, once the rule is on)."""
+    del load
+    return detect.max_task_runtime is not None or bool(detect.task_runtime)
 
 
 def limit(name: str, load: Load, detect: Detect) -> tuple[float, str] | None:

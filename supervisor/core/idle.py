@@ -13,8 +13,10 @@ free slot takes a waiting message within a second, so a run `idle_window` old is
 stopped consuming (kombu#2629, celery#10204, #10346: it answers `ping` and sends heartbeats).
 Before acting the rule asks the worker itself (`asks`: active, reserved, scheduled, at once);
 the worker is *stuck* on the sample carrying an answer taken during the run (which, being idle,
-agrees), or a sign that it gave none within the wait: then its heartbeats' evidence stands.
-It asks again when no answer has come `max_gap` after asking.
+agrees), or on the second sign in the run that it gave none within the wait (`SILENCES`): then
+its heartbeats' evidence stands. After one silence it asks again at once; otherwise it asks
+again when no answer has come `max_gap` after asking. A request the supervisor itself could not
+make (the shell's fault, not the worker's) brings no answer at all.
 
 A worker Celery rate-limits tasks on holds their messages until their turn, where `reserved`
 does not show them: its run must be longer by the slowest rate's interval (a task of a 2/m
@@ -37,6 +39,9 @@ from supervisor.policy import Detect
 from supervisor.sample import Load, Sample
 
 RULE = "idle"
+# Silence is taken for the worker's own only when it is said twice in a run: one missed reply
+# (a loaded host, a slow broker) must not confirm a restart.
+SILENCES = 2
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class IdleRun:
     last: float
     processed: int
     asked: float | None = None  # when the rule last asked the worker for its answer
+    silences: int = 0  # answers of this run that were silence (no reply within the wait)
 
 
 @dataclass(frozen=True)
@@ -100,11 +106,16 @@ def observe(
         age = t - run.start
         if age >= window(load, detect.idle_window):
             answer = load.answer
-            if answer is not None and (answer.silent or answer.t >= run.start):
+            fresh = answer is not None and answer.t >= run.start
+            silences = run.silences + (1 if fresh and answer and answer.silent else 0)
+            if fresh and (not answer or not answer.silent or silences >= SILENCES):
                 reason = _reason(load, sample, waits, age)
                 found.append(Finding(RULE, load.worker, run.start, reason))
+            elif silences > run.silences:  # silent once: ask again at once
+                run = IdleRun(run.start, run.last, run.processed, t, silences)
+                asks.append(load.worker)
             elif run.asked is None or t - run.asked >= detect.effective_max_gap:
-                run = IdleRun(run.start, run.last, run.processed, t)
+                run = IdleRun(run.start, run.last, run.processed, t, run.silences)
                 asks.append(load.worker)
         new.append((load.worker, run))
     return tuple(new), tuple(found), tuple(asks)
@@ -125,7 +136,7 @@ def _extend(
         or (last_restart is not None and run.start <= last_restart)
     ):
         return IdleRun(t, t, processed)
-    return IdleRun(run.start, t, processed, run.asked)
+    return IdleRun(run.start, t, processed, run.asked, run.silences)
 
 
 def _reason(load: Load, sample: Sample, waits: Mapping[str, float] | None, age: float) -> str:
