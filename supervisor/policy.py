@@ -246,6 +246,22 @@ class Detect(_Section):
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
+        at_any_depth = [
+            k
+            for k, on in (
+                ("idle_window", self.idle_window is not None),
+                ("max_task_runtime", self.max_task_runtime is not None),
+                ("task_runtime", bool(self.task_runtime)),
+            )
+            if on
+        ]
+        if at_any_depth and not self.require_no_progress:
+            # Those rules read the workers' heartbeats and answers, which are listened to only
+            # when the worker's progress counts: they would be accepted and never fire.
+            raise ValueError(
+                f"{', '.join(at_any_depth)} need(s) require_no_progress = true (the workers' "
+                "heartbeats and answers are not read without it)"
+            )
         if self.idle_window is not None and self.idle_window < self.interval:
             raise ValueError(
                 f"idle_window ({format_duration(self.idle_window)}) must be at least "

@@ -118,6 +118,11 @@ def test_kombu_keys_for_priorities_and_prefix() -> None:
             "Swarm replaces a task itself",
         ),
         (VALID.replace('container = "c"', 'compose_project = "p"'), "target", "go together"),
+        (
+            VALID + '[detect]\nrequire_no_progress = false\nidle_window = "2m"\n',
+            "detect",
+            "idle_window need(s) require_no_progress = true",
+        ),
     ],
 )
 def test_bad_files_are_refused_naming_file_and_key(

@@ -69,6 +69,7 @@ class _Worker:
     active: int | None = None  # tasks it runs, from its heartbeats (None: no heartbeat yet)
     # Celery's time limits and rate limits as it told them, learnt with its facts.
     limits: Limits = Limits()
+    limits_known: bool = False  # both `conf` and `registered` replied
 
     def fresh(self, now: float) -> bool:
         return now - self.seen <= max(3 * self.every, 5.0)
@@ -528,6 +529,7 @@ class ProgressMonitor:
             if worker is not None:
                 worker.queues_checked = float("-inf")  # a restarted worker may consume others
                 worker.facts = None  # and may run another pool or configuration
+                worker.limits_known = False
 
     def _on_offline(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -622,14 +624,17 @@ class ProgressMonitor:
         replies = self._ask_quietly(hosts, "active_queues")
         with self._lock:
             unknown = [h for h in hosts if (w := self._workers.get(h)) and w.facts is None]
+            # Its limits are asked again until both replies came (a rate limit missed once
+            # would let a rate-limited worker be taken for idle while it runs).
+            limitless = [h for h in hosts if (w := self._workers.get(h)) and not w.limits_known]
         stats = self._ask_quietly(unknown, "stats") if unknown else None
-        conf = self._ask_quietly(unknown, "conf") if unknown else None
-        # Each task's own time_limit (the hung rule's limit where the pool cannot enforce it).
+        conf = self._ask_quietly(limitless, "conf") if limitless else None
+        # Each task's own time_limit and rate_limit.
         registered = (
             self._ask_quietly(
-                unknown, "registered", {"taskinfoitems": ["time_limit", "rate_limit"]}
+                limitless, "registered", {"taskinfoitems": ["time_limit", "rate_limit"]}
             )
-            if unknown
+            if limitless
             else None
         )
         now = self._clock()
@@ -646,9 +651,10 @@ class ProgressMonitor:
                     worker.facts = facts_from(
                         host, stats[host], (conf or {}).get(host), self._wall()
                     )
-                    worker.limits = limits_from(
-                        (conf or {}).get(host), (registered or {}).get(host)
-                    )
+                if host in limitless and host in (conf or {}) and host in (registered or {}):
+                    assert conf is not None and registered is not None
+                    worker.limits = limits_from(conf[host], registered[host])
+                    worker.limits_known = True
 
     def _ask_quietly(
         self, hosts: list[str], what: str, arguments: dict[str, Any] | None = None
