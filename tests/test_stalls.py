@@ -71,6 +71,24 @@ def test_only_the_idle_replica_is_restarted_while_its_sibling_works() -> None:
     assert action.reason.startswith(f"idle rule: worker {A} idle: 0 of 4 slots busy")
 
 
+def test_a_stuck_worker_not_mapped_to_one_of_several_containers_is_escalated_once() -> None:
+    """Review mend: the idle replica's worker is not mapped (its queues not known yet, so not
+    in `replicas`): restarting every container would kill the healthy one's tasks."""
+
+    def unmapped(t: float, answer: Answer | None = None) -> Sample:
+        return replace(
+            two_replicas(t, answer),
+            replicas=(Replica("worker-2", B, 100, "h"),),
+            containers=("worker-1", "worker-2"),
+        )
+
+    samples = [unmapped(float(t)) for t in range(11)] + [unmapped(11.0, Answer(10.5))]
+    samples += [unmapped(float(t)) for t in range(12, 30)]
+    actions = [a for step in replay.replay(POLICY, samples) for a in step.actions]
+    assert [a.kind for a in actions] == [ActionKind.ESCALATE], actions
+    assert "not mapped to one of the target's 2 containers" in actions[0].reason
+
+
 def test_a_long_task_under_its_limit_is_left_alone_with_one_slot() -> None:
     # Dify through 1.13.2: one slot, indexing a large document for hours; mail waits behind it.
     policy = SHIPPED

@@ -110,7 +110,7 @@ def step(
     if diagnosis.verdict is not Verdict.STUCK and seen_stalls.found:
         # The chapter's rule needs the queue over its threshold; these find a worker that
         # takes nothing, or whose every slot is hung, at any depth.
-        containers = stalls.containers(seen_stalls.found, sample)
+        chosen = stalls.containers(seen_stalls.found, sample)
         since = min(f.since for f in seen_stalls.found)
         diagnosis = Diagnosis(
             Verdict.STUCK,
@@ -119,10 +119,36 @@ def step(
             Point(since, sample.depth or 0),
             sample.t - since,
         )
+        if chosen is None:
+            return _unmapped(policy, state, sample, now, diagnosis=diagnosis, seen=seen_stalls)
+        containers = chosen
     state, decision = _decide(
         policy, state, sample, now, diagnosis=diagnosis, containers=containers
     )
     return state, replace(decision, stalls=seen_stalls)
+
+
+def _unmapped(
+    policy: Policy,
+    state: EngineState,
+    sample: Sample,
+    now: float,
+    *,
+    diagnosis: Diagnosis,
+    seen: Stalls,
+) -> tuple[EngineState, Decision]:
+    """A stuck worker of a target with several containers, none of them known to be its:
+    a person decides (once, until it is no longer stuck), nothing is restarted."""
+    ruling = Ruling(Gate.BUDGET, "the stuck worker's container is not known")
+    if state.blind:
+        return state, Decision(diagnosis, ruling, stalls=seen)
+    n = max(len(sample.replicas), len(sample.containers or ()))
+    reason = (
+        f"{diagnosis.reason}; the stuck worker is not mapped to one of the target's {n} "
+        "containers: not restarting them all (a healthy replica's running tasks would be lost)"
+    )
+    action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=diagnosis.depth)
+    return replace(state, blind=True), Decision(diagnosis, ruling, (action,), stalls=seen)
 
 
 def _decide(

@@ -48,12 +48,17 @@ def observe(
     return StallState(heads, idle_runs, hung_runs), Stalls(waits, idle_found + hung_found, asks)
 
 
-def containers(found: tuple[Finding, ...], sample: Sample) -> tuple[str, ...]:
-    """The containers of the stuck workers, when the target has several mapped (one replica at
-    a time); empty: the whole target (one container, or workers not mapped)."""
+def containers(found: tuple[Finding, ...], sample: Sample) -> tuple[str, ...] | None:
+    """The containers of the stuck workers, when the target has several (one replica at a
+    time); empty: the whole target (it has one container). None: it has several and a stuck
+    worker is not mapped to one of them, so which to restart is not known (restarting them
+    all would kill a healthy replica's running tasks)."""
     mapped = {r.worker: r.container for r in sample.replicas}
-    if len(sample.replicas) < 2 or any(f.worker not in mapped for f in found):
+    several = len(sample.replicas) >= 2 or len(sample.containers or ()) >= 2
+    if not several:
         return ()
+    if any(f.worker not in mapped for f in found):
+        return None
     return tuple(sorted({mapped[f.worker] for f in found}))
 
 
