@@ -92,6 +92,17 @@ def poison(seconds: float = 3600.0) -> None:
     time.sleep(seconds)
 
 
+@app.task(name="tasks.dead_socket")
+def dead_socket(port: int) -> None:
+    """Hangs on a socket that never answers, as a Dify mail task on a tarpit SMTP server does:
+    the connection is taken (the listener's backlog) and nothing ever comes back."""
+    import socket
+
+    _results.incr("test:poison_started")
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.recv(1)  # no timeout: Dify's SMTP client sets none either
+
+
 @app.task(name="tasks.poison_late", acks_late=True)
 def poison_late(seconds: float = 3600.0) -> None:
     """Hangs too, and is acknowledged only at the end: it comes back after every restart."""

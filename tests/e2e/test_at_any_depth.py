@@ -4,6 +4,8 @@ messages far under the chapter's threshold of 100."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from harness.parts import wait_exactly_once
@@ -18,15 +20,20 @@ def test_every_slot_hung_at_depth_5_is_restarted_and_the_waiting_tasks_run_once(
     dify: Dify,
 ) -> None:
     sup = dify.supervise(max_task_runtime="5s")
-    for _ in range(4):  # every greenlet hangs in a call that never returns
-        dify.app.send_task("tasks.poison", queue="dataset")
+    # A server that takes connections and never answers (a tarpit): its backlog accepts them.
+    tarpit = socket.socket()
+    tarpit.bind(("127.0.0.1", 0))
+    tarpit.listen(16)
+    for _ in range(4):  # every greenlet hangs on that socket
+        dify.app.send_task("tasks.dead_socket", args=[tarpit.getsockname()[1]], queue="dataset")
     sent = list(range(5))
     for i in sent:
         dify.app.send_task("tasks.work", args=[i], queue="dataset")
     [record] = sup.wait_for(lambda: sup.events("restart"), 90, "the restart")
+    tarpit.close()
     assert record["outcome"] == "done", record
     assert record["reason"].startswith("hung rule: worker "), record["reason"]
-    assert "4 of 4 slots hung: tasks.poison" in record["reason"]
+    assert "4 of 4 slots hung: tasks.dead_socket" in record["reason"]
     assert "> 5s (max_task_runtime)" in record["reason"]
     assert record["oldest_wait"]["dataset"] > 0
     wait_exactly_once(dify.client(), sent, 90)  # nothing lost, nothing ran twice
