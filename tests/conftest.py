@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 import redis
 
-from harness.parts import Webhook, docker_client, ensure_base_image
+from harness.parts import Webhook, ensure_base_image
 from harness.services import RedisServer
 
 
@@ -53,19 +54,62 @@ def redis_url(shared_redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def docker_engine():  # type: ignore[no-untyped-def]
-    """The private Docker engine that scripts/test started (DOCKER_HOST)."""
-    if not os.environ.get("DOCKER_HOST"):
-        pytest.fail("DOCKER_HOST is not set: run the end-to-end tests through scripts/test")
-    client = docker_client()
+# The private Docker engines scripts/test starts, by the variable naming each one's socket:
+# Debian 12's docker.io (20.10, the last to honour API versions below 1.24) and a current one,
+# trixie's (26.1; operators run 24 to 28), which the actuator, socket-proxy and Compose recipe
+# tests run on too (`engine`).
+ENGINES = {"docker20": "DOCKER_HOST", "docker26": "DOCKER_HOST_CURRENT"}
+
+
+def connect(name: str) -> docker.DockerClient:
+    """A client of engine `name` (ENGINES), which has the empty base image."""
+    variable = ENGINES[name]
+    host = os.environ.get(variable)
+    if not host:
+        pytest.fail(f"{variable} is not set: run the end-to-end tests through scripts/test")
+    client = docker.DockerClient(base_url=host, version="1.41", timeout=60)
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001 - report any failure to reach the engine
-        pytest.fail(f"Docker engine at {os.environ['DOCKER_HOST']} unreachable: {exc}")
+        pytest.fail(f"Docker engine at {host} ({name}) unreachable: {exc}")
     ensure_base_image(client)
-    yield client
-    client.close()
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_engines() -> Iterator[Callable[[str], docker.DockerClient]]:
+    """Engine by name, connected once a session."""
+    clients: dict[str, docker.DockerClient] = {}
+
+    def get(name: str) -> docker.DockerClient:
+        if name not in clients:
+            clients[name] = connect(name)
+        return clients[name]
+
+    yield get
+    for client in clients.values():
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(
+    docker_engines: Callable[[str], docker.DockerClient],
+) -> docker.DockerClient:
+    """The private Docker engine that scripts/test started (DOCKER_HOST)."""
+    return docker_engines("docker20")
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(
+    request: pytest.FixtureRequest,
+    docker_engines: Callable[[str], docker.DockerClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> docker.DockerClient:
+    """The test once on each engine (ids docker20, docker26): DOCKER_HOST names that engine
+    meanwhile, so what the test starts (an actuator, a proxy, a subprocess) talks to it."""
+    client = docker_engines(request.param)
+    monkeypatch.setenv("DOCKER_HOST", os.environ[ENGINES[request.param]])
+    return client
 
 
 @pytest.fixture
