@@ -19,11 +19,11 @@ from typing import Any
 import docker
 import pytest
 
+from harness.parts import BASE_IMAGE, host_mounts
 from supervisor.adapters.docker_actuator import API_VERSION, DockerActuator
 from supervisor.core.results import Outcome
 from supervisor.policy import Restart, Target
 from tests.socket_proxy import Proxy
-from tests.stand_in import ensure_stand_in_image
 
 pytestmark = pytest.mark.e2e
 
@@ -42,28 +42,35 @@ class Stack:
 
     def __init__(self, engine: docker.DockerClient) -> None:
         tag = uuid.uuid4().hex[:6]
-        image = ensure_stand_in_image(engine)
         self.engine = engine
         self.project = f"pxy{tag}"
         labels = {
             "com.docker.compose.project": self.project,
             "com.docker.compose.service": "worker",
         }
-        self.created = engine.containers.create(
-            image, ["sleep", "600"], name=f"{self.project}-worker-1", labels=labels
-        )
+        # The host's `sleep` in the empty image: a container of the stand-in image costs
+        # seconds (the storage driver, vfs, copies its whole root twice); the proxy needs it,
+        # these do not. Mounts, not binds: a worker's HostConfig has no Binds to begin with.
+        sleeper = {
+            "image": BASE_IMAGE,
+            "command": ["/bin/sleep", "600"],
+            "mounts": [
+                docker.types.Mount(spec["bind"], source, type="bind", read_only=True)
+                for source, spec in host_mounts().items()
+            ],
+            "labels": labels,
+        }
+        self.created = engine.containers.create(name=f"{self.project}-worker-1", **sleeper)
         self.running = engine.containers.run(
-            image, ["sleep", "600"], name=f"{self.project}-worker-2", labels=labels, detach=True
+            name=f"{self.project}-worker-2", detach=True, **sleeper
         )
         # Not a worker, but labelled like one: a misconfigured compose file, or the
         # supervisor's own container when a policy's labels are wrong.
         self.other = engine.containers.run(
-            image,
-            ["sleep", "600"],
             name=f"{self.project}-db-1",
-            labels=labels,
             environment={"SECRET_KEY": "do-not-hand-out"},
             detach=True,
+            **sleeper,
         )
         self.worker_svc, self.update_svc = f"{self.project}_worker", f"{self.project}_upd"
         self.proxy = Proxy(
