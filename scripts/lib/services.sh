@@ -108,12 +108,15 @@ start_services() {
 
 # The current engine (install_current_engine), after start_services: its own socket, data root,
 # exec root (so its own containerd, which it starts there on a socket of its own) and pidfile;
-# like the first, no bridge, no iptables.
+# like the first, no bridge, no iptables. Its storage driver is overlay2, Docker's default and
+# what operators run, where the kernel has overlayfs (vfs copies an image's whole root for
+# each container: 5 to 10 s for the stand-in image here, against 0.05 s).
 start_current_engine() {
-    local work=$SERVICES_DIR
+    local work=$SERVICES_DIR driver=vfs
+    grep -qw overlay /proc/filesystems && driver=overlay2
     export DOCKERD_CURRENT_LOG="$work/dockerd-current.log"
     "$CURRENT_DOCKERD" --debug --iptables=false --ip6tables=false --bridge=none \
-        --storage-driver=vfs --data-root "$work/docker-current-root" \
+        --storage-driver="$driver" --data-root "$work/docker-current-root" \
         --exec-root "$work/docker-current-exec" -H "unix://$work/docker-current.sock" \
         --pidfile "$work/docker-current.pid" >"$DOCKERD_CURRENT_LOG" 2>&1 &
     export DOCKER_HOST_CURRENT="unix://$work/docker-current.sock"
