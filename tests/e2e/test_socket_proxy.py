@@ -8,11 +8,8 @@ starts workers through the proxy, and still refuses its own container without in
 Run against another config (ITI_PROXY_CONFIG=old.cfg, tests/socket_proxy.py), the forbidden
 requests that config forwards are counted and named.
 
-The tests where the engine answers what the proxy forwards (the supervisor's own calls, the
-pinned API version, Swarm calls) run on both private engines, Debian 12's 20.10 and a current
-26.1 (ids docker20, docker26); the others, of what the proxy refuses before an engine sees it,
-run on 20.10 alone (each test's stack takes 4 to 8 s to set up, most of it the proxy's
-container)."""
+Each test runs on both private engines, Debian 12's 20.10 and a current 26.1 (ids docker20,
+docker26): the proxy is the same, the engine answering what it forwards is not."""
 
 from __future__ import annotations
 
@@ -124,10 +121,6 @@ class Stack:
 V_PREFIXES = ("/v1.41", "/v1.23", "")
 
 
-# What the proxy refuses, whichever engine is behind it: on the first engine only.
-ON_DOCKER20 = pytest.mark.parametrize("engine", ["docker20"], indirect=True)
-
-
 @pytest.fixture
 def stack(engine: docker.DockerClient) -> Iterator[Stack]:
     s = Stack(engine)
@@ -140,7 +133,6 @@ def attrs(engine: docker.DockerClient, name: str) -> dict[str, Any]:
     return dict(engine.api.inspect_container(name))
 
 
-@ON_DOCKER20
 def test_a_start_with_a_host_config_body_is_refused_and_the_worker_gets_no_bind(
     stack: Stack, engine: docker.DockerClient
 ) -> None:
@@ -163,7 +155,6 @@ def test_a_start_with_a_host_config_body_is_refused_and_the_worker_gets_no_bind(
     assert not any(m["Destination"] == "/host" for m in seen["Mounts"])
 
 
-@ON_DOCKER20
 def test_inspect_is_for_the_workers_by_name_only(stack: Stack) -> None:
     o = stack.other.name
     refused = {
@@ -209,7 +200,6 @@ def test_swarm_update_only_for_the_force_update_services(stack: Stack) -> None:
     assert stack.proxy.status("GET", "/v1.41/tasks") == 403
 
 
-@ON_DOCKER20
 def test_no_forbidden_request_is_forwarded(stack: Stack, engine: docker.DockerClient) -> None:
     tried = stack.forbidden()
     forwarded = [
