@@ -12,6 +12,7 @@ import redis
 
 from harness.parts import Webhook, ensure_base_image
 from harness.services import RedisServer
+from tests.helpers import ENGINES, engine_host
 
 
 @pytest.fixture
@@ -54,19 +55,9 @@ def redis_url(shared_redis_url: str) -> Iterator[str]:
     client.close()
 
 
-# The private Docker engines scripts/test starts, by the variable naming each one's socket:
-# Debian 12's docker.io (20.10, the last to honour API versions below 1.24) and a current one,
-# trixie's (26.1; operators run 24 to 28), which the actuator, socket-proxy and Compose recipe
-# tests run on too (`engine`).
-ENGINES = {"docker20": "DOCKER_HOST", "docker26": "DOCKER_HOST_CURRENT"}
-
-
 def connect(name: str) -> docker.DockerClient:
     """A client of engine `name` (ENGINES), which has the empty base image."""
-    variable = ENGINES[name]
-    host = os.environ.get(variable)
-    if not host:
-        pytest.fail(f"{variable} is not set: run the end-to-end tests through scripts/test")
+    host = engine_host(name)
     client = docker.DockerClient(base_url=host, version="1.41", timeout=60)
     try:
         client.ping()
@@ -108,7 +99,7 @@ def engine(
     """The test once on each engine (ids docker20, docker26): DOCKER_HOST names that engine
     meanwhile, so what the test starts (an actuator, a proxy, a subprocess) talks to it."""
     client = docker_engines(request.param)
-    monkeypatch.setenv("DOCKER_HOST", os.environ[ENGINES[request.param]])
+    monkeypatch.setenv("DOCKER_HOST", engine_host(request.param))
     return client
 
 
