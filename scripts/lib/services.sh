@@ -51,9 +51,10 @@ unpack_trixie_package() {
 
 # A current engine next to Debian 12's (20.10, the last to honour API versions below 1.24):
 # trixie's docker.io (26.1), as operators run Docker 24 to 28. Only its dockerd is used, kept
-# in the cache and not on PATH (Debian 12's dockerd stays the machine's); it needs nothing of
-# trixie but the binary (glibc 2.34, like Debian 12's libraries), and runs on Debian 12's
-# containerd 1.6, runc 1.1 and docker-init, which its docker.io brings.
+# in the cache and not on PATH (Debian 12's dockerd stays the machine's). It needs nothing else
+# of trixie: it links against Debian 12's libraries (glibc 2.34 or later: 2.36 here), and runs
+# on Debian 12's containerd 1.6, runc 1.1 and docker-init, which its docker.io brings (trixie's
+# runc would need glibc 2.38).
 CURRENT_ENGINE_DIR=/var/cache/iti-worker-supervisor/docker-current
 CURRENT_DOCKERD=$CURRENT_ENGINE_DIR/x/usr/sbin/dockerd
 
