@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 import redis
 
-from harness.parts import Webhook, docker_client, ensure_base_image
+from harness.parts import Webhook, ensure_base_image
 from harness.services import RedisServer
+from tests.helpers import ENGINES, engine_host
 
 
 @pytest.fixture
@@ -53,19 +55,52 @@ def redis_url(shared_redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def docker_engine():  # type: ignore[no-untyped-def]
-    """The private Docker engine that scripts/test started (DOCKER_HOST)."""
-    if not os.environ.get("DOCKER_HOST"):
-        pytest.fail("DOCKER_HOST is not set: run the end-to-end tests through scripts/test")
-    client = docker_client()
+def connect(name: str) -> docker.DockerClient:
+    """A client of engine `name` (ENGINES), which has the empty base image."""
+    host = engine_host(name)
+    client = docker.DockerClient(base_url=host, version="1.41", timeout=60)
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001 - report any failure to reach the engine
-        pytest.fail(f"Docker engine at {os.environ['DOCKER_HOST']} unreachable: {exc}")
+        pytest.fail(f"Docker engine at {host} ({name}) unreachable: {exc}")
     ensure_base_image(client)
-    yield client
-    client.close()
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_engines() -> Iterator[Callable[[str], docker.DockerClient]]:
+    """Engine by name, connected once a session."""
+    clients: dict[str, docker.DockerClient] = {}
+
+    def get(name: str) -> docker.DockerClient:
+        if name not in clients:
+            clients[name] = connect(name)
+        return clients[name]
+
+    yield get
+    for client in clients.values():
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(
+    docker_engines: Callable[[str], docker.DockerClient],
+) -> docker.DockerClient:
+    """The private Docker engine that scripts/test started (DOCKER_HOST)."""
+    return docker_engines("docker20")
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(
+    request: pytest.FixtureRequest,
+    docker_engines: Callable[[str], docker.DockerClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> docker.DockerClient:
+    """The test once on each engine (ids docker20, docker26): DOCKER_HOST names that engine
+    meanwhile, so what the test starts (an actuator, a proxy, a subprocess) talks to it."""
+    client = docker_engines(request.param)
+    monkeypatch.setenv("DOCKER_HOST", engine_host(request.param))
+    return client
 
 
 @pytest.fixture

@@ -8,7 +8,26 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from supervisor.policy import Policy, parse_policy
+
+# The private Docker engines scripts/test starts, by the variable naming each one's socket:
+# Debian 12's docker.io (20.10, the last to honour API versions below 1.24) and a current one,
+# trixie's (26.1; operators run 24 to 28), which the actuator, socket-proxy and Compose recipe
+# tests run on too (the `engine` fixture, tests/conftest.py).
+ENGINES = {"docker20": "DOCKER_HOST", "docker26": "DOCKER_HOST_CURRENT"}
+# As scripts/test set them: a test on the current engine points DOCKER_HOST at it meanwhile.
+_HOSTS = {name: os.environ.get(variable) for name, variable in ENGINES.items()}
+
+
+def engine_host(name: str) -> str:
+    """Engine `name`'s socket as a DOCKER_HOST value; the test fails when it was not started."""
+    variable, host = ENGINES[name], _HOSTS[name]
+    if not host:
+        pytest.fail(f"{variable} is not set: run the end-to-end tests through scripts/test")
+    return host
+
 
 BASE: dict[str, Any] = {
     "name": "test-worker",

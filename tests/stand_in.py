@@ -115,3 +115,14 @@ def _build(client: docker.DockerClient, repo: Path, base: str) -> str:
         log = "".join(str(line.get("stream", line.get("error", ""))) for line in exc.build_log)
         raise RuntimeError(f"docker build failed: {exc}\n{log[-4000:]}") from None
     return SUPERVISOR_IMAGE
+
+
+def copy_image(source: docker.DockerClient, target: docker.DockerClient, name: str) -> str:
+    """Image `name` of engine `source` loaded into engine `target` (docker save | docker load),
+    unless `target` has it: an image built once serves both engines."""
+    try:
+        target.images.get(name)
+    except docker.errors.ImageNotFound:
+        for _ in target.api.load_image(source.api.get_image(name), quiet=True):
+            pass
+    return name

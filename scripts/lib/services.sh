@@ -1,7 +1,8 @@
 # Sourced by scripts/test, scripts/demo and scripts/figures: installs what is missing and starts
 # a private redis-server and Docker engine in a fresh work directory, and removes them on exit.
 # After `start_services`: SUPERVISOR_TEST_REDIS_URL, REDIS_PORT, DOCKER_HOST, DOCKERD_LOG and
-# SERVICES_DIR.
+# SERVICES_DIR. scripts/test also runs `install_current_engine` and `start_current_engine`: a
+# second, current engine (DOCKER_HOST_CURRENT, DOCKER_CURRENT_VERSION, DOCKERD_CURRENT_LOG).
 
 install_missing() {
     local missing=()
@@ -25,32 +26,55 @@ install_missing() {
 # plugin where every docker CLI looks. Nothing of the machine's apt configuration changes.
 install_compose_v2() {
     docker compose version >/dev/null 2>&1 && return 0
-    local dir=/var/cache/iti-worker-supervisor/compose-v2 deb
+    local dir=/var/cache/iti-worker-supervisor/compose-v2
+    echo "services: installing Compose v2 (trixie's docker-compose, as a CLI plugin)" >&2
+    unpack_trixie_package docker-compose "$dir"
+    install -D -m 0755 "$dir/x/usr/libexec/docker/cli-plugins/docker-compose" \
+        /usr/local/lib/docker/cli-plugins/docker-compose
+    docker compose version >&2
+}
+
+# One package of trixie, unpacked into DIR/x (never installed: dpkg does not know of it), with
+# a source list, package lists and archive of DIR's own.
+unpack_trixie_package() {
+    local package=$1 dir=$2
     rm -rf "$dir" && mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/x"
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
         "http://deb.debian.org/debian trixie main" >"$dir/sources.list"
     local apt=(apt-get -q -o "Dir::Etc::SourceList=$dir/sources.list"
         -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$dir/lists"
         -o "Dir::Cache::Archives=$dir/archives" -o APT::Sandbox::User=root)
-    echo "services: installing Compose v2 (trixie's docker-compose, as a CLI plugin)" >&2
     "${apt[@]}" update >/dev/null
-    (cd "$dir" && "${apt[@]}" download docker-compose >/dev/null)
-    deb=$(ls "$dir"/docker-compose_*.deb)
-    dpkg -x "$deb" "$dir/x"
-    install -D -m 0755 "$dir/x/usr/libexec/docker/cli-plugins/docker-compose" \
-        /usr/local/lib/docker/cli-plugins/docker-compose
-    docker compose version >&2
+    (cd "$dir" && "${apt[@]}" download "$package" >/dev/null)
+    dpkg -x "$(ls "$dir/${package}"_*.deb)" "$dir/x"
+}
+
+# A current engine next to Debian 12's (20.10, the last to honour API versions below 1.24):
+# trixie's docker.io (26.1), as operators run Docker 24 to 28. Only its dockerd is used, kept
+# in the cache and not on PATH (Debian 12's dockerd stays the machine's). It needs nothing else
+# of trixie: it links against Debian 12's libraries (glibc 2.34 or later: 2.36 here), and runs
+# on Debian 12's containerd 1.6, runc 1.1 and docker-init, which its docker.io brings (trixie's
+# runc would need glibc 2.38).
+CURRENT_ENGINE_DIR=/var/cache/iti-worker-supervisor/docker-current
+CURRENT_DOCKERD=$CURRENT_ENGINE_DIR/x/usr/sbin/dockerd
+
+install_current_engine() {
+    "$CURRENT_DOCKERD" --version >/dev/null 2>&1 && return 0
+    echo "services: installing a current Docker engine (trixie's docker.io, its dockerd only)" >&2
+    unpack_trixie_package docker.io "$CURRENT_ENGINE_DIR"
+    "$CURRENT_DOCKERD" --version >&2
 }
 
 stop_services() {
     set +e
-    local work=$SERVICES_DIR pid ids
+    local work=$SERVICES_DIR pid ids sock
     [[ -n $work && -d $work ]] || return 0
-    if [[ -S $work/docker.sock ]]; then
-        ids=$(docker -H "unix://$work/docker.sock" ps -aq 2>/dev/null)
-        [[ -n $ids ]] && docker -H "unix://$work/docker.sock" rm -f $ids >/dev/null 2>&1
-    fi
-    for pidfile in "$work/docker.pid" "$work/redis.pid"; do
+    for sock in "$work/docker.sock" "$work/docker-current.sock"; do
+        [[ -S $sock ]] || continue
+        ids=$(docker -H "unix://$sock" ps -aq 2>/dev/null)
+        [[ -n $ids ]] && docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1
+    done
+    for pidfile in "$work/docker.pid" "$work/docker-current.pid" "$work/redis.pid"; do
         [[ -f $pidfile ]] || continue
         pid=$(cat "$pidfile")
         kill "$pid" 2>/dev/null
@@ -80,11 +104,35 @@ start_services() {
         --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
         -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
     export DOCKER_HOST="unix://$work/docker.sock"
+    wait_engine "$DOCKER_HOST" "$DOCKERD_LOG"
+}
+
+# The current engine (install_current_engine), after start_services: its own socket, data root,
+# exec root (so its own containerd, which it starts there on a socket of its own) and pidfile;
+# like the first, no bridge, no iptables. Its storage driver is overlay2, Docker's default and
+# what operators run, where the kernel has overlayfs (vfs copies an image's whole root for
+# each container: 5 to 10 s for the stand-in image here, against 0.05 s).
+start_current_engine() {
+    local work=$SERVICES_DIR driver=vfs
+    grep -qw overlay /proc/filesystems && driver=overlay2
+    export DOCKERD_CURRENT_LOG="$work/dockerd-current.log"
+    "$CURRENT_DOCKERD" --debug --iptables=false --ip6tables=false --bridge=none \
+        --storage-driver="$driver" --data-root "$work/docker-current-root" \
+        --exec-root "$work/docker-current-exec" -H "unix://$work/docker-current.sock" \
+        --pidfile "$work/docker-current.pid" >"$DOCKERD_CURRENT_LOG" 2>&1 &
+    export DOCKER_HOST_CURRENT="unix://$work/docker-current.sock"
+    wait_engine "$DOCKER_HOST_CURRENT" "$DOCKERD_CURRENT_LOG" || return 1
+    DOCKER_CURRENT_VERSION=$(docker -H "$DOCKER_HOST_CURRENT" version -f '{{.Server.Version}}')
+    export DOCKER_CURRENT_VERSION
+}
+
+wait_engine() {
+    local host=$1 log=$2
     for _ in $(seq 150); do
-        docker version >/dev/null 2>&1 && return 0
+        docker -H "$host" version >/dev/null 2>&1 && return 0
         sleep 0.2
     done
-    echo "services: dockerd did not start:" >&2
-    tail -20 "$work/dockerd.log" >&2
+    echo "services: the dockerd of $host did not start:" >&2
+    tail -20 "$log" >&2
     return 1
 }

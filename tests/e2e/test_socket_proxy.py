@@ -6,7 +6,10 @@ named for it. And the supervisor's own calls still pass: its actuator restarts, 
 starts workers through the proxy, and still refuses its own container without inspecting it.
 
 Run against another config (ITI_PROXY_CONFIG=old.cfg, tests/socket_proxy.py), the forbidden
-requests that config forwards are counted and named."""
+requests that config forwards are counted and named.
+
+Each test runs on both private engines, Debian 12's 20.10 and a current 26.1 (ids docker20,
+docker26): the proxy is the same, the engine answering what it forwards is not."""
 
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ from typing import Any
 import docker
 import pytest
 
+from harness.parts import BASE_IMAGE, host_mounts
 from supervisor.adapters.docker_actuator import API_VERSION, DockerActuator
 from supervisor.core.results import Outcome
 from supervisor.policy import Restart, Target
 from tests.socket_proxy import Proxy
-from tests.stand_in import ensure_stand_in_image
 
 pytestmark = pytest.mark.e2e
 
@@ -42,28 +45,35 @@ class Stack:
 
     def __init__(self, engine: docker.DockerClient) -> None:
         tag = uuid.uuid4().hex[:6]
-        image = ensure_stand_in_image(engine)
         self.engine = engine
         self.project = f"pxy{tag}"
         labels = {
             "com.docker.compose.project": self.project,
             "com.docker.compose.service": "worker",
         }
-        self.created = engine.containers.create(
-            image, ["sleep", "600"], name=f"{self.project}-worker-1", labels=labels
-        )
+        # The host's `sleep` in the empty image: a container of the stand-in image costs
+        # seconds (the storage driver, vfs, copies its whole root twice); the proxy needs it,
+        # these do not. Mounts, not binds: a worker's HostConfig has no Binds to begin with.
+        sleeper = {
+            "image": BASE_IMAGE,
+            "command": ["/bin/sleep", "600"],
+            "mounts": [
+                docker.types.Mount(spec["bind"], source, type="bind", read_only=True)
+                for source, spec in host_mounts().items()
+            ],
+            "labels": labels,
+        }
+        self.created = engine.containers.create(name=f"{self.project}-worker-1", **sleeper)
         self.running = engine.containers.run(
-            image, ["sleep", "600"], name=f"{self.project}-worker-2", labels=labels, detach=True
+            name=f"{self.project}-worker-2", detach=True, **sleeper
         )
         # Not a worker, but labelled like one: a misconfigured compose file, or the
         # supervisor's own container when a policy's labels are wrong.
         self.other = engine.containers.run(
-            image,
-            ["sleep", "600"],
             name=f"{self.project}-db-1",
-            labels=labels,
             environment={"SECRET_KEY": "do-not-hand-out"},
             detach=True,
+            **sleeper,
         )
         self.worker_svc, self.update_svc = f"{self.project}_worker", f"{self.project}_upd"
         self.proxy = Proxy(
@@ -112,8 +122,8 @@ V_PREFIXES = ("/v1.41", "/v1.23", "")
 
 
 @pytest.fixture
-def stack(docker_engine: docker.DockerClient) -> Iterator[Stack]:
-    s = Stack(docker_engine)
+def stack(engine: docker.DockerClient) -> Iterator[Stack]:
+    s = Stack(engine)
     yield s
     s.close()
 
@@ -124,7 +134,7 @@ def attrs(engine: docker.DockerClient, name: str) -> dict[str, Any]:
 
 
 def test_a_start_with_a_host_config_body_is_refused_and_the_worker_gets_no_bind(
-    stack: Stack, docker_engine: docker.DockerClient
+    stack: Stack, engine: docker.DockerClient
 ) -> None:
     w = stack.created.name
     answers = {
@@ -134,13 +144,13 @@ def test_a_start_with_a_host_config_body_is_refused_and_the_worker_gets_no_bind(
         for prefix in ("/v1.23", "/v1.41")
         for framing in ("content-length", "chunked")
     }
-    seen = attrs(docker_engine, w)
+    seen = attrs(engine, w)
     assert answers == dict.fromkeys(answers, 403), answers
     assert not seen["HostConfig"].get("Binds") and not seen["HostConfig"]["Privileged"], seen
     assert not seen["State"]["Running"] and seen["State"]["StartedAt"].startswith("0001")
     # docker-py's own start (no body, Content-Length: 0) passes, and the worker runs unprivileged.
     assert stack.proxy.status("POST", f"/v1.41/containers/{w}/start") == 204
-    seen = attrs(docker_engine, w)
+    seen = attrs(engine, w)
     assert seen["State"]["Running"] and not seen["HostConfig"]["Privileged"]
     assert not any(m["Destination"] == "/host" for m in seen["Mounts"])
 
@@ -161,14 +171,14 @@ def test_inspect_is_for_the_workers_by_name_only(stack: Stack) -> None:
 
 
 def test_only_v1_41_and_no_body_on_kill_and_restart(
-    stack: Stack, docker_engine: docker.DockerClient
+    stack: Stack, engine: docker.DockerClient
 ) -> None:
     w = stack.running.name
-    started = attrs(docker_engine, w)["State"]["StartedAt"]
+    started = attrs(engine, w)["State"]["StartedAt"]
     assert stack.proxy.status("POST", f"/v1.41/containers/{w}/kill", b'{"x":1}') == 403
     assert stack.proxy.status("POST", f"/v1.41/containers/{w}/restart", b"{}", chunked=True) == 403
     assert stack.proxy.status("POST", f"/v1.23/containers/{w}/kill?signal=SIGKILL") == 403
-    assert attrs(docker_engine, w)["State"]["StartedAt"] == started  # never signalled
+    assert attrs(engine, w)["State"]["StartedAt"] == started  # never signalled
     for path in ("/v1.41/_ping", "/v1.41/version"):
         assert stack.proxy.status("GET", path) == 200
     for path in ("/_ping", "/v1.40/_ping", "/v1.23/version", "/v1.410/_ping"):
@@ -190,9 +200,7 @@ def test_swarm_update_only_for_the_force_update_services(stack: Stack) -> None:
     assert stack.proxy.status("GET", "/v1.41/tasks") == 403
 
 
-def test_no_forbidden_request_is_forwarded(
-    stack: Stack, docker_engine: docker.DockerClient
-) -> None:
+def test_no_forbidden_request_is_forwarded(stack: Stack, engine: docker.DockerClient) -> None:
     tried = stack.forbidden()
     forwarded = [
         (method, path, "chunked" if chunked else "length", status)
@@ -202,13 +210,13 @@ def test_no_forbidden_request_is_forwarded(
     print(f"socket proxy: {len(forwarded)} of {len(tried)} forbidden requests forwarded")
     for f in forwarded:
         print("  forwarded:", *f)
-    seen = attrs(docker_engine, stack.created.name)
+    seen = attrs(engine, stack.created.name)
     assert not seen["HostConfig"].get("Binds") and not seen["HostConfig"]["Privileged"]
     assert forwarded == []
 
 
 def test_the_supervisor_restarts_looks_up_and_starts_its_workers_through_the_proxy(
-    stack: Stack, docker_engine: docker.DockerClient
+    stack: Stack, engine: docker.DockerClient
 ) -> None:
     actuator = DockerActuator(
         lambda: docker.DockerClient(base_url=stack.proxy.url, version=API_VERSION, timeout=30),
@@ -233,7 +241,7 @@ def test_the_supervisor_restarts_looks_up_and_starts_its_workers_through_the_pro
     assert actuator.ensure_running(worker).started == (stack.created.name,)
     names = {c.name for c in actuator.identify(labels)}
     assert names == {stack.created.name, stack.running.name}
-    before = attrs(docker_engine, stack.running.name)["State"]["StartedAt"]
+    before = attrs(engine, stack.running.name)["State"]["StartedAt"]
     # `sleep` as PID 1 ignores SIGQUIT: SIGQUIT, SIGKILL after stop_timeout, start.
     from supervisor.core.plan import ColdShutdown, Plan
     from supervisor.runtime.restarting import cold_restart
@@ -248,7 +256,7 @@ def test_the_supervisor_restarts_looks_up_and_starts_its_workers_through_the_pro
     )
     assert docker_way.outcome is Outcome.DONE, docker_way
     assert set(docker_way.containers) == names
-    after = attrs(docker_engine, stack.running.name)["State"]
+    after = attrs(engine, stack.running.name)["State"]
     assert after["Running"] and after["StartedAt"] != before
     assert actuator.ping() is None
     assert stack.created.name in actuator.names()
