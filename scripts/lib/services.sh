@@ -75,14 +75,20 @@ stop_services() {
         [[ -n $ids ]] && docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1
     done
     for pidfile in "$work/docker.pid" "$work/docker-current.pid" "$work/redis.pid"; do
-        [[ -f $pidfile ]] || continue
-        pid=$(cat "$pidfile")
-        kill "$pid" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null
+        stop_pidfile "$pidfile"
     done
     grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
     rm -rf "$work"
+}
+
+stop_pidfile() {
+    local pid
+    [[ -f $1 ]] || return 0
+    pid=$(cat "$1")
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    rm -f "$1"
 }
 
 start_services() {
@@ -98,23 +104,35 @@ start_services() {
     export SUPERVISOR_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
     # A private Docker engine (no default bridge, no iptables). --debug logs every API call,
-    # which the sidecar test reads to check what the supervisor asked of Docker.
+    # which the sidecar test reads to check what the supervisor asked of Docker. overlay2 where
+    # the kernel and this file system take it (vfs copies an image's whole root for every
+    # container: 5 to 10 s each for the stand-in image), else vfs.
     export DOCKERD_LOG="$work/dockerd.log"
-    dockerd --debug --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
-        --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
-        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
     export DOCKER_HOST="unix://$work/docker.sock"
-    wait_engine "$DOCKER_HOST" "$DOCKERD_LOG"
+    local driver
+    for driver in $(storage_drivers); do
+        dockerd --debug --iptables=false --ip6tables=false --bridge=none \
+            --storage-driver="$driver" --data-root "$work/docker-root-$driver" \
+            --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
+            --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
+        wait_engine "$DOCKER_HOST" "$DOCKERD_LOG" && return 0
+        stop_pidfile "$work/docker.pid"
+        echo "services: dockerd did not start with $driver; trying the next driver" >&2
+    done
+    return 1
+}
+
+storage_drivers() {
+    if grep -qw overlay /proc/filesystems; then echo overlay2 vfs; else echo vfs; fi
 }
 
 # The current engine (install_current_engine), after start_services: its own socket, data root,
 # exec root (so its own containerd, which it starts there on a socket of its own) and pidfile;
-# like the first, no bridge, no iptables. Its storage driver is overlay2, Docker's default and
-# what operators run, where the kernel has overlayfs (vfs copies an image's whole root for
-# each container: 5 to 10 s for the stand-in image here, against 0.05 s).
+# like the first, no bridge, no iptables, and the storage driver the first one could use
+# (overlay2, Docker's default and what operators run, where the kernel and file system take it).
 start_current_engine() {
-    local work=$SERVICES_DIR driver=vfs
-    grep -qw overlay /proc/filesystems && driver=overlay2
+    local work=$SERVICES_DIR driver
+    driver=$(docker info -f '{{.Driver}}')  # what the first engine could use here
     export DOCKERD_CURRENT_LOG="$work/dockerd-current.log"
     "$CURRENT_DOCKERD" --debug --iptables=false --ip6tables=false --bridge=none \
         --storage-driver="$driver" --data-root "$work/docker-current-root" \
