@@ -77,6 +77,12 @@ def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(
     [record] = sup.wait_for(lambda: sup.events("dry_run_restart"), 60, "a dry-run restart")
     assert record["outcome"] == "dry_run"
     assert record["containers"] == [stack.worker.name]
+    # Issue 27: what a live restart would cost, as the worker itself said it.
+    hung = {t["name"]: t for t in record["hung"]}
+    assert "tasks.poison" in hung, record
+    assert hung["tasks.poison"]["running_for"] > 0, record
+    assert hung["tasks.poison"]["comes_back"] is False, record  # acknowledged early: lost
+    assert "hung in tasks.poison" in record["text"], record["text"]
     time.sleep(2)
     assert restarts(sup) == []
     assert stack.worker.started_at() == before and stack.worker.running()
