@@ -83,6 +83,7 @@ def test_3_dry_run_changes_nothing_and_audits_the_restart_it_would_make(
     assert hung["tasks.poison"]["running_for"] > 0, record
     assert hung["tasks.poison"]["comes_back"] is False, record  # acknowledged early: lost
     assert "hung in tasks.poison" in record["text"], record["text"]
+    print(f"dry-run record: {record['text']!r}; hung {record['hung']}")  # the note's figure
     time.sleep(2)
     assert restarts(sup) == []
     assert stack.worker.started_at() == before and stack.worker.running()
