@@ -166,6 +166,10 @@ class Load:
     # Tasks Celery rate-limits on it, with the seconds between two starts ("*": every task,
     # task_default_rate_limit): it holds their messages, unseen by `reserved`, until their turn.
     rate_limits: tuple[tuple[str, float], ...] = ()
+    container: str | None = None  # the target's container it runs in, when mapped
+    # Its Celery limits were told (`conf` and `registered` both replied): until then a rate
+    # limit it may hold messages for is not known, and the idle rule does not judge it.
+    limits_known: bool = True
 
     @property
     def slowest_rate(self) -> float:
@@ -190,6 +194,10 @@ class Load:
             out["task_limits"] = dict(self.task_limits)
         if self.rate_limits:
             out["rate_limits"] = dict(self.rate_limits)
+        if self.container is not None:
+            out["container"] = self.container
+        if not self.limits_known:
+            out["limits_known"] = False
         return out
 
     @classmethod
@@ -212,6 +220,8 @@ class Load:
             None if answer is None else Answer.from_json(answer),
             tuple(sorted((str(k), float(v)) for k, v in (data.get("task_limits") or {}).items())),
             tuple(sorted((str(k), float(v)) for k, v in (data.get("rate_limits") or {}).items())),
+            None if data.get("container") is None else str(data["container"]),
+            bool(data.get("limits_known", True)),
         )
 
 

@@ -86,20 +86,22 @@ def test_overrides_celerys_limit_and_off_without_any() -> None:
     assert hung.limit("a.x", ld, detect) == (5, "task_runtime 'a.*'")
     assert hung.limit("z", ld, detect) == (30, "max_task_runtime")
     gevent = load(pool="celery.concurrency.gevent:TaskPool", time_limit=600)
-    assert hung.limit("a.bc", gevent, detect) == (
+    # The operator's override by name wins; then Celery's own, where the pool cannot enforce it.
+    assert hung.limit("a.bc", gevent, detect) == (7, "task_runtime 'a.b*'")
+    assert hung.limit("z", gevent, detect) == (
         600,
         "Celery's task_time_limit, which the gevent pool cannot enforce",
     )
     # A task's own time_limit (its attribute, or an annotation) wins over task_time_limit.
-    own = dataclasses.replace(gevent, task_limits=(("a.bc", 90.0),))
-    assert hung.limit("a.bc", own, detect) == (
+    own = dataclasses.replace(gevent, task_limits=(("q.r", 90.0),))
+    assert hung.limit("q.r", own, detect) == (
         90.0,
-        "a.bc's own time_limit, which the gevent pool cannot enforce",
+        "q.r's own time_limit, which the gevent pool cannot enforce",
     )
-    assert hung.limit("a.x", own, detect)[0] == 600
+    assert hung.limit("q.s", own, detect) == (600, hung.limit("z", gevent, detect)[1])  # type: ignore[index]
     only_own = dataclasses.replace(own, time_limit=None)
     assert not hung.enabled(make_policy().detect, only_own)
-    assert hung.limit("a.x", only_own, make_policy().detect) is None
+    assert hung.limit("q.s", only_own, make_policy().detect) is None
     off = make_policy().detect
     assert not hung.enabled(off, load(time_limit=600))  # prefork enforces it itself
     # Off until the policy gives a limit, even with Celery limits the pool cannot enforce.
@@ -248,13 +250,20 @@ def test_celerys_limits_are_read_from_conf_and_registered() -> None:
         "tasks.ping [rate_limit=10]",
         "tasks.slow [rate_limit=3/h]",
         "tasks.odd [rate_limit=x/m time_limit=-1]",
+        "tasks.d [e] [rate_limit=1/m]",
         "tasks.plain",
     ]
     conf = {"task_time_limit": 3600, "task_default_rate_limit": "1/s"}
     assert limits_from(conf, registered) == Limits(
         3600.0,
         (("tasks.index", 21600.0), ("tasks.mail", 600.0)),
-        (("*", 1.0), ("tasks.mail", 30.0), ("tasks.ping", 0.1), ("tasks.slow", 1200.0)),
+        (
+            ("*", 1.0),
+            ("tasks.d [e]", 60.0),
+            ("tasks.mail", 30.0),
+            ("tasks.ping", 0.1),
+            ("tasks.slow", 1200.0),
+        ),
     )
     off = {"worker_disable_rate_limits": True, "task_default_rate_limit": "1/s"}
     assert limits_from(off, registered).rate_limits == ()

@@ -88,6 +88,13 @@ def test_a_stuck_worker_not_mapped_to_one_of_several_containers_is_escalated_onc
     assert [a.kind for a in actions] == [ActionKind.ESCALATE], actions
     assert "not mapped to one of the target's 2 containers" in actions[0].reason
 
+    # Its container known from the shell's mapping of the loads (review of the mend): it alone.
+    def by_load(s: Sample) -> Sample:
+        return replace(s, loads=(replace(s.loads[0], container="worker-1"), *s.loads[1:]))
+
+    actions = [a for step in replay.replay(POLICY, map(by_load, samples)) for a in step.actions]
+    assert [(a.kind, a.containers) for a in actions] == [(ActionKind.RESTART, ("worker-1",))]
+
 
 def test_a_long_task_under_its_limit_is_left_alone_with_one_slot() -> None:
     # Dify through 1.13.2: one slot, indexing a large document for hours; mail waits behind it.

@@ -115,7 +115,8 @@ start_services() {
             --storage-driver="$driver" --data-root "$work/docker-root-$driver" \
             --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
             --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-        wait_engine "$DOCKER_HOST" "$DOCKERD_LOG" && return 0
+        wait_engine "$DOCKER_HOST" "$DOCKERD_LOG" $! && return 0
+        kill -9 $! 2>/dev/null
         stop_pidfile "$work/docker.pid"
         echo "services: dockerd did not start with $driver; trying the next driver" >&2
     done
@@ -145,9 +146,10 @@ start_current_engine() {
 }
 
 wait_engine() {
-    local host=$1 log=$2
+    local host=$1 log=$2 pid=${3:-}
     for _ in $(seq 150); do
         docker -H "$host" version >/dev/null 2>&1 && return 0
+        [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && break  # it exited (a driver refused)
         sleep 0.2
     done
     echo "services: the dockerd of $host did not start:" >&2

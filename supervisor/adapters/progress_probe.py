@@ -281,6 +281,7 @@ class ProgressMonitor:
                         self._answers.pop(host, None),
                         w.limits.task_limits,
                         w.limits.rate_limits,
+                        limits_known=w.limits_known,
                     )
                 )
         return tuple(out)
@@ -628,7 +629,8 @@ class ProgressMonitor:
             # would let a rate-limited worker be taken for idle while it runs).
             limitless = [h for h in hosts if (w := self._workers.get(h)) and not w.limits_known]
         stats = self._ask_quietly(unknown, "stats") if unknown else None
-        conf = self._ask_quietly(limitless, "conf") if limitless else None
+        confless = sorted(set(unknown) | set(limitless))
+        conf = self._ask_quietly(confless, "conf") if confless else None
         # Each task's own time_limit and rate_limit.
         registered = (
             self._ask_quietly(
@@ -678,7 +680,9 @@ def limits_from(conf: Any, registered: Any) -> Limits:
     own: list[tuple[str, float]] = []
     rates: list[tuple[str, float]] = [("*", default_rate)] if default_rate else []
     for line in registered if isinstance(registered, list) else ():
-        name, _, info = str(line).partition(" [")
+        name, _, info = str(line).rpartition(" [")  # a task's name may hold " [" too
+        if not name:  # no info items
+            name, info = str(line), ""
         for item in info.rstrip("]").split():
             key, _, value = item.partition("=")
             if key == "time_limit" and (seconds := _seconds(value)) is not None:

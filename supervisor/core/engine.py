@@ -60,6 +60,7 @@ class EngineState:
     replicas: tuple[tuple[str, RunState], ...] = ()  # each replica's own run (replicas.py)
     orphan: RunState = field(default_factory=RunState)  # a backlog no live worker consumes
     blind: bool = False  # escalated a stuck-looking worker whose progress cannot be seen
+    unmapped: bool = False  # escalated a stuck worker not known to be in one of the containers
     stalls: StallState = field(default_factory=StallState)  # the rules at any depth (stalls.py)
 
 
@@ -122,6 +123,8 @@ def step(
         if chosen is None:
             return _unmapped(policy, state, sample, now, diagnosis=diagnosis, seen=seen_stalls)
         containers = chosen
+    if state.unmapped and not seen_stalls.found:
+        state = replace(state, unmapped=False)  # said again if it comes back
     state, decision = _decide(
         policy, state, sample, now, diagnosis=diagnosis, containers=containers
     )
@@ -140,7 +143,7 @@ def _unmapped(
     """A stuck worker of a target with several containers, none of them known to be its:
     a person decides (once, until it is no longer stuck), nothing is restarted."""
     ruling = Ruling(Gate.BUDGET, "the stuck worker's container is not known")
-    if state.blind:
+    if state.unmapped:
         return state, Decision(diagnosis, ruling, stalls=seen)
     n = max(len(sample.replicas), len(sample.containers or ()))
     reason = (
@@ -148,7 +151,7 @@ def _unmapped(
         "containers: not restarting them all (a healthy replica's running tasks would be lost)"
     )
     action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=diagnosis.depth)
-    return replace(state, blind=True), Decision(diagnosis, ruling, (action,), stalls=seen)
+    return replace(state, unmapped=True), Decision(diagnosis, ruling, (action,), stalls=seen)
 
 
 def _decide(

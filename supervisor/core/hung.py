@@ -61,14 +61,16 @@ def enabled(detect: Detect, load: Load | None = None) -> bool:
 
 
 def limit(name: str, load: Load, detect: Detect) -> tuple[float, str] | None:
-    """The task's limit in seconds and where it comes from; None: it has none."""
-    celery = _celery_limit(name, load)
-    if celery is not None:
-        return celery
+    """The task's limit in seconds and where it comes from; None: it has none. The operator's
+    own override by task name first (a limit chosen for that task), then Celery's own limit
+    where the pool cannot enforce it, then the policy's max_task_runtime."""
     matching = [p for p in detect.task_runtime if fnmatch.fnmatchcase(name, p)]
     if matching:
         pattern = max(matching, key=lambda p: (len(p), p))
         return detect.task_runtime[pattern], f"task_runtime {pattern!r}"
+    celery = _celery_limit(name, load)
+    if celery is not None:
+        return celery
     if detect.max_task_runtime is not None:
         return detect.max_task_runtime, "max_task_runtime"
     return None

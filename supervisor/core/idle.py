@@ -70,6 +70,8 @@ def idle_now(load: Load, sample: Sample) -> bool:
     """Is the worker idle on this sample? (See the module's docstring.)"""
     if load.concurrency is None or load.active is None or load.processed is None:
         return False
+    if not load.limits_known:  # a rate limit it holds messages for may not be known yet
+        return False
     if load.active >= load.concurrency or waiting_for(load, sample) <= 0:
         return False
     answer = load.answer

@@ -54,6 +54,7 @@ def containers(found: tuple[Finding, ...], sample: Sample) -> tuple[str, ...] | 
     worker is not mapped to one of them, so which to restart is not known (restarting them
     all would kill a healthy replica's running tasks)."""
     mapped = {r.worker: r.container for r in sample.replicas}
+    mapped.update({x.worker: x.container for x in sample.loads if x.container is not None})
     several = len(sample.replicas) >= 2 or len(sample.containers or ()) >= 2
     if not several:
         return ()

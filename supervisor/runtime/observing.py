@@ -31,7 +31,7 @@ def enrich(
             replicas=mapped_replicas(item, monitor, queues),
             consumers=monitor.live_consumers(wanted),
             facts=monitor.facts(target_workers(item, monitor)),
-            loads=monitor.loads(target_workers(item, monitor), asks(item)),
+            loads=target_loads(item, monitor),
         )
         seen.update(by_container(progress, seen["loads"]))
     if item.identified:
@@ -77,6 +77,16 @@ def discovered(item: Supervised, monitor: ProgressSource) -> tuple[str, ...] | N
 def target_workers(item: Supervised, monitor: ProgressSource) -> list[str]:
     """Every worker known on the broker that runs in one of the target's containers."""
     return sorted(replicas.match_workers(monitor.consumers(), item.containers))
+
+
+def target_loads(item: Supervised, monitor: ProgressSource) -> tuple[Load, ...]:
+    """The target's live workers, each with the container it runs in (a stuck one is
+    restarted alone, even while its queues are not known yet)."""
+    mapped = replicas.match_workers(monitor.consumers(), item.containers)
+    return tuple(
+        dataclasses.replace(load, container=mapped.get(load.worker))
+        for load in monitor.loads(sorted(mapped), asks(item))
+    )
 
 
 def mapped_replicas(
