@@ -700,21 +700,18 @@ def _seconds(value: Any) -> float | None:
     return seconds if seconds > 0 else None
 
 
-# Celery's rate strings: "N/s", "N/m", "N/h", or a number of tasks a second.
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _interval(value: Any) -> float | None:
-    """Seconds between two starts under Celery's rate limit `value` (None: no limit)."""
+    """Seconds between two starts under Celery's rate limit `value` (None: no limit), read by
+    Celery's own parser ("N/s", "N/m", "N/h", or tasks a second)."""
+    from celery.utils.time import rate
+
     if value is None:
         return None
-    count, _, per = str(value).partition("/")
     try:
-        n = float(count)
-    except ValueError:
+        per_second = float(rate(str(value)))
+    except (KeyError, ValueError):  # not a rate Celery would run with
         return None
-    unit = _PER.get(per.strip() or "s")
-    return unit / n if unit is not None and n > 0 else None
+    return 1.0 / per_second if per_second > 0 else None
 
 
 def facts_from(host: str, stats: Any, conf: Any, t: float) -> WorkerFacts:

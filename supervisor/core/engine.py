@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from supervisor.core import detector, governor, replicas, stalls
 from supervisor.core.detector import Diagnosis, Point, RunState, Verdict
@@ -142,16 +142,36 @@ def _unmapped(
 ) -> tuple[EngineState, Decision]:
     """A stuck worker of a target with several containers, none of them known to be its:
     a person decides (once, until it is no longer stuck), nothing is restarted."""
-    ruling = Ruling(Gate.BUDGET, "the stuck worker's container is not known")
-    if state.unmapped:
-        return state, Decision(diagnosis, ruling, stalls=seen)
     n = max(len(sample.replicas), len(sample.containers or ()))
     reason = (
         f"{diagnosis.reason}; the stuck worker is not mapped to one of the target's {n} "
         "containers: not restarting them all (a healthy replica's running tasks would be lost)"
     )
+    state, decision = _escalate_once(
+        policy, state, now, diagnosis, "the stuck worker's container is not known", reason,
+        flag="unmapped",
+    )  # fmt: skip
+    return state, replace(decision, stalls=seen)
+
+
+def _escalate_once(  # noqa: PLR0917 - the decision's parts
+    policy: Policy,
+    state: EngineState,
+    now: float,
+    diagnosis: Diagnosis,
+    why: str,
+    reason: str,
+    *,
+    flag: Literal["blind", "unmapped"],
+) -> tuple[EngineState, Decision]:
+    """A stuck worker no restart is made for: a person is told once (`flag` set), until it is
+    no longer stuck."""
+    ruling = Ruling(Gate.BUDGET, why)
+    if getattr(state, flag):
+        return state, Decision(diagnosis, ruling)
     action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=diagnosis.depth)
-    return replace(state, unmapped=True), Decision(diagnosis, ruling, (action,), stalls=seen)
+    told = replace(state, blind=True) if flag == "blind" else replace(state, unmapped=True)
+    return told, Decision(diagnosis, ruling, (action,))
 
 
 def _decide(
@@ -190,16 +210,13 @@ def _decide(
     if _blind(policy, sample, containers):
         # when_progress_unknown = "escalate": depth alone cannot tell stuck from busy, and a
         # person decided not to pay a busy worker's in-flight tasks for the difference.
-        ruling = Ruling(Gate.BUDGET, "progress unknown: when_progress_unknown = escalate")
-        if state.blind:
-            return state, Decision(diagnosis, ruling)
         reason = (
             f"{diagnosis.reason}; the worker's progress cannot be seen "
             f"({sample.progress_unknown or 'unknown'}), and when_progress_unknown = escalate: "
             "not restarting a worker that may be busy (a restart would lose its in-flight tasks)"
         )
-        action = Action(ActionKind.ESCALATE, now, policy.name, reason, depth=diagnosis.depth)
-        return replace(state, blind=True), Decision(diagnosis, ruling, (action,))
+        why = "progress unknown: when_progress_unknown = escalate"
+        return _escalate_once(policy, state, now, diagnosis, why, reason, flag="blind")
 
     ruling = governor.rule(state.governor, policy.restart, now)
     if ruling.gate is Gate.ALLOW:
